@@ -1,0 +1,76 @@
+from django.contrib import admin
+
+from catalog.models import Galaxy, GalaxyName, Image, InclinationVote, Job, Release, ReleaseRow, Volunteer
+
+
+class GalaxyNameInline(admin.TabularInline):
+    model = GalaxyName
+    extra = 0
+    fields = ("name",)
+
+
+@admin.register(Galaxy)
+class GalaxyAdmin(admin.ModelAdmin):
+    list_display = ("pgc", "ra", "dec", "vhel", "d25", "b_a", "type", "inc", "inc_flg")
+    list_filter = ("inc_flg", "sdss", "alfa100", "qa_sdss", "qa_wise", "fon", "dst")
+    search_fields = ("=pgc", "names__normalised", "type", "note")
+    readonly_fields = ("healpix", "created", "updated")
+    inlines = [GalaxyNameInline]
+    show_full_result_count = False
+
+
+@admin.register(GalaxyName)
+class GalaxyNameAdmin(admin.ModelAdmin):
+    list_display = ("name", "galaxy", "normalised")
+    search_fields = ("normalised", "name", "=galaxy__pgc")
+    raw_id_fields = ("galaxy",)
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("galaxy", "band", "survey", "format", "width", "height", "orientation", "inverted", "created")
+    list_filter = ("band", "survey", "format", "orientation", "inverted", "is_public")
+    search_fields = ("=galaxy__pgc", "sha256", "original_name")
+    raw_id_fields = ("galaxy", "uploaded_by")
+    readonly_fields = ("sha256", "created")
+
+
+@admin.register(InclinationVote)
+class InclinationVoteAdmin(admin.ModelAdmin):
+    list_display = ("galaxy", "user", "inc", "rejected", "face_on", "kind", "source", "round", "created")
+    list_filter = ("kind", "source", "rejected", "face_on", "not_sure", "round")
+    search_fields = ("=galaxy__pgc", "user__username", "note")
+    raw_id_fields = ("galaxy", "user")
+
+    def has_change_permission(self, request, obj=None):
+        return False  # votes are append-only
+
+
+@admin.register(Volunteer)
+class VolunteerAdmin(admin.ModelAdmin):
+    list_display = ("pseudonym", "user", "imported", "created")
+    list_filter = ("imported",)
+    search_fields = ("pseudonym", "user__username")
+
+
+@admin.register(Release)
+class ReleaseAdmin(admin.ModelAdmin):
+    list_display = ("name", "version", "slug", "status", "is_public", "row_count", "created", "published_at")
+    list_filter = ("status", "is_public")
+    search_fields = ("name", "slug", "description")
+
+
+@admin.register(ReleaseRow)
+class ReleaseRowAdmin(admin.ModelAdmin):
+    list_display = ("release", "galaxy")
+    list_filter = ("release",)
+    search_fields = ("=galaxy__pgc",)
+    raw_id_fields = ("galaxy",)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "status", "done", "total", "queue", "created_by", "created", "finished")
+    list_filter = ("kind", "status", "queue")
+    search_fields = ("kind", "message", "error")
+    readonly_fields = ("created", "started", "finished", "heartbeat")

@@ -1,0 +1,85 @@
+"""Database connection settings: an external PostgreSQL from DATABASE_URL, or the embedded one.
+
+The embedded server is PostgreSQL 16 from the ``pgserver`` wheel, with its data directory under
+``var/pgdata`` in the checkout. It listens on a Unix socket only. Any process that needs the
+database (runserver, qcluster, pytest, a management command) starts it when it is not running;
+``scripts/pg.py stop`` (called by ``make run`` on exit) stops it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+# django-q2's ORM broker polls the database constantly: keep connections (NOTES.md measured
+# 26-33 tasks/s with CONN_MAX_AGE=0 against about 100 with 60 s).
+CONN_MAX_AGE = 60
+
+
+def parse_database_url(url: str) -> dict:
+    """Django DATABASES entry for a ``postgres://user:pass@host:port/name?options`` URL."""
+    parts = urlparse(url)
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ValueError(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    host = query.pop("host", None) or unquote(parts.hostname or "")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": str(parts.port or ""),
+        "OPTIONS": query,
+    }
+
+
+def embedded_server(pgdata: Path):
+    """Start (or attach to) the embedded PostgreSQL server and return its pgserver handle.
+
+    The server is left running when this process exits (cleanup_mode=None) because several
+    processes share it; ``scripts/pg.py stop`` stops it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pgserver
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(pgdata, cleanup_mode=None)
+
+
+def embedded_settings(pgdata: Path, name: str = "galcat") -> dict:
+    """Django DATABASES entry for the embedded server, creating the database on first use."""
+    server = embedded_server(pgdata)
+    info = server.get_postmaster_info()
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{name}";')
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": str(info.socket_dir),
+        "PORT": str(info.port or 5432),
+        "OPTIONS": {},
+    }
+
+
+def database_settings(base_dir: Path) -> dict:
+    """The ``default`` database: DATABASE_URL when set, else the embedded server."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        db = parse_database_url(url)
+    else:
+        pgdata = Path(os.environ.get("GALCAT_PGDATA", base_dir / "var" / "pgdata"))
+        db = embedded_settings(pgdata, os.environ.get("GALCAT_DB_NAME", "galcat"))
+    db["CONN_MAX_AGE"] = CONN_MAX_AGE
+    db["CONN_HEALTH_CHECKS"] = True
+    # JIT planning cost 8-50 ms on the catalog's cheap indexed queries (NOTES.md): turn it off.
+    options = db.setdefault("OPTIONS", {})
+    options.setdefault("options", "-c jit=off")
+    return db

@@ -1,0 +1,191 @@
+"""Settings of the galaxy catalog. Every deployment knob is an environment variable."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import plotly
+
+from config.database import database_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+TESTING = "pytest" in sys.modules or os.environ.get("GALCAT_TESTING") == "1"
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
+DEBUG = env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "catalog",
+    "fitting",
+    "ml",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "catalog.context_processors.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_settings(BASE_DIR)}
+# One test database per test process, so several test runs can share one server.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("GALCAT_TEST_DB", f"test_galcat_{os.getpid()}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+# plotly.js is served from the installed plotly package (no CDN: the site works offline).
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", Path(plotly.__file__).parent / "package_data")]
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = Path(os.environ.get("GALCAT_STATIC_ROOT", BASE_DIR / "var" / "static"))
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("GALCAT_MEDIA_ROOT", BASE_DIR / "var" / "media"))
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "galcat@localhost")
+
+# Uploads: refuse bodies beyond these before they reach the views.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("GALCAT_DATA_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# ---------------------------------------------------------------------------------------------
+# Catalog knobs
+# ---------------------------------------------------------------------------------------------
+# Folder of the shared sample data (EDD table, GIZ votes, SDSS images).
+GALCAT_SAMPLE_DATA = Path(os.environ.get("GALCAT_SAMPLE_DATA", BASE_DIR.parent / "shared" / "data"))
+# Intrinsic edge-on axis ratio of disks for the axis-ratio inclination (0.1-0.3 in practice;
+# Hubble 1926 relation, q0 = 0.2 in Tully & Fisher 1977, 0.3 is a common default).
+GALCAT_Q0 = env_float("GALCAT_Q0", 0.3)
+# Images: largest file and largest decoded size accepted by the importer and uploads.
+GALCAT_IMAGE_MAX_BYTES = env_int("GALCAT_IMAGE_MAX_BYTES", 50 * 1024 * 1024)
+GALCAT_IMAGE_MAX_PIXELS = env_int("GALCAT_IMAGE_MAX_PIXELS", 8192 * 8192)
+GALCAT_UPLOAD_MAX_BYTES = env_int("GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
+# Cone search: largest radius accepted by the IVOA cone search (deg).
+GALCAT_SCS_MAX_SR = env_float("GALCAT_SCS_MAX_SR", 10.0)
+# Panels shown on the galaxy page; each template gets `galaxy` in its context.
+GALCAT_GALAXY_PANELS = [
+    p for p in os.environ.get("GALCAT_GALAXY_PANELS", "catalog/panels/votes.html,ml/panel.html,fitting/panel.html").split(",") if p
+]
+GALCAT_SITE_NAME = os.environ.get("GALCAT_SITE_NAME", "Galaxy Catalog")
+
+# ---------------------------------------------------------------------------------------------
+# django-q2 on the ORM broker (see NOTES.md for the measured effect of each setting)
+# ---------------------------------------------------------------------------------------------
+Q_CLUSTER = {
+    "name": os.environ.get("GALCAT_Q_NAME", "cpu"),
+    "orm": "default",
+    "workers": env_int("GALCAT_Q_WORKERS", 2),
+    "timeout": env_int("GALCAT_Q_TIMEOUT", 1800),
+    "retry": env_int("GALCAT_Q_RETRY", 2100),  # must exceed timeout, or tasks run twice
+    "max_attempts": env_int("GALCAT_Q_MAX_ATTEMPTS", 3),
+    "save_limit": 0,  # keep results; a scheduled task prunes old ones (save_limit > 0 locks the queue)
+    "queue_limit": 50,
+    "bulk": 1,
+    "catch_up": False,
+    "ack_failures": True,
+    "poll": 0.5,
+    "label": "Task queue",
+}
+if os.environ.get("GALCAT_REDIS_URL"):
+    Q_CLUSTER["redis"] = os.environ["GALCAT_REDIS_URL"]
+    Q_CLUSTER.pop("orm")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("GALCAT_LOG_LEVEL", "WARNING")},
+    "loggers": {"galcat": {"level": "INFO"}},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Galaxy Catalog API",
+    "DESCRIPTION": "Galaxies, images, inclination votes, CNN predictions and profile fits.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FittingConfig(AppConfig):
+    name = "fitting"
+    verbose_name = "Profile fitting"

@@ -1,0 +1,58 @@
+"""Start, stop or describe the embedded PostgreSQL server (data in var/pgdata).
+
+python scripts/pg.py start|stop|status
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PGDATA = Path(os.environ.get("GALCAT_PGDATA", BASE_DIR / "var" / "pgdata"))
+
+
+def _postmaster():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import PostmasterInfo
+    info = PostmasterInfo.read_from_pgdata(PGDATA) if PGDATA.exists() else None
+    return info if info is not None and info.is_running() else None
+
+
+def start() -> None:
+    sys.path.insert(0, str(BASE_DIR))
+    from config.database import embedded_server
+
+    server = embedded_server(PGDATA)
+    print(f"PostgreSQL running: pid {server.get_pid()}, socket {server.get_postmaster_info().socket_dir}")
+
+
+def stop() -> None:
+    info = _postmaster()
+    if info is None:
+        print("PostgreSQL is not running")
+        return
+    from pgserver._commands import pg_ctl
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user)
+    except Exception as exc:  # fall back to a signal: SIGINT is PostgreSQL's fast shutdown
+        import signal
+
+        print(f"pg_ctl stop failed ({exc}); sending SIGINT to {info.pid}")
+        os.kill(info.pid, signal.SIGINT)
+    print("PostgreSQL stopped")
+
+
+def status() -> None:
+    info = _postmaster()
+    print(f"PostgreSQL running: pid {info.pid}" if info else "PostgreSQL is not running")
+
+
+if __name__ == "__main__":
+    action = sys.argv[1] if len(sys.argv) > 1 else "status"
+    {"start": start, "stop": stop, "status": status}[action]()
