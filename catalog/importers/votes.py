@@ -32,7 +32,7 @@ KINDS = {
 }
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
 BATCH = 2000
-VOLUNTEER_GROUP = "volunteer"
+from catalog.roles import VOLUNTEER as VOLUNTEER_GROUP  # noqa: E402
 
 
 def _parse_time(text: str) -> datetime | None:
