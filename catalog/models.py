@@ -460,3 +460,196 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+
+# ---------------------------------------------------------------------------------------------
+# Galaxy Inclination Zoo: standards, calibration galaxies, voting rounds, consensus
+# ---------------------------------------------------------------------------------------------
+class ReferenceFlag(models.TextChoices):
+    ACCEPTED = "A", "accepted"
+    FACE_ON = "F", "face-on"
+    REJECTED = "J", "rejected"
+
+
+class Standard(models.Model):
+    """A standard of the voting page: an image of known inclination the target is placed among.
+
+    Real standards are catalog galaxies with an image (giz_standards.csv); rendered standards are
+    thick inclined disks drawn by the project's own code, used when no real standard has an image.
+    """
+
+    galaxy = models.ForeignKey(
+        Galaxy,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="standards",
+        verbose_name="galaxy",
+        help_text="The standard galaxy; empty for a rendered standard",
+    )
+    inc = models.FloatField(null=True, blank=True, verbose_name="inc", help_text="Known inclination, null unless accepted [deg]")
+    flag = models.CharField(
+        max_length=1,
+        choices=ReferenceFlag.choices,
+        default=ReferenceFlag.ACCEPTED,
+        verbose_name="flag",
+        help_text="A accepted, F face-on, J rejected",
+    )
+    image = models.ForeignKey(
+        Image,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name="image",
+        help_text="Catalog image shown for a real standard",
+    )
+    file = models.FileField(
+        upload_to="standards/", max_length=255, blank=True, default="", verbose_name="file", help_text="PNG of a rendered standard"
+    )
+    rendered = models.BooleanField(default=False, verbose_name="rendered", help_text="Drawn by the project's disk renderer, not observed")
+    variant = models.PositiveSmallIntegerField(default=0, verbose_name="variant", help_text="Rendering variant (seed) of a rendered standard")
+    source = models.CharField(max_length=80, blank=True, default="", verbose_name="source", help_text="Where the standard came from")
+    created = models.DateTimeField(auto_now_add=True, verbose_name="created", help_text="When the row was stored [UTC]")
+
+    class Meta:
+        ordering = ["inc", "pk"]
+        indexes = [models.Index(fields=["rendered", "inc"])]
+        constraints = [
+            models.UniqueConstraint(fields=["galaxy"], condition=models.Q(galaxy__isnull=False), name="standard_galaxy_once"),
+            models.CheckConstraint(
+                name="standard_inc_range",
+                condition=models.Q(inc__isnull=True) | models.Q(inc__gte=0, inc__lte=90),
+                violation_error_message="inclination must be within [0, 90] deg",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        what = f"PGC {self.galaxy_id}" if self.galaxy_id else f"rendered v{self.variant}"
+        return f"standard {what} at {self.inc} deg"
+
+    @property
+    def url(self) -> str:
+        if self.image_id:
+            return self.image.file.url
+        return self.file.url if self.file else ""
+
+
+class CalibrationGalaxy(models.Model):
+    """A galaxy of known inclination that volunteers measure; calibrates each volunteer."""
+
+    galaxy = models.OneToOneField(
+        Galaxy, on_delete=models.CASCADE, related_name="calibration", verbose_name="galaxy", help_text="The calibration galaxy"
+    )
+    inc = models.FloatField(null=True, blank=True, verbose_name="inc", help_text="Known inclination, null unless accepted [deg]")
+    flag = models.CharField(
+        max_length=1, choices=ReferenceFlag.choices, verbose_name="flag", help_text="Known flag: A accepted, F face-on, J rejected"
+    )
+    source = models.CharField(max_length=80, blank=True, default="", verbose_name="source", help_text="Where the known value came from")
+
+    class Meta:
+        ordering = ["galaxy_id"]
+        verbose_name_plural = "calibration galaxies"
+        constraints = [
+            models.CheckConstraint(
+                name="calibration_inc_range",
+                condition=models.Q(inc__isnull=True) | models.Q(inc__gte=0, inc__lte=90),
+                violation_error_message="inclination must be within [0, 90] deg",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"calibration PGC {self.galaxy_id}: {self.inc} ({self.flag})"
+
+
+class VoteRound(models.Model):
+    """A voting round a curator opened for a galaxy; volunteers may vote once more in it."""
+
+    galaxy = models.ForeignKey(Galaxy, on_delete=models.CASCADE, related_name="vote_rounds", verbose_name="galaxy", help_text="The galaxy")
+    round = models.PositiveSmallIntegerField(verbose_name="round", help_text="Number of the round (the first round, 0, needs no row)")
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name="opened by",
+        help_text="The curator who opened it",
+    )
+    reason = models.CharField(max_length=300, blank=True, default="", verbose_name="reason", help_text="Why the galaxy is voted again")
+    created = models.DateTimeField(auto_now_add=True, verbose_name="created", help_text="When the round was opened [UTC]")
+
+    class Meta:
+        ordering = ["galaxy_id", "round"]
+        constraints = [models.UniqueConstraint(fields=["galaxy", "round"], name="vote_round_unique")]
+
+    def __str__(self) -> str:
+        return f"PGC {self.galaxy_id} round {self.round}"
+
+
+class ConsensusInclination(models.Model):
+    """The volunteers' consensus inclination of a galaxy by one method; recomputed, never edited."""
+
+    galaxy = models.ForeignKey(
+        Galaxy, on_delete=models.CASCADE, related_name="consensus", verbose_name="galaxy", help_text="The galaxy"
+    )
+    inc = models.FloatField(null=True, blank=True, verbose_name="inc", help_text="Consensus inclination, null unless accepted [deg]")
+    inc_e = models.FloatField(null=True, blank=True, verbose_name="inc_e", help_text="1-sigma error of the consensus inclination [deg]")
+    inc_n = models.PositiveIntegerField(default=0, verbose_name="inc_n", help_text="Number of volunteers whose votes were used")
+    flag = models.CharField(
+        max_length=1, choices=ReferenceFlag.choices, verbose_name="flag", help_text="A accepted, F face-on, J rejected"
+    )
+    method = models.CharField(max_length=60, verbose_name="method", help_text="Name of the consensus method")
+    version = models.CharField(max_length=20, verbose_name="version", help_text="Version of the consensus method")
+    overridden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name="overridden by",
+        help_text="Curator whose override set this value, if any",
+    )
+    computed = models.DateTimeField(default=timezone.now, verbose_name="computed", help_text="When the value was computed [UTC]")
+
+    class Meta:
+        ordering = ["galaxy_id"]
+        constraints = [models.UniqueConstraint(fields=["galaxy", "method"], name="consensus_once_per_method")]
+
+    def __str__(self) -> str:
+        return f"PGC {self.galaxy_id}: {self.inc} +- {self.inc_e} ({self.flag}, {self.method} {self.version})"
+
+
+class ConsensusOverride(models.Model):
+    """A curator's decision on a galaxy's inclination or flag; the latest one always wins."""
+
+    galaxy = models.ForeignKey(
+        Galaxy, on_delete=models.CASCADE, related_name="consensus_overrides", verbose_name="galaxy", help_text="The galaxy"
+    )
+    curator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name="curator", help_text="Who decided"
+    )
+    inc = models.FloatField(null=True, blank=True, verbose_name="inc", help_text="Inclination set by the curator [deg]")
+    inc_e = models.FloatField(null=True, blank=True, verbose_name="inc_e", help_text="Error set by the curator [deg]")
+    flag = models.CharField(
+        max_length=1, choices=ReferenceFlag.choices, verbose_name="flag", help_text="A accepted, F face-on, J rejected"
+    )
+    reason = models.CharField(max_length=300, blank=True, default="", verbose_name="reason", help_text="Why")
+    created = models.DateTimeField(default=timezone.now, verbose_name="created", help_text="When the decision was made [UTC]")
+
+    class Meta:
+        ordering = ["galaxy_id", "-created"]
+        constraints = [
+            models.CheckConstraint(
+                name="override_inc_range",
+                condition=models.Q(inc__isnull=True) | models.Q(inc__gte=0, inc__lte=90),
+                violation_error_message="inclination must be within [0, 90] deg",
+            ),
+            models.CheckConstraint(
+                name="override_accepted_has_inc",
+                condition=~models.Q(flag="A") | models.Q(inc__isnull=False),
+                violation_error_message="an accepted override needs an inclination",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"override PGC {self.galaxy_id}: {self.inc} ({self.flag}) by {self.curator}"
