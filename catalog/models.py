@@ -508,7 +508,9 @@ class Standard(models.Model):
         upload_to="standards/", max_length=255, blank=True, default="", verbose_name="file", help_text="PNG of a rendered standard"
     )
     rendered = models.BooleanField(default=False, verbose_name="rendered", help_text="Drawn by the project's disk renderer, not observed")
-    variant = models.PositiveSmallIntegerField(default=0, verbose_name="variant", help_text="Rendering variant (seed) of a rendered standard")
+    variant = models.PositiveSmallIntegerField(
+        default=0, verbose_name="variant", help_text="Rendering variant (seed) of a rendered standard"
+    )
     source = models.CharField(max_length=80, blank=True, default="", verbose_name="source", help_text="Where the standard came from")
     created = models.DateTimeField(auto_now_add=True, verbose_name="created", help_text="When the row was stored [UTC]")
 
@@ -589,15 +591,11 @@ class VoteRound(models.Model):
 class ConsensusInclination(models.Model):
     """The volunteers' consensus inclination of a galaxy by one method; recomputed, never edited."""
 
-    galaxy = models.ForeignKey(
-        Galaxy, on_delete=models.CASCADE, related_name="consensus", verbose_name="galaxy", help_text="The galaxy"
-    )
+    galaxy = models.ForeignKey(Galaxy, on_delete=models.CASCADE, related_name="consensus", verbose_name="galaxy", help_text="The galaxy")
     inc = models.FloatField(null=True, blank=True, verbose_name="inc", help_text="Consensus inclination, null unless accepted [deg]")
     inc_e = models.FloatField(null=True, blank=True, verbose_name="inc_e", help_text="1-sigma error of the consensus inclination [deg]")
     inc_n = models.PositiveIntegerField(default=0, verbose_name="inc_n", help_text="Number of volunteers whose votes were used")
-    flag = models.CharField(
-        max_length=1, choices=ReferenceFlag.choices, verbose_name="flag", help_text="A accepted, F face-on, J rejected"
-    )
+    flag = models.CharField(max_length=1, choices=ReferenceFlag.choices, verbose_name="flag", help_text="A accepted, F face-on, J rejected")
     method = models.CharField(max_length=60, verbose_name="method", help_text="Name of the consensus method")
     version = models.CharField(max_length=20, verbose_name="version", help_text="Version of the consensus method")
     overridden_by = models.ForeignKey(
@@ -630,9 +628,7 @@ class ConsensusOverride(models.Model):
     )
     inc = models.FloatField(null=True, blank=True, verbose_name="inc", help_text="Inclination set by the curator [deg]")
     inc_e = models.FloatField(null=True, blank=True, verbose_name="inc_e", help_text="Error set by the curator [deg]")
-    flag = models.CharField(
-        max_length=1, choices=ReferenceFlag.choices, verbose_name="flag", help_text="A accepted, F face-on, J rejected"
-    )
+    flag = models.CharField(max_length=1, choices=ReferenceFlag.choices, verbose_name="flag", help_text="A accepted, F face-on, J rejected")
     reason = models.CharField(max_length=300, blank=True, default="", verbose_name="reason", help_text="Why")
     created = models.DateTimeField(default=timezone.now, verbose_name="created", help_text="When the decision was made [UTC]")
 
