@@ -109,6 +109,7 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", Path(plotly.__file__).parent / "package_data")]
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = Path(os.environ.get("GALCAT_STATIC_ROOT", BASE_DIR / "var" / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves collected files from here
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("GALCAT_MEDIA_ROOT", BASE_DIR / "var" / "media"))
 

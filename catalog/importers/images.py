@@ -79,6 +79,9 @@ def decode_image(data: bytes, name: str = "", *, max_pixels: int | None = None) 
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
+        for magic, kind in ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF")):
+            if data.startswith(magic):
+                raise ImageDecodeError(f"broken or truncated image: {kind} signature but unreadable content") from None
         raise ImageDecodeError("not an image (PNG, JPEG, GIF or FITS expected)") from None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"image too large: {exc}") from None
@@ -295,7 +298,7 @@ def import_images(
             data = spec.path.read_bytes()
             decoded.append((spec, data, decode_image(data, spec.path.name)))
         except (ImageDecodeError, OSError) as exc:
-            report.add(None, spec.path.name, str(exc))
+            report.add(None, None, f"{spec.path.name}: {exc}")
         if progress:
             progress(i + 1, total * 2)
     if report.problems and not partial:

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from catalog.importers.report import ImportReport, ImportValidationError
 from catalog.models import GIZ_FLAGS, Galaxy, InclinationVote, Volunteer
+from catalog.roles import VOLUNTEER as VOLUNTEER_GROUP
 from catalog.signals import votes_added
 
 REQUIRED = ("id", "pgc", "inc", "flag", "user")
@@ -32,7 +33,6 @@ KINDS = {
 }
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
 BATCH = 2000
-from catalog.roles import VOLUNTEER as VOLUNTEER_GROUP  # noqa: E402
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -1,0 +1,350 @@
+"""Serializers of the API. Galaxy fields come from the column registry (catalog.columns), so
+every column's description and unit reach the OpenAPI schema from the one place they live."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.authtoken.models import Token
+
+from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, DERIVED, Column
+from catalog.models import GIZ_FLAGS, Image, InclinationVote, Job, Release, ReleaseRow
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A float that answers null for NaN and infinities (JSON has no such numbers)."""
+
+    def to_representation(self, value: Any) -> float | None:
+        if value is None:
+            return None
+        value = float(value)
+        return value if math.isfinite(value) else None
+
+
+def column_field(col: Column) -> serializers.Field:
+    """The serializer field of a registry column: description and unit from the registry."""
+    common = {"required": False, "allow_null": True, "help_text": col.help_text, "label": col.name}
+    if col.kind == "float":
+        return FiniteFloatField(**common)
+    if col.kind == "int":
+        return serializers.IntegerField(**common)
+    if col.kind in ("bool", "flag"):
+        return serializers.BooleanField(**common)
+    return serializers.CharField(**{**common, "allow_blank": True})
+
+
+def _galaxy_fields() -> dict[str, serializers.Field]:
+    fields: dict[str, serializers.Field] = {c.name: column_field(c) for c in COLUMNS}
+    fields["distance"] = FiniteFloatField(
+        required=False,
+        allow_null=True,
+        help_text="Angular distance from the cone centre, in cone searches only [deg]",
+    )
+    fields["url"] = serializers.SerializerMethodField(help_text="Address of the galaxy in the API")
+    return fields
+
+
+GALAXY_COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+SELECTABLE_FIELDS = (*GALAXY_COLUMN_NAMES, "distance", "url")
+
+
+class _GalaxyBase(serializers.Serializer):
+    """A galaxy as a flat row of registry columns (read-only)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        wanted = self.context.get("fields")
+        if wanted is not None:
+            for name in list(self.fields):
+                if name not in wanted:
+                    self.fields.pop(name)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, galaxy) -> str:
+        request = self.context.get("request")
+        path = f"/api/v1/galaxies/{galaxy.pgc}/"
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+GalaxySerializer = type("GalaxySerializer", (_GalaxyBase,), {"__module__": __name__, **_galaxy_fields()})
+GalaxySerializer.__doc__ = "A galaxy: the columns chosen with ?fields= (by default " + ", ".join(DEFAULT_LIST_COLUMNS) + ")."
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    """An image of a galaxy in one band."""
+
+    pgc = serializers.IntegerField(source="galaxy_id", read_only=True, help_text="PGC number of the galaxy shown")
+    url = serializers.SerializerMethodField(help_text="Address of the image file")
+
+    class Meta:
+        model = Image
+        fields = (
+            "id",
+            "pgc",
+            "survey",
+            "band",
+            "format",
+            "width",
+            "height",
+            "channels",
+            "pixel_scale",
+            "orientation",
+            "inverted",
+            "wcs",
+            "sha256",
+            "original_name",
+            "is_public",
+            "created",
+            "url",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, image: Image) -> str:
+        url = image.file.url if image.file else ""
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None and url else url
+
+
+class ImageUploadSerializer(serializers.Serializer):
+    """A multipart upload of one image file (PNG, JPEG, GIF or FITS)."""
+
+    pgc = serializers.IntegerField(min_value=1, help_text="PGC number of the galaxy shown (must be in the catalog)")
+    band = serializers.ChoiceField(choices=Image.Band.choices, help_text="Photometric band, or gri for a colour composite")
+    file = serializers.FileField(help_text="The image file: PNG, JPEG, GIF or FITS")
+    survey = serializers.CharField(max_length=40, default="SDSS", help_text="Survey the pixels come from")
+    pixel_scale = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.0001, max_value=3600, help_text="Angular size of a pixel [arcsec/pixel]"
+    )
+    orientation = serializers.ChoiceField(
+        choices=Image.Orientation.choices, default=Image.Orientation.UNKNOWN, help_text="How the image is oriented on the sky"
+    )
+    inverted = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="Galaxy dark on a light background (guessed from the pixels when omitted)"
+    )
+    is_public = serializers.BooleanField(default=True, help_text="Visible to everyone (otherwise to members only)")
+
+
+class GalaxyDetailSerializer(GalaxySerializer):
+    """A galaxy with every column, its aliases, images, consensus inclination, CNN predictions
+    and profile fits (the last three from the apps that make them, when they exist)."""
+
+    healpix = serializers.IntegerField(read_only=True, allow_null=True, help_text=DERIVED[0].help_text)
+    created = serializers.DateTimeField(read_only=True, help_text="When the row was created [UTC]")
+    updated = serializers.DateTimeField(read_only=True, help_text="When the row last changed [UTC]")
+    aliases = serializers.SerializerMethodField(help_text="Other names of the galaxy (NGC 4565, UGC 7772, ...)")
+    images = serializers.SerializerMethodField(help_text="Images of the galaxy visible to the caller")
+    vote_count = serializers.IntegerField(read_only=True, default=0, help_text="Number of volunteer inclination votes")
+    consensus = serializers.SerializerMethodField(
+        help_text="Consensus inclination from volunteer votes (inc [deg], inc_e [deg], inc_n, flag A/F/J, method); null until computed"
+    )
+    predictions = serializers.SerializerMethodField(help_text="CNN inclination predictions of the galaxy and its images (inc in [deg])")
+    fits = serializers.SerializerMethodField(help_text="Profile fits of the galaxy's images (Re in [arcsec] or [pixel] as stated)")
+
+    def _extras(self, galaxy) -> dict[str, Any]:
+        cache = self.context.setdefault("_extras", {})
+        if galaxy.pk not in cache:
+            merged: dict[str, Any] = {}
+            for fn in galaxy_extra_providers():
+                merged.update(fn(galaxy, self.context.get("request")) or {})
+            cache[galaxy.pk] = merged
+        return cache[galaxy.pk]
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_aliases(self, galaxy) -> list[str]:
+        return [n.name for n in galaxy.names.all()]
+
+    @extend_schema_field(ImageSerializer(many=True))
+    def get_images(self, galaxy) -> list[dict]:
+        images = getattr(galaxy, "visible_images", None)
+        if images is None:
+            images = list(galaxy.images.filter(is_public=True))
+        return ImageSerializer(images, many=True, context=self.context).data
+
+    @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": True})
+    def get_consensus(self, galaxy) -> dict | None:
+        return self._extras(galaxy).get("consensus")
+
+    @extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": True}})
+    def get_predictions(self, galaxy) -> list:
+        return self._extras(galaxy).get("predictions", [])
+
+    @extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": True}})
+    def get_fits(self, galaxy) -> list:
+        return self._extras(galaxy).get("fits", [])
+
+
+_PROVIDERS: dict[tuple[str, ...], list] = {}
+
+
+def galaxy_extra_providers() -> list:
+    """The callables of settings.GALCAT_GALAXY_API_EXTRAS (dotted paths), loaded once.
+
+    Each is called as fn(galaxy, request) and returns a dict merged into the galaxy detail
+    (keys consensus, predictions, fits): apps that catalog must not import contribute this way.
+    """
+    paths = tuple(getattr(settings, "GALCAT_GALAXY_API_EXTRAS", ()))
+    if paths not in _PROVIDERS:
+        _PROVIDERS[paths] = [import_string(p) for p in paths]
+    return _PROVIDERS[paths]
+
+
+class VoteSerializer(serializers.ModelSerializer):
+    """An inclination vote (read)."""
+
+    pgc = serializers.IntegerField(source="galaxy_id", read_only=True, help_text="PGC number of the galaxy measured")
+    volunteer = serializers.CharField(source="user.username", read_only=True, help_text="User name of the volunteer")
+
+    class Meta:
+        model = InclinationVote
+        fields = (
+            "id",
+            "pgc",
+            "volunteer",
+            "inc",
+            "rejected",
+            "std1",
+            "std2",
+            *GIZ_FLAGS,
+            "note",
+            "kind",
+            "source",
+            "round",
+            "checkout_time",
+            "checkin_time",
+            "created",
+        )
+        read_only_fields = fields
+
+
+class VoteCreateSerializer(serializers.Serializer):
+    """A new inclination vote of the signed-in volunteer."""
+
+    pgc = serializers.IntegerField(min_value=1, help_text="PGC number of the galaxy measured")
+    inc = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=90, help_text="Measured inclination; omit or null when rejected or face-on [deg]"
+    )
+    rejected = serializers.BooleanField(default=False, help_text="The volunteer rejects or flags the galaxy")
+    std1 = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="PGC of the standard on one side of the target")
+    std2 = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="PGC of the standard on the other side")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000, help_text="Free-text note")
+    client_token = serializers.CharField(
+        required=False, allow_null=True, max_length=64, help_text="One-time token of the client form; a replay is refused"
+    )
+    checkout_time = serializers.DateTimeField(required=False, allow_null=True, help_text="When the target was shown [UTC]")
+
+
+for _flag in GIZ_FLAGS:
+    _model_field = InclinationVote._meta.get_field(_flag)
+    VoteCreateSerializer._declared_fields[_flag] = serializers.BooleanField(default=False, help_text=_model_field.help_text)
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    """A named, versioned catalog table."""
+
+    url = serializers.SerializerMethodField(help_text="Address of the release in the API")
+    rows_url = serializers.SerializerMethodField(help_text="Address of the release's rows in the API")
+
+    class Meta:
+        model = Release
+        fields = (
+            "slug",
+            "name",
+            "version",
+            "description",
+            "citation",
+            "query",
+            "columns",
+            "status",
+            "is_public",
+            "row_count",
+            "created",
+            "published_at",
+            "url",
+            "rows_url",
+        )
+        read_only_fields = fields
+
+    def _abs(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, release: Release) -> str:
+        return self._abs(f"/api/v1/releases/{release.slug}/")
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_rows_url(self, release: Release) -> str:
+        return self._abs(f"/api/v1/releases/{release.slug}/rows/")
+
+
+class ReleaseRowSerializer(serializers.ModelSerializer):
+    """One frozen row of a release."""
+
+    pgc = serializers.IntegerField(source="galaxy_id", read_only=True, help_text="PGC number of the galaxy")
+    ra = FiniteFloatField(read_only=True, allow_null=True, help_text="Right ascension at freezing time [deg]")
+    dec = FiniteFloatField(read_only=True, allow_null=True, help_text="Declination at freezing time [deg]")
+
+    class Meta:
+        model = ReleaseRow
+        fields = ("pgc", "ra", "dec", "values")
+        read_only_fields = fields
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A long operation and its progress."""
+
+    owner = serializers.CharField(source="created_by.username", read_only=True, allow_null=True, default=None, help_text="Who started the job")
+    fraction = serializers.FloatField(read_only=True, allow_null=True, help_text="done / total, null while the total is unknown")
+
+    class Meta:
+        model = Job
+        fields = (
+            "id",
+            "kind",
+            "params",
+            "status",
+            "queue",
+            "done",
+            "total",
+            "fraction",
+            "message",
+            "error",
+            "log_tail",
+            "result",
+            "attempts",
+            "cancel_requested",
+            "owner",
+            "created",
+            "started",
+            "finished",
+            "heartbeat",
+        )
+        read_only_fields = fields
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    """The API token of the signed-in user: send it as 'Authorization: Token <key>'."""
+
+    key = serializers.CharField(read_only=True, help_text="The token; send it in the header 'Authorization: Token <key>'")
+    created = serializers.DateTimeField(read_only=True, help_text="When the token was issued [UTC]")
+    username = serializers.CharField(source="user.username", read_only=True, help_text="The user the token authenticates")
+
+    class Meta:
+        model = Token
+        fields = ("key", "created", "username")
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    """Credentials for a new token when not already signed in (scripts)."""
+
+    username = serializers.CharField(required=False, help_text="User name (omit when signed in or sending a token)")
+    password = serializers.CharField(
+        required=False, style={"input_type": "password"}, trim_whitespace=False, help_text="Password (omit when signed in)"
+    )

@@ -1,0 +1,155 @@
+"""Cone search on the HEALPix index: one function for pages, API, exports, cross-match and SCS.
+
+A cone becomes a few ranges of the depth-29 nested HEALPix index (Gorski et al. 2005, ApJ 622,
+759): cdshealpix covers the cone with cells at depth about log2(58.6 deg / r) + 2 (cells a
+quarter of the radius or so), each cell is the range of its depth-29 descendants, and adjacent
+ranges are merged. PostgreSQL answers the OR of BETWEENs with a bitmap OR of B-tree index scans;
+the exact great-circle distance (haversine formula, well conditioned at small angles) then keeps
+only what lies inside the cone. Cells, not RA/Dec boxes, so the poles and RA 0/360 need no
+special case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import FloatField, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from catalog.sky import HEALPIX_DEPTH, check_position
+
+# Mean size of a depth-0 HEALPix cell, sqrt(4 pi / 12) rad = 58.6 deg (Gorski et al. 2005).
+DEPTH0_CELL_DEG = math.degrees(math.sqrt(4 * math.pi / 12))
+MIN_RADIUS_DEG = 1.0 / 3600 / 1000  # 1 milliarcsec: below the index resolution nothing is gained
+MAX_RADIUS_DEG = 90.0
+# Above this many ranges the cover is coarsened one depth: the planner's cost grows with ranges.
+MAX_RANGES = 24
+
+
+class ConeError(ValueError):
+    """A cone that cannot be searched (bad centre or radius)."""
+
+
+def cover_depth(radius_deg: float) -> int:
+    """Depth of the covering cells for a cone of `radius_deg`: log2(58.6 deg / r) + 2, in [0, 29]."""
+    return int(min(HEALPIX_DEPTH, max(0, math.floor(math.log2(DEPTH0_CELL_DEG / radius_deg) + 2))))
+
+
+def check_cone(ra: float, dec: float, radius_deg: float) -> tuple[float, float, float]:
+    """(ra, dec, radius) as floats, or ConeError saying what is wrong."""
+    try:
+        ra, dec = check_position(ra, dec)
+    except ValueError as exc:
+        raise ConeError(str(exc)) from None
+    try:
+        r = float(radius_deg)
+    except (TypeError, ValueError):
+        raise ConeError(f"radius {radius_deg!r} is not a number") from None
+    if not math.isfinite(r) or r <= 0:
+        raise ConeError(f"radius {radius_deg} deg must be a positive number")
+    if r > MAX_RADIUS_DEG:
+        raise ConeError(f"radius {r} deg is larger than the largest cone searched ({MAX_RADIUS_DEG:g} deg)")
+    return ra, dec, max(r, MIN_RADIUS_DEG)
+
+
+def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int]]:
+    """Merged half-open ranges [lo, hi) of depth-29 nested HEALPix indices covering the cone."""
+    import astropy.units as u
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix.nested import cone_search
+
+    ra, dec, r = check_cone(ra, dec, radius_deg)
+    depth = cover_depth(r)
+    # Slightly enlarge the cone so float rounding at the edge can never drop a member.
+    pad = r * 1e-9 + 1e-9
+    while True:
+        ipix, depths, _ = cone_search(Longitude(ra * u.deg), Latitude(dec * u.deg), (r + pad) * u.deg, depth, depth_delta=2, flat=False)
+        shift = 2 * (HEALPIX_DEPTH - depths.astype(np.int64))
+        lo = ipix.astype(np.int64) << shift
+        hi = (ipix.astype(np.int64) + 1) << shift
+        order = np.argsort(lo)
+        merged: list[tuple[int, int]] = []
+        for a, b in zip(lo[order].tolist(), hi[order].tolist(), strict=True):
+            if merged and a <= merged[-1][1]:
+                if b > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        if len(merged) <= MAX_RANGES or depth == 0:
+            return merged
+        depth -= 1
+
+
+def _distance_sql(ra: float, dec: float, table: str = "") -> tuple[str, list[float]]:
+    """SQL of the great-circle distance [deg] from (ra, dec) to a row's position (haversine)."""
+    p = f'"{table}".' if table else ""
+    sql = (
+        f"degrees(2 * asin(least(1.0, sqrt("
+        f"power(sin(radians({p}\"dec\" - %s) / 2), 2) + "
+        f"cos(radians({p}\"dec\")) * %s * power(sin(radians({p}\"ra\" - %s) / 2), 2)))))"
+    )
+    return sql, [dec, math.cos(math.radians(dec)), ra]
+
+
+def ranges_q(ranges: Sequence[tuple[int, int]], field: str = "healpix") -> Q:
+    """OR of BETWEENs over the index column (inclusive upper bound hi - 1)."""
+    q = Q()
+    for lo, hi in ranges:
+        q |= Q(**{f"{field}__range": (lo, hi - 1)})
+    return q
+
+
+def galaxies_in_cone(ra: float, dec: float, radius_deg: float, queryset: QuerySet | None = None) -> QuerySet:
+    """Galaxies within `radius_deg` of (ra, dec), annotated with `distance_deg`, nearest first.
+
+    `queryset` narrows the candidates (any Galaxy queryset, or another model with ra, dec and
+    healpix columns such as ReleaseRow); galaxies without a position never match.
+    Raises ConeError for a bad centre or radius.
+    """
+    if queryset is None:
+        from catalog.models import Galaxy
+
+        queryset = Galaxy.objects.all()
+    ra, dec, r = check_cone(ra, dec, radius_deg)
+    ranges = cone_ranges(ra, dec, r)
+    table = queryset.model._meta.db_table
+    sql, params = _distance_sql(ra, dec, table)
+    return (
+        queryset.filter(ranges_q(ranges))
+        .annotate(distance_deg=RawSQL(sql, params, output_field=FloatField()))
+        .filter(distance_deg__lte=r)
+        .order_by("distance_deg", "pk")
+    )
+
+
+@dataclass(frozen=True)
+class Match:
+    """The nearest galaxy within the radius of one input position (galaxy None when none)."""
+
+    index: int
+    ra: float
+    dec: float
+    galaxy: object | None
+    distance_deg: float | None
+
+
+def crossmatch(positions: Iterable[tuple[float, float]], radius_deg: float, queryset: QuerySet | None = None) -> list[Match]:
+    """Nearest galaxy within `radius_deg` of each (ra, dec) position, in input order.
+
+    Each position is one `galaxies_in_cone` query (an index range scan), so a cross-match of
+    n positions costs n cheap queries. Raises ConeError naming the first bad position.
+    """
+    checked = []
+    for i, (ra, dec) in enumerate(positions):
+        try:
+            checked.append(check_cone(ra, dec, radius_deg))
+        except ConeError as exc:
+            raise ConeError(f"position {i + 1}: {exc}") from None
+    out = []
+    for i, (ra, dec, r) in enumerate(checked):
+        best = galaxies_in_cone(ra, dec, r, queryset).first()
+        out.append(Match(i, ra, dec, best, getattr(best, "distance_deg", None)))
+    return out

@@ -1,0 +1,207 @@
+"""The one FilterSet of galaxies: the browse page, the downloads and the REST API all use it,
+so a filter means the same thing everywhere.
+
+Ranges are `<col>_min` / `<col>_max` (inclusive, in the registry's units); `q` takes what the
+search box takes (a name or a position with a radius); `ra`, `dec`, `radius` (deg) give a cone
+directly; `ordering` sorts by any registry column (`-col` descending, `distance` for cones).
+Galaxies without a position are left out unless `include_unlocated=true`.
+"""
+
+from __future__ import annotations
+
+import django_filters as df
+from django import forms
+from django.apps import apps
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
+from catalog.columns import BY_NAME, COLUMNS, DERIVED
+from catalog.cone import ConeError, check_cone, galaxies_in_cone
+from catalog.models import Galaxy, Image, InclinationVote
+from catalog.search import ConeQuery, SearchError, parse_query, resolve_name
+
+RANGE_COLUMNS = ("ra", "dec", "vhel", "vls", "d25", "b_a", "pa", "ty", "inc", "inc_e", "ebv", "gb", "sgb")
+SORTABLE = tuple(c.name for c in COLUMNS) + tuple(c.name for c in DERIVED)
+
+
+def _related_exists(app_label: str) -> Q | None:
+    """Q: a row of any model of `app_label` refers to the galaxy (directly or through an image).
+
+    The catalog never imports the ml/fitting apps; it finds their relations at run time.
+    """
+    if not apps.is_installed(app_label):
+        return None
+    q = None
+    for model in apps.get_app_config(app_label).get_models():
+        for field in model._meta.fields:
+            target = getattr(field, "related_model", None)
+            if target is Galaxy:
+                sub = Exists(model.objects.filter(**{field.name: OuterRef("pk")}))
+            elif target is Image:
+                sub = Exists(model.objects.filter(**{f"{field.name}__galaxy": OuterRef("pk")}))
+            else:
+                continue
+            q = Q(sub) if q is None else q | Q(sub)
+    return q
+
+
+def _bool_related(queryset: QuerySet, app_label: str, value: bool | None) -> QuerySet:
+    if value is None:
+        return queryset
+    cond = _related_exists(app_label)
+    if cond is None:
+        return queryset.none() if value else queryset
+    return queryset.filter(cond) if value else queryset.exclude(cond)
+
+
+class GalaxyFilter(df.FilterSet):
+    """Filters over a Galaxy queryset (see the module docstring)."""
+
+    q = df.CharFilter(method="filter_q", label="Name or position", help_text="A galaxy name, or 'RA Dec [radius unit]'")
+    ra_center = df.NumberFilter(method="filter_noop", label="Cone RA [deg]", help_text="Cone centre right ascension (ICRS) [deg]")
+    dec_center = df.NumberFilter(method="filter_noop", label="Cone Dec [deg]", help_text="Cone centre declination (ICRS) [deg]")
+    radius = df.NumberFilter(method="filter_noop", label="Cone radius [deg]", help_text="Cone radius [deg], with ra_center and dec_center")
+    inc_flg = df.NumberFilter(field_name="inc_flg", label="Inclination flag", help_text="0 = accepted, 1 = rejected or unsure")
+    type = df.CharFilter(field_name="type", lookup_expr="istartswith", label="Type starts with", help_text="Morphological type, e.g. Sc")
+    has_images = df.BooleanFilter(method="filter_has_images", label="Has images", help_text="At least one image stored")
+    votes_min = df.NumberFilter(method="filter_votes_min", label="Votes at least", help_text="Least number of inclination votes")
+    has_cnn = df.BooleanFilter(method="filter_has_cnn", label="Has CNN inclination", help_text="A CNN prediction exists")
+    has_fit = df.BooleanFilter(method="filter_has_fit", label="Has profile fit", help_text="A profile fit exists")
+    include_unlocated = df.BooleanFilter(
+        method="filter_noop", label="Include unlocated", help_text="Also galaxies known only by pgc (no position)"
+    )
+    ordering = df.CharFilter(method="filter_noop", label="Sort by", help_text="A column name, '-name' for descending, or distance")
+
+    class Meta:
+        model = Galaxy
+        fields: list[str] = []
+
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+        super().__init__(data, queryset, request=request, prefix=prefix)
+        self.cone: ConeQuery | None = None
+        self.name_match = None
+
+    # Range filters for the useful numeric columns, declared from the registry.
+    for _name in RANGE_COLUMNS:
+        _col = BY_NAME[_name]
+        _unit = f" [{_col.unit}]" if _col.unit else ""
+        locals()[f"{_name}_min"] = df.NumberFilter(
+            field_name=_name, lookup_expr="gte", label=f"{_name} from{_unit}", help_text=f"{_col.description}, at least{_unit}"
+        )
+        locals()[f"{_name}_max"] = df.NumberFilter(
+            field_name=_name, lookup_expr="lte", label=f"{_name} to{_unit}", help_text=f"{_col.description}, at most{_unit}"
+        )
+    del _name, _col, _unit
+
+    def filter_noop(self, queryset, name, value):
+        return queryset
+
+    def filter_q(self, queryset, name, value):
+        return queryset  # applied in filter_queryset, after the other filters
+
+    def filter_has_images(self, queryset, name, value):
+        if value is None:
+            return queryset
+        cond = Exists(Image.objects.filter(galaxy=OuterRef("pk")))
+        return queryset.filter(cond) if value else queryset.exclude(cond)
+
+    def filter_votes_min(self, queryset, name, value):
+        if value is None:
+            return queryset
+        n = int(value)
+        if n <= 0:
+            return queryset
+        if n == 1:
+            return queryset.filter(Exists(InclinationVote.objects.filter(galaxy=OuterRef("pk"))))
+        counts = InclinationVote.objects.values("galaxy").annotate(n=Count("id")).filter(n__gte=n).values("galaxy")
+        return queryset.filter(pk__in=counts)
+
+    def filter_has_cnn(self, queryset, name, value):
+        return _bool_related(queryset, "ml", value)
+
+    def filter_has_fit(self, queryset, name, value):
+        return _bool_related(queryset, "fitting", value)
+
+    def _validate_extra(self) -> None:
+        data = self.form.cleaned_data
+        ordering = (data.get("ordering") or "").strip()
+        if ordering:
+            key = ordering.lstrip("-")
+            if key not in SORTABLE and key != "distance":
+                self.form.add_error("ordering", f"unknown sort column {key!r}")
+        cone = [data.get("ra_center"), data.get("dec_center"), data.get("radius")]
+        if any(v is not None for v in cone) and not all(v is not None for v in cone):
+            self.form.add_error("radius", "a cone needs ra_center, dec_center and radius together")
+        elif all(v is not None for v in cone):
+            try:
+                ra, dec, r = check_cone(float(cone[0]), float(cone[1]), float(cone[2]))
+            except ConeError as exc:
+                self.form.add_error("radius", str(exc))
+            else:
+                self.cone = ConeQuery("", ra, dec, r)
+        text = (data.get("q") or "").strip()
+        if text:
+            try:
+                parsed = parse_query(text)
+            except SearchError as exc:
+                self.form.add_error("q", str(exc))
+            else:
+                if isinstance(parsed, ConeQuery):
+                    if self.cone is not None:
+                        self.form.add_error("q", "give the cone either as text or as ra_center/dec_center/radius, not both")
+                    self.cone = parsed
+                else:
+                    self.name_match = resolve_name(parsed)
+                    self._name_query = parsed
+
+    def is_valid(self) -> bool:
+        if not self.form.is_valid():
+            return False
+        if not getattr(self, "_extra_checked", False):
+            self._extra_checked = True
+            self._validate_extra()
+        return not self.form.errors
+
+    @property
+    def errors(self):
+        return self.form.errors
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        data = self.form.cleaned_data
+        if not data.get("include_unlocated"):
+            queryset = queryset.filter(ra__isnull=False)
+        queryset = super().filter_queryset(queryset)
+        if getattr(self, "_name_query", None) is not None:
+            queryset = queryset.filter(pk=self.name_match.pk) if self.name_match is not None else queryset.none()
+        ordering = (data.get("ordering") or "").strip()
+        if self.cone is not None:
+            try:
+                queryset = galaxies_in_cone(self.cone.ra, self.cone.dec, self.cone.radius_deg, queryset)
+            except ConeError as exc:
+                raise forms.ValidationError(str(exc)) from None
+            if ordering and ordering.lstrip("-") != "distance":
+                queryset = queryset.order_by(ordering, "pk")
+            elif ordering == "-distance":
+                queryset = queryset.order_by("-distance_deg", "pk")
+        elif ordering and ordering.lstrip("-") != "distance":
+            queryset = queryset.order_by(ordering, "pk") if ordering.lstrip("-") != "pgc" else queryset.order_by(ordering)
+        else:
+            queryset = queryset.order_by("pk")
+        return queryset
+
+    @property
+    def qs(self) -> QuerySet:
+        if not hasattr(self, "_qs"):
+            if not self.is_bound:
+                self._qs = self.queryset.filter(ra__isnull=False).order_by("pk")
+                return self._qs
+            if not self.is_valid():
+                raise forms.ValidationError(self._error_text())
+            self._qs = self.filter_queryset(self.queryset.all())
+        return self._qs
+
+    def _error_text(self) -> str:
+        return "; ".join(f"{k}: {' '.join(str(m) for m in v)}" if k != "__all__" else " ".join(v) for k, v in self.form.errors.items())
+
+    def error_text(self) -> str:
+        """All form errors in one line."""
+        return self._error_text()
