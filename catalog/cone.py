@@ -88,8 +88,8 @@ def _distance_sql(ra: float, dec: float, table: str = "") -> tuple[str, list[flo
     p = f'"{table}".' if table else ""
     sql = (
         f"degrees(2 * asin(least(1.0, sqrt("
-        f"power(sin(radians({p}\"dec\" - %s) / 2), 2) + "
-        f"cos(radians({p}\"dec\")) * %s * power(sin(radians({p}\"ra\" - %s) / 2), 2)))))"
+        f'power(sin(radians({p}"dec" - %s) / 2), 2) + '
+        f'cos(radians({p}"dec")) * %s * power(sin(radians({p}"ra" - %s) / 2), 2)))))'
     )
     return sql, [dec, math.cos(math.radians(dec)), ra]
 

@@ -42,7 +42,9 @@ _UNITS = {
 }
 _UNIT_ALT = "|".join(sorted((re.escape(k) for k in _UNITS), key=len, reverse=True))
 # A radius at the end: separated from the position by blanks or a comma, "r=" allowed.
-_RADIUS = re.compile(rf"(?:^|[\s,;]+)(?:r\s*=\s*|radius\s*=?\s*)?(?P<value>[+-]?\d+(?:\.\d*)?|[+-]?\.\d+)\s*(?P<unit>{_UNIT_ALT})\s*$", re.I)
+_RADIUS = re.compile(
+    rf"(?:^|[\s,;]+)(?:r\s*=\s*|radius\s*=?\s*)?(?P<value>[+-]?\d+(?:\.\d*)?|[+-]?\.\d+)\s*(?P<unit>{_UNIT_ALT})\s*$", re.I
+)
 _POSITION_CHARS = re.compile(r"^[\d\s.,:;+\-hmsdHMSD°′″'\"]+$")
 _NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9 .+\-_/]*\d[A-Za-z0-9 .+\-_/]*$|^\d+$")

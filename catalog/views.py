@@ -1,23 +1,176 @@
-from django.conf import settings
-from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+"""Pages of the catalog's reading side: home, browse/search, galaxy, releases, downloads,
+cross-match and the IVOA cone search. Views parse input, call one function, render."""
 
-from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS, GROUP_TITLES
-from catalog.models import Galaxy
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.paginator import EmptyPage, Paginator
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS, GROUP_TITLES, resolve_columns
+from catalog.cone import ConeError, crossmatch, galaxies_in_cone
+from catalog.exports import FORMATS, ExportError, export_response
+from catalog.exports.source import DISTANCE
+from catalog.filters import GalaxyFilter
+from catalog.models import Galaxy, Release
+from catalog.releases import release_provenance, visible_releases
+from catalog.scs import SCSError, parse_scs, scs_error, scs_stream
 from catalog.selectors import catalog_counts, galaxy_with_related, recent_jobs
+
+PER_PAGE = 50
+MAX_PER_PAGE = 500
+SKYMAP_DEPTH = 4  # 3072 cells of about 3.7 deg: a light map at any catalog size
+NEIGHBOUR_RADIUS_ARCMIN = 30.0
+NEIGHBOUR_LIMIT = 20
+CROSSMATCH_MAX_ROWS = 10000
+CROSSMATCH_MAX_RADIUS_ARCSEC = 3600.0
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "catalog/home.html", {"counts": catalog_counts(), "jobs": recent_jobs()})
+    releases = visible_releases(request.user)[:5]
+    return render(request, "catalog/home.html", {"counts": catalog_counts(), "jobs": recent_jobs(), "releases": releases})
+
+
+def sky_counts(depth: int = SKYMAP_DEPTH) -> dict:
+    """Galaxy counts per HEALPix cell at `depth` (centres in deg), from the depth-29 index."""
+    key = f"galcat:skymap:{depth}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    import astropy.units as u
+    import numpy as np
+    from cdshealpix.nested import healpix_to_lonlat
+
+    shift = 2 * (29 - depth)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT healpix >> {shift} AS cell, count(*) FROM catalog_galaxy WHERE healpix IS NOT NULL GROUP BY 1 ORDER BY 1")
+        rows = cur.fetchall()
+    if rows:
+        cells = np.array([r[0] for r in rows], dtype=np.uint64)
+        lon, lat = healpix_to_lonlat(cells, depth)
+        ra = np.round(lon.to_value(u.deg), 3).tolist()
+        dec = np.round(lat.to_value(u.deg), 3).tolist()
+    else:
+        ra, dec = [], []
+    data = {"depth": depth, "ra": ra, "dec": dec, "count": [int(r[1]) for r in rows]}
+    cache.set(key, data, 300)
+    return data
+
+
+@require_GET
+def sky_map_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(sky_counts())
+
+
+# ---------------------------------------------------------------------------------------------
+# Browse and search
+# ---------------------------------------------------------------------------------------------
+def _bad_request(request: HttpRequest, message: str, status: int = 400) -> HttpResponse:
+    return render(request, "catalog/error.html", {"message": message}, status=status)
+
+
+def _list_columns(request: HttpRequest) -> list:
+    names = request.GET.getlist("col") or request.GET.get("columns") or None
+    return resolve_columns(names, default=DEFAULT_LIST_COLUMNS)
+
+
+def _filtered(request: HttpRequest) -> GalaxyFilter:
+    return GalaxyFilter(request.GET or None, queryset=Galaxy.objects.all())
+
+
+def _query_string(request: HttpRequest, drop: tuple[str, ...] = (), **extra) -> str:
+    params = [(k, v) for k in request.GET for v in request.GET.getlist(k) if k not in drop and k not in extra and v != ""]
+    params += [(k, v) for k, v in extra.items() if v not in (None, "")]
+    return urlencode(params)
 
 
 def galaxy_list(request: HttpRequest) -> HttpResponse:
-    qs = Galaxy.objects.located().order_by("pgc")
-    page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    columns = [BY_NAME[c] for c in DEFAULT_LIST_COLUMNS]
-    rows = [[(c, getattr(g, c.name)) for c in columns] for g in page.object_list]
-    return render(request, "catalog/galaxy_list.html", {"page": page, "columns": columns, "rows": rows})
+    fs = _filtered(request)
+    try:
+        columns = _list_columns(request)
+    except ValueError as exc:
+        return _bad_request(request, f"Columns: {exc}")
+    if fs.is_bound and not fs.is_valid():
+        return render(request, "catalog/galaxy_list.html", _list_context(request, fs, columns, None, []), status=400)
+    qs = fs.qs
+    if fs.name_match is not None and set(request.GET) <= {"q"}:
+        return redirect("catalog:galaxy-detail", pgc=fs.name_match.pk)
+    try:
+        per_page = min(MAX_PER_PAGE, max(1, int(request.GET.get("per_page", PER_PAGE))))
+    except ValueError:
+        return _bad_request(request, f"per_page={request.GET.get('per_page')!r} is not a whole number")
+    raw_page = request.GET.get("page", "1")
+    try:
+        number = int(raw_page)
+        if number < 1:
+            raise ValueError
+    except ValueError:
+        return _bad_request(request, f"page={raw_page!r} is not a page number (1, 2, ...)")
+    paginator = Paginator(qs, per_page)
+    try:
+        page = paginator.page(number)
+    except EmptyPage:
+        if number == 1:
+            page = paginator.page(1) if paginator.count else None
+        else:
+            return _bad_request(request, f"page {number} is beyond the last page ({paginator.num_pages}) of these results", 404)
+    objects = list(page.object_list) if page else []
+    show = columns + ([DISTANCE] if fs.cone is not None else [])
+    rows = [[(c, getattr(g, "distance_deg" if c is DISTANCE else c.name)) for c in show] for g in objects]
+    return render(request, "catalog/galaxy_list.html", _list_context(request, fs, show, page, rows))
+
+
+def _list_context(request, fs, columns, page, rows) -> dict:
+    ordering = request.GET.get("ordering", "")
+    sort_links = []
+    for c in columns:
+        key = "distance" if c is DISTANCE else c.name
+        new = f"-{key}" if ordering == key else key
+        arrow = "▲" if ordering == key else ("▼" if ordering == f"-{key}" else "")
+        sort_links.append((c, "?" + _query_string(request, drop=("page",), ordering=new), arrow))
+    chosen = {c.name for c in columns}
+    downloads = [(fmt, f"/galaxies/download.{fmt}?" + _query_string(request, drop=("page", "per_page"))) for fmt in FORMATS]
+    return {
+        "filter": fs,
+        "form": fs.form,
+        "page": page,
+        "rows": rows,
+        "columns": columns,
+        "sort_links": sort_links,
+        "all_columns": [(c, c.name in chosen) for c in COLUMNS],
+        "downloads": downloads,
+        "cone": fs.cone,
+        "name_query": getattr(fs, "_name_query", None),
+        "page_query": _query_string(request, drop=("page",)),
+        "errors": fs.error_text() if fs.is_bound and fs.form.errors else "",
+    }
+
+
+@require_GET
+def galaxy_download(request: HttpRequest, fmt: str) -> HttpResponse:
+    if fmt not in FORMATS:
+        raise Http404(f"unknown format {fmt!r}")
+    fs = _filtered(request)
+    if fs.is_bound and not fs.is_valid():
+        return HttpResponseBadRequest(fs.error_text(), content_type="text/plain; charset=utf-8")
+    query = _query_string(request, drop=("columns", "col"))
+    columns = request.GET.getlist("col") or request.GET.get("columns") or None
+    provenance = {
+        "site": settings.GALCAT_SITE_NAME,
+        "query": f"/galaxies/?{query}" if query else "/galaxies/ (all galaxies with positions)",
+    }
+    try:
+        return export_response(fs.qs, fmt, columns, provenance, filename="galaxies")
+    except ExportError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
 
 
 def galaxy_detail(request: HttpRequest, pgc: int) -> HttpResponse:
@@ -28,8 +181,147 @@ def galaxy_detail(request: HttpRequest, pgc: int) -> HttpResponse:
     groups: dict[str, list] = {}
     for col in COLUMNS:
         groups.setdefault(GROUP_TITLES.get(col.group, col.group), []).append((col, getattr(galaxy, col.name)))
+    try:
+        radius_arcmin = float(request.GET.get("radius", NEIGHBOUR_RADIUS_ARCMIN))
+        if not 0 < radius_arcmin <= 600:
+            raise ValueError
+    except ValueError:
+        return _bad_request(request, f"radius={request.GET.get('radius')!r} must be a number of arcmin in (0, 600]")
+    neighbours = []
+    if galaxy.has_position:
+        neighbours = list(galaxies_in_cone(galaxy.ra, galaxy.dec, radius_arcmin / 60).exclude(pk=galaxy.pk)[:NEIGHBOUR_LIMIT])
+        for n in neighbours:
+            n.distance_arcmin = n.distance_deg * 60
     return render(
         request,
         "catalog/galaxy_detail.html",
-        {"galaxy": galaxy, "groups": groups, "panels": settings.GALCAT_GALAXY_PANELS},
+        {
+            "galaxy": galaxy,
+            "groups": groups,
+            "panels": settings.GALCAT_GALAXY_PANELS,
+            "neighbours": neighbours,
+            "radius_arcmin": radius_arcmin,
+            "radius_deg": radius_arcmin / 60,
+        },
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-match
+# ---------------------------------------------------------------------------------------------
+def _read_positions(upload) -> list[tuple[str, float, float]]:
+    text = upload.read(5 * 1024 * 1024 + 1)
+    if len(text) > 5 * 1024 * 1024:
+        raise ValueError("the file is larger than 5 MB")
+    try:
+        decoded = text.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("the file is not UTF-8 text") from None
+    lines = [ln for ln in decoded.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise ValueError("the file has no rows")
+    reader = csv.DictReader(lines)
+    fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
+    if "ra" not in fields or "dec" not in fields:
+        raise ValueError(f"the header must name columns ra and dec (in degrees); found {', '.join(fields) or 'none'}")
+    id_field = fields.get("id") or fields.get("name")
+    out = []
+    for i, row in enumerate(reader, start=2):
+        if i - 1 > CROSSMATCH_MAX_ROWS:
+            raise ValueError(f"more than {CROSSMATCH_MAX_ROWS} positions; split the file")
+        try:
+            ra, dec = float(row[fields["ra"]]), float(row[fields["dec"]])
+        except (TypeError, ValueError):
+            raise ValueError(f"line {i}: ra/dec {row[fields['ra']]!r}, {row[fields['dec']]!r} are not numbers of degrees") from None
+        out.append((row[id_field] if id_field else str(i - 1), ra, dec))
+    return out
+
+
+@require_http_methods(["GET", "POST"])
+def crossmatch_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "catalog/crossmatch.html", {"radius": 10})
+    raw_radius = request.POST.get("radius", "10")
+    try:
+        radius_arcsec = float(raw_radius)
+        if not 0 < radius_arcsec <= CROSSMATCH_MAX_RADIUS_ARCSEC:
+            raise ValueError
+    except ValueError:
+        msg = f"radius {raw_radius!r} must be a number of arcsec in (0, {CROSSMATCH_MAX_RADIUS_ARCSEC:g}]"
+        return render(request, "catalog/crossmatch.html", {"error": msg, "radius": raw_radius}, status=400)
+    upload = request.FILES.get("file")
+    if upload is None:
+        return render(request, "catalog/crossmatch.html", {"error": "choose a CSV file of positions", "radius": raw_radius}, status=400)
+    try:
+        positions = _read_positions(upload)
+        matches = crossmatch([(ra, dec) for _, ra, dec in positions], radius_arcsec / 3600, Galaxy.objects.located())
+    except (ValueError, ConeError) as exc:
+        return render(request, "catalog/crossmatch.html", {"error": str(exc), "radius": raw_radius}, status=400)
+    out = io.StringIO()
+    out.write(f"# cross-match of {len(positions)} positions within {radius_arcsec:g} arcsec; nearest galaxy per position\n")
+    writer = csv.writer(out)
+    writer.writerow(["id", "ra", "dec", "pgc", "pgc_ra", "pgc_dec", "distance_arcsec"])
+    for (ident, ra, dec), m in zip(positions, matches, strict=True):
+        g = m.galaxy
+        writer.writerow(
+            [ident, repr(ra), repr(dec)]
+            + ([g.pgc, repr(g.ra), repr(g.dec), f"{m.distance_deg * 3600:.4f}"] if g is not None else ["", "", "", ""])
+        )
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="crossmatch.csv"'
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# Releases
+# ---------------------------------------------------------------------------------------------
+def _release_or_404(request: HttpRequest, slug: str) -> Release:
+    release = visible_releases(request.user).filter(slug=slug).first()
+    if release is None:
+        raise Http404(f"no release {slug!r} that you may see")
+    return release
+
+
+def release_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "catalog/release_list.html", {"releases": visible_releases(request.user), "formats": FORMATS})
+
+
+def release_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    release = _release_or_404(request, slug)
+    columns = [BY_NAME[n] for n in release.columns if n in BY_NAME]
+    sample = list(release.rows.order_by("galaxy_id")[:20])
+    sample_rows = [[(c, r.galaxy_id if c.name == "pgc" else r.values.get(c.name)) for c in columns[:12]] for r in sample]
+    return render(
+        request,
+        "catalog/release_detail.html",
+        {"release": release, "columns": columns, "sample_columns": columns[:12], "sample_rows": sample_rows, "formats": FORMATS},
+    )
+
+
+@require_GET
+def release_download(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
+    if fmt not in FORMATS:
+        raise Http404(f"unknown format {fmt!r}")
+    release = _release_or_404(request, slug)
+    columns = request.GET.getlist("col") or request.GET.get("columns") or None
+    try:
+        return export_response(release, fmt, columns, release_provenance(release), filename=release.slug)
+    except ExportError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# IVOA Simple Cone Search
+# ---------------------------------------------------------------------------------------------
+@require_GET
+def scs(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+    release = None
+    if slug is not None:
+        release = visible_releases(request.user).filter(slug=slug, status=Release.Status.PUBLISHED).first()
+        if release is None:
+            return HttpResponse(scs_error(f"no published release {slug!r}"), content_type="text/xml", status=404)
+    try:
+        req = parse_scs(request.GET)
+    except SCSError as exc:
+        return HttpResponse(scs_error(str(exc)), content_type="text/xml", status=400)
+    return StreamingHttpResponse(scs_stream(req, release), content_type="text/xml")

@@ -35,7 +35,7 @@ def copy_out(sql: str, params: list) -> Iterator[bytes]:
     """Stream `COPY (sql) TO STDOUT` in blocks of about CHUNK_BYTES."""
     buf = bytearray()
     with connection.cursor() as cur:
-        with cur.copy(sql, params) as copy:
+        with cur.cursor.copy(sql, params or None) as copy:
             for block in copy:
                 buf += block
                 if len(buf) >= CHUNK_BYTES:

@@ -37,12 +37,14 @@ class TableSource:
         """Registry columns for `names` (comma-separated or list; None for the defaults)."""
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
+        if names and len(names) == 1 and str(names[0]).strip().lower() == "all":
+            names = list(self.available)
         if not names:
             names = list(self.default_columns)
         out: list[Column] = []
         unknown, missing = [], []
         for n in names:
-            key = n.strip()
+            key = n.name if isinstance(n, Column) else str(n).strip()
             col = _lookup(key)
             if col is None:
                 unknown.append(key)

@@ -14,14 +14,23 @@ from catalog.exports.common import copy_out, count_rows, provenance_items, selec
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 DATATYPES = {"float": "double", "int": "long", "bool": "boolean", "flag": "boolean", "str": "char"}
-_XML_REPLACEMENTS = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\\", "&#92;"), ("\t", "&#9;"), ("\n", "&#10;"), ("\r", "&#13;"))
+# (SQL of the character, its XML form); '&' first.
+_XML_REPLACEMENTS = (
+    ("'&'", "&amp;"),
+    ("'<'", "&lt;"),
+    ("'>'", "&gt;"),
+    ("chr(92)", "&#92;"),
+    ("chr(9)", "&#9;"),
+    ("chr(10)", "&#10;"),
+    ("chr(13)", "&#13;"),
+)
 
 
 def _xml_text_sql(e: str) -> str:
+    """SQL escaping a text value for XML character data (control characters dropped)."""
     out = f"regexp_replace({e}, '[\\x01-\\x08\\x0B\\x0C\\x0E-\\x1F]', '', 'g')"
-    for a, b in _XML_REPLACEMENTS:
-        a_sql = a.replace("'", "''")
-        out = f"replace({out}, E'{a_sql.encode('unicode_escape').decode().replace(chr(39), chr(39) * 2)}', '{b}')"
+    for char_sql, entity in _XML_REPLACEMENTS:
+        out = f"replace({out}, {char_sql}, '{entity}')"
     return out
 
 
@@ -43,7 +52,7 @@ def row_sql(source, columns: list[Column]) -> str:
 
 
 def field_xml(col: Column, ucd: str | None = None, field_id: str | None = None) -> str:
-    attrs = [f"name={quoteattr(col.name)}", f"ID={quoteattr(field_id or 'col_' + col.name)}", f'datatype="{DATATYPES[col.kind]}"']
+    attrs = [f"name={quoteattr(col.name)}", f"ID={quoteattr(field_id or col.name)}", f'datatype="{DATATYPES[col.kind]}"']
     if col.kind == "str":
         attrs.append('arraysize="*"')
     if col.unit:
@@ -53,7 +62,11 @@ def field_xml(col: Column, ucd: str | None = None, field_id: str | None = None) 
 
 
 def info_xml(name: str, value: str, text: str = "") -> str:
-    return f"<INFO name={quoteattr(name)} value={quoteattr(value)}>{escape(text)}</INFO>" if text else f"<INFO name={quoteattr(name)} value={quoteattr(value)}/>"
+    return (
+        f"<INFO name={quoteattr(name)} value={quoteattr(value)}>{escape(text)}</INFO>"
+        if text
+        else f"<INFO name={quoteattr(name)} value={quoteattr(value)}/>"
+    )
 
 
 def votable_head(resource_infos: list[str], description: str = "") -> str:
@@ -67,9 +80,7 @@ def votable_head(resource_infos: list[str], description: str = "") -> str:
 
 def votable_error(message: str) -> bytes:
     """A valid VOTable that carries only an error (IVOA SCS 1.03: INFO name="Error")."""
-    return (
-        votable_head([info_xml("QUERY_STATUS", "ERROR", message), info_xml("Error", message)]) + "</RESOURCE>\n</VOTABLE>\n"
-    ).encode()
+    return (votable_head([info_xml("QUERY_STATUS", "ERROR", message), info_xml("Error", message)]) + "</RESOURCE>\n</VOTABLE>\n").encode()
 
 
 def stream_votable(
@@ -88,7 +99,7 @@ def stream_votable(
     rows = count_rows(source) if with_rows else 0
     infos = [info_xml("QUERY_STATUS", "OK")] + [info_xml(k, v) for k, v in provenance_items(provenance, rows)]
     head = votable_head(infos, description)
-    head += f"<TABLE name={quoteattr(table_name)} nrows=\"{rows}\">\n"
+    head += f'<TABLE name={quoteattr(table_name)} nrows="{rows}">\n'
     head += "\n".join(field_xml(c, ucds.get(c.name), ids.get(c.name)) for c in columns) + "\n"
     head += "<DATA><TABLEDATA>\n"
     yield head.encode()
