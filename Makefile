@@ -36,10 +36,12 @@ fmt: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# PostgreSQL is stopped afterwards when this target started it.
 test: venv browser lint
-	$(PY) scripts/pg.py start
-	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest
+	@state=$$($(PY) scripts/pg.py start | tail -n 1); \
+	$(PY) manage.py makemigrations --check --dry-run && $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ "$$state" = "started" ]; then $(PY) scripts/pg.py stop; fi; \
+	exit $$rc
 
 db-start: venv
 	$(PY) scripts/pg.py start

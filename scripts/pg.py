@@ -23,11 +23,14 @@ def _postmaster():
 
 
 def start() -> None:
+    """Start the server; the last line printed is 'started' or 'already running'."""
     sys.path.insert(0, str(BASE_DIR))
     from config.database import embedded_server
 
+    was_running = _postmaster() is not None
     server = embedded_server(PGDATA)
     print(f"PostgreSQL running: pid {server.get_pid()}, socket {server.get_postmaster_info().socket_dir}")
+    print("already running" if was_running else "started")
 
 
 def stop() -> None:
