@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "catalog",
+    "accounts",
     "fitting",
     "ml",
 ]
@@ -142,6 +143,18 @@ GALCAT_GALAXY_PANELS = [
     p for p in os.environ.get("GALCAT_GALAXY_PANELS", "catalog/panels/votes.html,ml/panel.html,fitting/panel.html").split(",") if p
 ]
 GALCAT_SITE_NAME = os.environ.get("GALCAT_SITE_NAME", "Galaxy Catalog")
+# Galaxy Inclination Zoo (catalog.voting, catalog.consensus, catalog.zoo).
+# Run after load_sample: seed the voting page's standards and the calibration galaxies.
+GALCAT_SAMPLE_HOOKS = [p for p in os.environ.get("GALCAT_SAMPLE_HOOKS", "catalog.standards.seed_standards_hook").split(",") if p]
+# Consensus method (a catalog.consensus.ConsensusMethod subclass).
+GALCAT_CONSENSUS_METHOD = os.environ.get("GALCAT_CONSENSUS_METHOD", "catalog.consensus.CalibratedConsensus")
+# Votes per volunteer: at most N per SECONDS ("N/SECONDS"); more raise catalog.voting.RateLimited.
+GALCAT_VOTE_RATE = os.environ.get("GALCAT_VOTE_RATE", "20/60")
+# Share of voting-page targets that are calibration galaxies of known inclination.
+GALCAT_ZOO_CALIBRATION_RATE = env_float("GALCAT_ZOO_CALIBRATION_RATE", 0.2)
+# Optional dotted path of fn(pgcs) -> {pgc: uncertainty}: how unsure the machine is (CNN ensemble
+# spread, distance from the axis-ratio estimate); the voting page shows the least sure first.
+GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "")
 
 # ---------------------------------------------------------------------------------------------
 # django-q2 on the ORM broker (see NOTES.md for the measured effect of each setting)

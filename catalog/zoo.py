@@ -1,0 +1,156 @@
+"""Reads and helpers of the voting page (/zoo/): which galaxy to show next, the standards to show
+beside it, the signed check-out ticket of the form, the leaderboard."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.core import signing
+from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils.module_loading import import_string
+
+from catalog.models import CalibrationGalaxy, Galaxy, Image, InclinationVote, Standard, VoteRound
+from catalog.standards import PREFERRED_BANDS, standards_by_inc, uses_rendered_standards
+from catalog.voting import InvalidVote
+
+STEP_A = tuple(range(45, 90, 5))  # deg: the 9 standards of step A; left of 45 means face-on
+STEP_B_SIZE = 9  # standards 1 deg apart in step B
+ENOUGH_VOTES = 3  # galaxies with fewer votes come first
+TICKET_SALT = "galcat.zoo.ticket"
+TICKET_MAX_AGE = 24 * 3600  # s: a form older than this must be reloaded
+CANDIDATES = 200  # galaxies ranked per request (fewest votes first) before the uncertainty hook
+
+
+def _with_image():
+    return Exists(Image.objects.filter(galaxy=OuterRef("pk"), is_public=True))
+
+
+def votable_galaxies(user):
+    """Galaxies with an image that the user has not voted on in their open round, with their
+    vote counts (n_votes)."""
+    open_round = Coalesce(
+        Subquery(VoteRound.objects.filter(galaxy=OuterRef("pk")).values("galaxy").annotate(m=Max("round")).values("m")[:1]),
+        Value(0),
+        output_field=IntegerField(),
+    )
+    voted = InclinationVote.objects.filter(user=user, galaxy=OuterRef("pk"), round__gte=OuterRef("open_round"))
+    return (
+        Galaxy.objects.filter(_with_image())
+        .annotate(open_round=open_round)
+        .exclude(Exists(voted))
+        .annotate(n_votes=Count("votes", distinct=True))
+    )
+
+
+def _uncertainty(pgcs: list[int]) -> dict[int, float]:
+    path = getattr(settings, "GALCAT_ZOO_UNCERTAINTY", "")
+    if not path or not pgcs:
+        return {}
+    try:
+        func = import_string(path)
+    except ImportError:
+        return {}
+    return {int(k): float(v) for k, v in (func(pgcs) or {}).items()}
+
+
+def wants_calibration(user) -> bool:
+    """Every 1/rate-th target of a volunteer is a calibration galaxy (rate in settings)."""
+    rate = float(getattr(settings, "GALCAT_ZOO_CALIBRATION_RATE", 0.0))
+    if rate <= 0:
+        return False
+    period = max(1, round(1.0 / rate))
+    return InclinationVote.objects.filter(user=user).count() % period == period - 1
+
+
+def next_target(user) -> Galaxy | None:
+    """The next galaxy to show: has an image, not voted on by the user, calibration galaxies
+    interleaved at GALCAT_ZOO_CALIBRATION_RATE; then galaxies with fewer than ENOUGH_VOTES votes
+    first, the machine's least sure first (GALCAT_ZOO_UNCERTAINTY), fewest votes, lowest pgc."""
+    qs = votable_galaxies(user)
+    if wants_calibration(user):
+        cal = qs.filter(Exists(CalibrationGalaxy.objects.filter(galaxy=OuterRef("pk")))).order_by("n_votes", "pgc").first()
+        if cal is not None:
+            return cal
+    candidates = list(qs.order_by("n_votes", "pgc")[:CANDIDATES])
+    if not candidates:
+        return None
+    unc = _uncertainty([g.pgc for g in candidates])
+    candidates.sort(key=lambda g: (g.n_votes >= ENOUGH_VOTES, -unc.get(g.pgc, 0.0), g.n_votes, g.pgc))
+    return candidates[0]
+
+
+def target_image(galaxy: Galaxy) -> Image | None:
+    """The image to vote on: a grey band first (as the standards are), else any."""
+    rank = {b: i for i, b in enumerate(PREFERRED_BANDS)}
+    images = sorted(Image.objects.filter(galaxy=galaxy, is_public=True), key=lambda im: (rank.get(im.band, 99), im.pk))
+    return images[0] if images else None
+
+
+def standards_payload() -> dict:
+    """What the page's script needs: {"rendered": bool, "standards": {"45": [{"url", "pgc"}], ...}}."""
+    table: dict[str, list[dict]] = {}
+    for inc, stds in standards_by_inc().items():
+        table[str(inc)] = [{"url": s.url, "pgc": s.galaxy_id} for s in stds]
+    return {"rendered": uses_rendered_standards(), "standards": table, "step_a": list(STEP_A), "step_b_size": STEP_B_SIZE}
+
+
+def standards_ready() -> bool:
+    """True when every degree 45-90 has a standard to show."""
+    have = standards_by_inc()
+    return all(d in have for d in range(45, 91))
+
+
+def make_ticket(pgc: int) -> str:
+    """A signed check-out ticket: the galaxy, a one-time client token and the check-out time."""
+    return signing.dumps({"pgc": int(pgc), "token": secrets.token_urlsafe(24), "t": datetime.now(UTC).isoformat()}, salt=TICKET_SALT)
+
+
+def read_ticket(ticket: str, pgc: int) -> tuple[str, datetime]:
+    """(client token, check-out time) of a ticket issued for galaxy pgc, or InvalidVote."""
+    try:
+        data = signing.loads(ticket or "", salt=TICKET_SALT, max_age=TICKET_MAX_AGE)
+    except signing.SignatureExpired:
+        raise InvalidVote("this voting form has expired: reload the page") from None
+    except signing.BadSignature:
+        raise InvalidVote("this voting form is damaged: reload the page") from None
+    if int(data.get("pgc", -1)) != int(pgc):
+        raise InvalidVote("this voting form was issued for another galaxy")
+    return data["token"], datetime.fromisoformat(data["t"])
+
+
+def leaderboard(limit: int = 100) -> list[dict]:
+    """Volunteers by number of votes: pseudonym, votes, galaxies, measured, last vote."""
+    from django.contrib.auth import get_user_model
+
+    rows = (
+        get_user_model()
+        .objects.filter(inclination_votes__isnull=False)
+        .annotate(
+            votes=Count("inclination_votes"),
+            galaxies=Count("inclination_votes__galaxy", distinct=True),
+            measured=Count("inclination_votes", filter=Q(inclination_votes__inc__isnull=False)),
+            last=Max("inclination_votes__created"),
+        )
+        .select_related("volunteer")
+        .order_by("-votes", "username")[:limit]
+    )
+    out = []
+    for u in rows:
+        vol = getattr(u, "volunteer", None)
+        out.append(
+            {
+                "name": vol.pseudonym if vol else u.username,
+                "votes": u.votes,
+                "galaxies": u.galaxies,
+                "measured": u.measured,
+                "last": u.last,
+            }
+        )
+    return out
+
+
+def standards_count() -> int:
+    return Standard.objects.count()

@@ -1,0 +1,89 @@
+"""The voting page (/zoo/), its form handler, the leaderboard and curators' re-vote button."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from catalog.models import GIZ_FLAGS, InclinationVote
+from catalog.voting import InvalidVote, VoteError, open_revote, record_vote
+from catalog.zoo import leaderboard, make_ticket, next_target, read_ticket, standards_payload, standards_ready, target_image
+
+FLAG_LABELS = {f: InclinationVote._meta.get_field(f).verbose_name for f in GIZ_FLAGS if f != "face_on"}
+
+
+@login_required
+def vote_page(request: HttpRequest) -> HttpResponse:
+    galaxy = next_target(request.user)
+    ctx = {"galaxy": galaxy, "ready": standards_ready(), "flags": FLAG_LABELS.items()}
+    if galaxy is not None:
+        ctx.update(
+            image=target_image(galaxy),
+            ticket=make_ticket(galaxy.pgc),
+            payload=json.dumps(standards_payload()),
+            rendered=standards_payload()["rendered"],
+        )
+    return render(request, "zoo/vote.html", ctx)
+
+
+def _num(text: str | None):
+    text = (text or "").strip()
+    return text or None
+
+
+@login_required
+@require_POST
+def submit_vote(request: HttpRequest) -> HttpResponse:
+    post = request.POST
+    try:
+        try:
+            pgc = int(post.get("pgc", ""))
+        except ValueError:
+            raise InvalidVote("the form names no galaxy") from None
+        token, checkout = read_ticket(post.get("ticket", ""), pgc)
+        face_on = post.get("face_on") == "1"
+        flags = [f for f in GIZ_FLAGS if post.get(f) in ("1", "on")]
+        if face_on and "face_on" not in flags:
+            flags.append("face_on")
+        vote = record_vote(
+            request.user,
+            pgc,
+            None if face_on else _num(post.get("inc")),
+            rejected=post.get("rejected") == "1",
+            std1=_num(post.get("std1")),
+            std2=_num(post.get("std2")),
+            flags=flags,
+            note=post.get("note", ""),
+            client_token=token,
+            checkout_time=checkout,
+            source=InclinationVote.Source.WEB,
+        )
+    except VoteError as exc:
+        messages.error(request, exc.message)
+        return redirect("zoo:vote")
+    what = "face-on" if vote.face_on else ("rejected" if vote.rejected else f"{vote.inc:.1f} deg")
+    messages.success(request, f"Vote on PGC {vote.galaxy_id} recorded: {what}. Thank you!")
+    return redirect("zoo:vote")
+
+
+def leaderboard_page(request: HttpRequest) -> HttpResponse:
+    rows = leaderboard()
+    chart = {"names": [r["name"] for r in rows[:30]], "votes": [r["votes"] for r in rows[:30]]}
+    return render(request, "zoo/leaderboard.html", {"rows": rows, "chart": json.dumps(chart)})
+
+
+@login_required
+@require_POST
+def revote(request: HttpRequest, pgc: int) -> HttpResponse:
+    try:
+        rnd = open_revote(pgc, request.user, reason=request.POST.get("reason", ""))
+    except VoteError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"PGC {pgc} is open for voting again (round {rnd.round}).")
+    return redirect(request.POST.get("next") or f"/galaxies/{pgc}/")
