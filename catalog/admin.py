@@ -1,4 +1,5 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils import timezone
 
 from catalog.models import Galaxy, GalaxyName, Image, InclinationVote, Job, Release, ReleaseRow, Volunteer
 
@@ -9,8 +10,34 @@ class GalaxyNameInline(admin.TabularInline):
     fields = ("name",)
 
 
+@admin.action(description="Freeze the selected galaxies as a draft release")
+def freeze_as_release(modeladmin, request, queryset):
+    from catalog.releases import ReleaseError, make_release
+
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        release = make_release(f"Selection by {request.user.username}", stamp, queryset=queryset, user=request.user)
+    except ReleaseError as exc:
+        modeladmin.message_user(request, str(exc), messages.ERROR)
+        return
+    modeladmin.message_user(request, f"Draft release {release.slug} with {release.row_count} rows: rename and publish it under Releases.")
+
+
+@admin.action(description="Publish the selected draft releases (freezes them for good)")
+def publish_releases(modeladmin, request, queryset):
+    from catalog.releases import ReleaseError, publish_release
+
+    for release in queryset:
+        try:
+            publish_release(release)
+            modeladmin.message_user(request, f"published {release}")
+        except ReleaseError as exc:
+            modeladmin.message_user(request, str(exc), messages.WARNING)
+
+
 @admin.register(Galaxy)
 class GalaxyAdmin(admin.ModelAdmin):
+    actions = [freeze_as_release]
     list_display = ("pgc", "ra", "dec", "vhel", "d25", "b_a", "type", "inc", "inc_flg")
     list_filter = ("inc_flg", "sdss", "alfa100", "qa_sdss", "qa_wise", "fon", "dst")
     search_fields = ("=pgc", "names__normalised", "type", "note")
@@ -55,6 +82,16 @@ class VolunteerAdmin(admin.ModelAdmin):
 
 @admin.register(Release)
 class ReleaseAdmin(admin.ModelAdmin):
+    actions = [publish_releases]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.is_published:  # published releases are immutable
+            return [f.name for f in Release._meta.fields]
+        return ("status", "row_count", "published_at", "query", "columns")
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj is not None and obj.is_published)
+
     list_display = ("name", "version", "slug", "status", "is_public", "row_count", "created", "published_at")
     list_filter = ("status", "is_public")
     search_fields = ("name", "slug", "description")

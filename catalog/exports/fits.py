@@ -51,9 +51,11 @@ def _dtype(col: Column, width: int) -> tuple[str, str]:
 def stream_fits(source, columns: list[Column], provenance: dict | None) -> Iterator[bytes]:
     str_cols = [c for c in columns if c.kind == "str"]
     measures = ["count(*)"] + [f"coalesce(max(octet_length({source.expr(c)})), 0)" for c in str_cols]
+    outer = connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if not outer:  # inside a caller's transaction the caller chose the isolation
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute(f"SELECT {', '.join(measures)} FROM ({source.sql}) AS t", source.params)
             found = cur.fetchone()
         nrows = int(found[0])

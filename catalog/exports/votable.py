@@ -44,11 +44,9 @@ def td_sql(source, col: Column) -> str:
 
 
 def row_sql(source, columns: list[Column]) -> str:
-    parts = ["'<TR>'"]
-    for c in columns:
-        parts += ["'<TD>'", td_sql(source, c), "'</TD>'"]
-    parts.append("'</TR>'")
-    return f"concat({', '.join(parts)})"
+    """SQL of one row's <TR> element (the || operator: concat() takes at most 100 arguments)."""
+    cells = " || '</TD><TD>' || ".join(f"coalesce({td_sql(source, c)}, '')" for c in columns)
+    return f"'<TR><TD>' || {cells} || '</TD></TR>'"
 
 
 def field_xml(col: Column, ucd: str | None = None, field_id: str | None = None) -> str:

@@ -1,0 +1,110 @@
+import math
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+
+from catalog.cone import ConeError, cone_ranges, cover_depth, crossmatch, galaxies_in_cone
+from catalog.models import Galaxy
+from tests.catalog.cone_data import around, insert_sky, uniform_sky
+from tests.factories import GalaxyFactory
+
+CENTRES = [
+    (10.0, 20.0),
+    (123.0, 90.0),  # north pole
+    (0.0, -90.0),  # south pole
+    (359.999, 12.0),  # across RA 0/360
+    (0.0005, -3.0),
+    (200.0, 89.5),
+    (75.0, -88.7),
+    (180.0, 0.0),
+]
+RADII = [1 / 3600, 1 / 60, 1.0, 10.0, 90.0]
+
+
+@pytest.fixture
+def sky(db):
+    rng = np.random.default_rng(42)
+    parts = [uniform_sky(4000, rng)]
+    parts.append((rng.uniform(0, 360, 300), rng.uniform(88.0, 90.0, 300)))
+    parts.append((rng.uniform(0, 360, 300), rng.uniform(-90.0, -88.0, 300)))
+    wrap_ra = np.concatenate([rng.uniform(359.0, 360.0, 150), rng.uniform(0, 1.0, 150)]) % 360.0
+    parts.append((wrap_ra, rng.uniform(-1, 25, 300)))
+    for ra0, dec0 in CENTRES:  # points straddling each radius
+        offsets = [r * f for r in RADII for f in (0.5, 0.99, 1.01, 1.5)]
+        parts.append(around(ra0, dec0, offsets, rng))
+    ra = np.concatenate([p[0] for p in parts])
+    dec = np.concatenate([p[1] for p in parts])
+    pgcs = insert_sky(ra, dec)
+    return pgcs, ra % 360.0, dec
+
+
+def test_cone_matches_brute_force_everywhere(sky):
+    pgcs, ra, dec = sky
+    all_points = SkyCoord(ra * u.deg, dec * u.deg)
+    checked = 0
+    for ra0, dec0 in CENTRES:
+        sep = SkyCoord(ra0 * u.deg, dec0 * u.deg).separation(all_points).deg
+        for r in RADII:
+            got = list(galaxies_in_cone(ra0, dec0, r).values_list("pgc", "distance_deg"))
+            got_ids = {p for p, _ in got}
+            near_edge = np.abs(sep - r) < 1e-9
+            expected = set(pgcs[(sep <= r) & ~near_edge].tolist())
+            assert expected <= got_ids, (ra0, dec0, r, sorted(expected - got_ids)[:5])
+            extra = got_ids - expected
+            assert extra <= set(pgcs[near_edge].tolist()), (ra0, dec0, r, sorted(extra)[:5])
+            dist = np.array([d for _, d in got])
+            assert np.all(np.diff(dist) >= 0), "nearest first"
+            index = {p: i for i, p in enumerate(pgcs.tolist())}
+            truth = np.array([sep[index[p]] for p, _ in got])
+            assert np.allclose(dist, truth, atol=1e-9, rtol=0), (ra0, dec0, r)
+            checked += len(got)
+    assert checked > 10000
+
+
+def test_cover_is_a_few_ranges_at_the_right_depth():
+    assert cover_depth(1.0) == math.floor(math.log2(58.6 / 1.0) + 2)
+    assert cover_depth(1 / 3600) == 19
+    assert cover_depth(90.0) == 1
+    for r in (1 / 3600, 1 / 60, 1.0, 10.0):
+        ranges = cone_ranges(189.0, 26.0, r)
+        assert 1 <= len(ranges) <= 24
+        assert all(lo < hi for lo, hi in ranges)
+        assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False)), "merged and sorted"
+
+
+@pytest.mark.django_db
+def test_placeholders_without_position_never_match():
+    GalaxyFactory(pgc=5, ra=10.0, dec=10.0)
+    Galaxy.objects.create(pgc=6)  # known only by pgc
+    assert list(galaxies_in_cone(10.0, 10.0, 90).values_list("pgc", flat=True)) == [5]
+
+
+@pytest.mark.django_db
+def test_cone_narrows_a_given_queryset():
+    GalaxyFactory(pgc=7, ra=10.0, dec=10.0, vhel=500)
+    GalaxyFactory(pgc=8, ra=10.01, dec=10.0, vhel=5000)
+    qs = galaxies_in_cone(10.0, 10.0, 1.0, Galaxy.objects.filter(vhel__gt=1000))
+    assert [g.pgc for g in qs] == [8]
+    assert qs[0].distance_deg == pytest.approx(0.01 * math.cos(math.radians(10.0)), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "ra,dec,r,msg", [(10, 95, 1, "Dec"), (400, 0, 1, "RA"), (10, 0, -1, "positive"), (10, 0, 91, "largest"), ("abc", 0, 1, "numeric")]
+)
+def test_bad_cones_are_refused(ra, dec, r, msg):
+    with pytest.raises(ConeError, match=msg):
+        galaxies_in_cone(ra, dec, r)
+
+
+@pytest.mark.django_db
+def test_crossmatch_gives_nearest_within_radius_in_input_order():
+    GalaxyFactory(pgc=11, ra=100.0, dec=-30.0)
+    GalaxyFactory(pgc=12, ra=100.0 + 5 / 3600, dec=-30.0)
+    GalaxyFactory(pgc=13, ra=359.9999, dec=0.0)
+    matches = crossmatch([(100.0 + 4 / 3600, -30.0), (0.0001, 0.0), (50.0, 50.0)], 10 / 3600)
+    assert [m.galaxy.pgc if m.galaxy else None for m in matches] == [12, 13, None]
+    assert matches[1].distance_deg == pytest.approx(0.0002, abs=1e-9)
+    with pytest.raises(ConeError, match="position 2"):
+        crossmatch([(1.0, 1.0), (1.0, 91.0)], 0.01)
