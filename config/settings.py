@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "catalog.api.errors.ApiJsonErrorsMiddleware",  # JSON errors, never HTML, under /api/
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -186,13 +187,29 @@ LOGGING = {
     "loggers": {"galcat": {"level": "INFO"}},
 }
 
+# REST API (catalog/api, config/api.py). Throttle rates "N/sec|min|hour|day"; empty turns one off.
+GALCAT_API_THROTTLE_ANON = os.environ.get("GALCAT_API_THROTTLE_ANON", "120/min")
+GALCAT_API_THROTTLE_USER = os.environ.get("GALCAT_API_THROTTLE_USER", "1200/min")
+# Dotted paths of fn(galaxy, request) -> dict merged into the API's galaxy detail (consensus,
+# predictions, fits): apps the catalog must not import contribute this way.
+GALCAT_GALAXY_API_EXTRAS = [
+    p
+    for p in os.environ.get(
+        "GALCAT_GALAXY_API_EXTRAS", "catalog.api.extras.consensus,ml.api_v1.galaxy_extras,fitting.api_v1.galaxy_extras"
+    ).split(",")
+    if p
+]
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Token first: unauthenticated API calls then answer 401 with WWW-Authenticate: Token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["catalog.api.throttles.AnonThrottle", "catalog.api.throttles.UserThrottle"],
+    "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Galaxy Catalog API",
@@ -202,4 +219,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog.api.schema.add_column_units",
+    ],
 }

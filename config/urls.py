@@ -5,6 +5,7 @@ from django.views.static import serve
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("config.api")),
     path("accounts/", include("accounts.urls")),
     path("zoo/", include("catalog.zoo_urls")),
     path("", include("catalog.urls")),

@@ -79,13 +79,8 @@ class KeysetPagination(BasePagination):
         if hasattr(view, "get_default_ordering"):
             default = view.get_default_ordering()
         column, descending = parse_ordering(request.query_params.get(ORDERING_PARAM), allowed or (default.lstrip("-"),), default)
-        aliases = getattr(view, "ordering_aliases", None) or {}
-        if callable(aliases):
-            aliases = aliases()
-        if column in aliases:
-            column = aliases[column]
-        elif column not in getattr(view, "ordering_fields", (column,)):
-            raise _invalid(ORDERING_PARAM, f"cannot order by {column!r} here")
+        if hasattr(view, "ordering_column"):
+            column = view.ordering_column(column)  # the view maps names (e.g. distance) or refuses them
         return column, descending
 
     def _decode_cursor(self, raw: str) -> tuple[Any, Any]:

@@ -1,7 +1,7 @@
 """CSV and VOTable on the API's list endpoints, written by the catalog's export code.
 
-The renderers only announce the formats (content negotiation, ``?format=csv`` or
-``?format=votable``, and the OpenAPI schema); a list view answering one of them hands its
+The renderers only announce the formats (content negotiation, ``?format=csv``,
+``?format=votable`` or ``?format=fits``, and the OpenAPI schema); a list view answering one of them hands its
 filtered queryset to :func:`export_response`, which streams it through catalog.exports, so the
 API and the download links can never write two different tables.
 """
@@ -12,13 +12,11 @@ import json
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
-from rest_framework.exceptions import NotAcceptable
+from django.http import StreamingHttpResponse
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer
 
-from catalog.columns import Column
-
-TABLE_FORMATS = ("csv", "votable")
+TABLE_FORMATS = ("csv", "votable", "fits")
 
 
 class _TableRenderer(BaseRenderer):
@@ -44,21 +42,28 @@ class VOTableRenderer(_TableRenderer):
     format = "votable"
 
 
+class FITSRenderer(_TableRenderer):
+    """FITS binary table, every column with unit and description."""
+
+    media_type = "application/fits"
+    format = "fits"
+
+
 def export_response(
-    queryset: QuerySet,
-    columns: list[Column],
+    obj: QuerySet | Any,
     fmt: str,
     *,
-    request: HttpRequest,
+    fields: str | None,
     filename: str,
     provenance: dict[str, Any] | None = None,
     release=None,
 ) -> StreamingHttpResponse:
-    """A streamed CSV or VOTable of `queryset` through catalog.exports."""
+    """A streamed table of `obj` (a Galaxy queryset or a Release) written by catalog.exports;
+    a 400 naming `fields` for a column the table does not have."""
+    from catalog.exports import ExportError
+    from catalog.exports import export_response as stream_download
+
     try:
-        from catalog import exports
-    except ImportError:  # the export module is not in this build
-        raise NotAcceptable(f"{fmt} tables are not available in this build; ask for JSON") from None
-    return exports.stream_table(
-        queryset, columns, fmt, request=request, filename=filename, provenance=provenance or {}, release=release
-    )
+        return stream_download(obj, fmt, fields or None, provenance, filename=filename, release=release)
+    except ExportError as exc:
+        raise ValidationError({"fields": [str(exc)]}) from None

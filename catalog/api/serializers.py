@@ -135,6 +135,7 @@ class GalaxyDetailSerializer(GalaxySerializer):
     """A galaxy with every column, its aliases, images, consensus inclination, CNN predictions
     and profile fits (the last three from the apps that make them, when they exist)."""
 
+    distance = None  # only list rows of cone searches carry a distance
     healpix = serializers.IntegerField(read_only=True, allow_null=True, help_text=DERIVED[0].help_text)
     created = serializers.DateTimeField(read_only=True, help_text="When the row was created [UTC]")
     updated = serializers.DateTimeField(read_only=True, help_text="When the row last changed [UTC]")
@@ -228,7 +229,11 @@ class VoteCreateSerializer(serializers.Serializer):
 
     pgc = serializers.IntegerField(min_value=1, help_text="PGC number of the galaxy measured")
     inc = serializers.FloatField(
-        required=False, allow_null=True, min_value=0, max_value=90, help_text="Measured inclination; omit or null when rejected or face-on [deg]"
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=90,
+        help_text="Measured inclination; omit or null when rejected or face-on [deg]",
     )
     rejected = serializers.BooleanField(default=False, help_text="The volunteer rejects or flags the galaxy")
     std1 = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="PGC of the standard on one side of the target")
@@ -300,7 +305,9 @@ class ReleaseRowSerializer(serializers.ModelSerializer):
 class JobSerializer(serializers.ModelSerializer):
     """A long operation and its progress."""
 
-    owner = serializers.CharField(source="created_by.username", read_only=True, allow_null=True, default=None, help_text="Who started the job")
+    owner = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True, default=None, help_text="Who started the job"
+    )
     fraction = serializers.FloatField(read_only=True, allow_null=True, help_text="done / total, null while the total is unknown")
 
     class Meta:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Prefetch, QuerySet
+from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -18,20 +20,19 @@ from rest_framework.views import APIView
 
 from catalog import jobs as jobs_module
 from catalog.api import serializers as s
-from catalog.api.errors import body_from_detail
 from catalog.api.pagination import KeysetPagination
 from catalog.api.permissions import IsVolunteer, ReadAnyoneWriteMember
-from catalog.api.renderers import TABLE_FORMATS, CSVRenderer, VOTableRenderer, export_response
+from catalog.api.renderers import TABLE_FORMATS, CSVRenderer, FITSRenderer, VOTableRenderer, export_response
 from catalog.api.tokens import issue_token, revoke_token, token_for
 from catalog.api.uploads import UploadError, store_uploaded_image
-from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS, DERIVED, resolve_columns
+from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, resolve_columns
 from catalog.filters import SORTABLE, GalaxyFilter
 from catalog.models import Galaxy, Image, InclinationVote, Job, Release, ReleaseRow
 from catalog.roles import is_curator, is_member
 from catalog.voting import RateLimited, VoteError, record_vote
 
 JSON_RENDERERS = [JSONRenderer, BrowsableAPIRenderer]
-TABLE_RENDERERS = [CSVRenderer, VOTableRenderer]
+TABLE_RENDERERS = [CSVRenderer, VOTableRenderer, FITSRenderer]
 ERROR_RESPONSES = {
     400: OpenApiResponse(description="Bad input: JSON with message and the offending field"),
     429: OpenApiResponse(description="Too many requests: JSON error, with Retry-After [s]"),
@@ -47,7 +48,7 @@ class ApiError(exceptions.APIException):
 
 
 class TableListMixin:
-    """List endpoints that also answer CSV and VOTable (?format=csv|votable or Accept)."""
+    """List endpoints that also answer CSV, VOTable and FITS (?format=csv|votable|fits or Accept)."""
 
     table_name = "table"
 
@@ -120,7 +121,9 @@ FIELDS_PARAM = OpenApiParameter(
         + "; 'all' for every column. 'distance' [deg] is added in cone searches."
     ),
 )
-FORMAT_PARAM = OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv", "votable"], description="Answer format")
+FORMAT_PARAM = OpenApiParameter(
+    "format", OpenApiTypes.STR, enum=["json", "csv", "votable", "fits"], description="Answer format; tables stream every row"
+)
 
 
 def _selected_columns(request: Request) -> list:
@@ -142,7 +145,7 @@ def _selected_columns(request: Request) -> list:
         description=(
             "Galaxies filtered with the browse page's filters (ranges `<col>_min`/`<col>_max` in the column's unit, "
             "`q` name or position, cone `ra`/`dec`/`radius` in deg), sorted by `ordering`, paginated by cursor. "
-            "CSV and VOTable with `?format=csv|votable` stream every matching row (no pagination)."
+            "CSV, VOTable and FITS with `?format=csv|votable|fits` stream every matching row (no pagination)."
         ),
         parameters=[FIELDS_PARAM, FORMAT_PARAM],
         responses={200: s.GalaxySerializer(many=True), **ERROR_RESPONSES},
@@ -178,21 +181,26 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
     def get_default_ordering(self) -> str:
         return "distance" if self.cone is not None else "pgc"
 
+    def ordering_column(self, name: str) -> str:
+        if name == "distance":
+            if self.cone is None:
+                raise ApiError("ordering by distance needs a cone (ra, dec, radius)", field="ordering")
+            return "distance_deg"
+        return name
+
     def get_object(self):
         try:
             return super().get_object()
-        except exceptions.NotFound:
+        except (exceptions.NotFound, Http404):
             raise exceptions.NotFound(f"PGC {self.kwargs.get('pgc')} is not in the catalog") from None
 
     def list(self, request: Request, *args, **kwargs) -> Response:
-        columns = _selected_columns(request)
         qs = self.filter_queryset(self.get_queryset())
         fmt = self.wants_table(request)
         if fmt:
-            return export_response(
-                qs, columns, fmt, request=request, filename=f"galaxies.{'xml' if fmt == 'votable' else fmt}",
-                provenance={"query": request.GET.urlencode()},
-            )
+            fields = request.query_params.get("fields")
+            return export_response(qs, fmt, fields=fields, filename="galaxies", provenance={"query": request.GET.urlencode()})
+        columns = _selected_columns(request)
         names = {c.name for c in columns}
         qs = qs.only(*(n for n in names if n != "pgc"))
         page = self.paginate_queryset(qs)
@@ -201,3 +209,335 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
             g.distance = getattr(g, "distance_deg", None)
         data = s.GalaxySerializer(page, many=True, context={**self.get_serializer_context(), "fields": fields}).data
         return self.get_paginated_response(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+@extend_schema_view(
+    list=extend_schema(
+        summary="Images",
+        parameters=[
+            OpenApiParameter("pgc", OpenApiTypes.INT, description="Only images of this galaxy"),
+            OpenApiParameter("band", OpenApiTypes.STR, enum=list(Image.Band.values), description="Only this band"),
+        ],
+    ),
+    retrieve=extend_schema(summary="One image"),
+    create=extend_schema(
+        summary="Upload an image (members)",
+        request={"multipart/form-data": s.ImageUploadSerializer},
+        responses={201: s.ImageSerializer, 200: s.ImageSerializer, **ERROR_RESPONSES, 403: OpenApiResponse(description="Not a member")},
+    ),
+)
+class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Everyone reads public images; members read all and upload (multipart, field 'file')."""
+
+    permission_classes = [ReadAnyoneWriteMember]
+    pagination_class = KeysetPagination
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = s.ImageSerializer
+    ordering_fields = ("id", "created", "band")
+    default_ordering = "id"
+    lookup_value_regex = r"[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet:
+        qs = Image.objects.all()
+        if not is_member(self.request.user):
+            qs = qs.filter(is_public=True)
+        if self.action == "list":
+            params = self.request.query_params
+            if params.get("pgc"):
+                try:
+                    qs = qs.filter(galaxy_id=int(params["pgc"]))
+                except ValueError:
+                    raise ApiError(f"pgc must be an integer, got {params['pgc']!r}", field="pgc") from None
+            if params.get("band"):
+                if params["band"] not in Image.Band.values:
+                    raise ApiError(f"unknown band {params['band']!r}", field="band")
+                qs = qs.filter(band=params["band"])
+        return qs
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        form = s.ImageUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        upload = data.pop("file")
+        try:
+            image, created = store_uploaded_image(upload.read(), upload.name, user=request.user, **data)
+        except UploadError as exc:
+            raise ApiError(exc.message, status_code=exc.status, field=exc.field) from None
+        body = s.ImageSerializer(image, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+# ---------------------------------------------------------------------------------------------
+# Votes
+# ---------------------------------------------------------------------------------------------
+@extend_schema_view(
+    list=extend_schema(
+        summary="Inclination votes: one's own (curators: all)",
+        parameters=[
+            OpenApiParameter("pgc", OpenApiTypes.INT, description="Only votes on this galaxy"),
+            OpenApiParameter("volunteer", OpenApiTypes.STR, description="Only this volunteer's votes (curators)"),
+        ],
+    ),
+    retrieve=extend_schema(summary="One vote"),
+    create=extend_schema(
+        summary="Vote on a galaxy's inclination",
+        request=s.VoteCreateSerializer,
+        responses={
+            201: s.VoteSerializer,
+            **ERROR_RESPONSES,
+            403: OpenApiResponse(description="Not a volunteer"),
+            404: OpenApiResponse(description="Unknown galaxy"),
+            409: OpenApiResponse(description="Already voted, or the form was replayed"),
+        },
+    ),
+)
+class VoteViewSet(mixins.CreateModelMixin, TableListMixin, viewsets.ReadOnlyModelViewSet):
+    """Volunteers vote (catalog.voting.record_vote) and read their own votes; curators read all."""
+
+    permission_classes = [IsVolunteer]
+    queryset = InclinationVote.objects.none()  # for the schema; get_queryset answers requests
+    pagination_class = KeysetPagination
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    serializer_class = s.VoteSerializer
+    ordering_fields = ("created", "id", "inc")
+    default_ordering = "-created"
+    lookup_value_regex = r"[0-9]{1,18}"
+    table_actions = ()
+
+    def get_queryset(self) -> QuerySet:
+        qs = InclinationVote.objects.select_related("user")
+        user = self.request.user
+        if not is_curator(user):
+            qs = qs.filter(user=user)
+        if self.action == "list":
+            params = self.request.query_params
+            if params.get("pgc"):
+                try:
+                    qs = qs.filter(galaxy_id=int(params["pgc"]))
+                except ValueError:
+                    raise ApiError(f"pgc must be an integer, got {params['pgc']!r}", field="pgc") from None
+            if params.get("volunteer"):
+                qs = qs.filter(user__username=params["volunteer"])
+        return qs
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        form = s.VoteCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        flags = {f: data.pop(f) for f in list(data) if f in s.GIZ_FLAGS}
+        pgc = data.pop("pgc")
+        try:
+            vote = record_vote(request.user, pgc, data.pop("inc", None), flags=flags, source=InclinationVote.Source.API, **data)
+        except RateLimited as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=exc.message) from None
+        except VoteError as exc:
+            field = {"unknown_galaxy": "pgc", "replayed": "client_token"}.get(exc.code)
+            if exc.code == "invalid":
+                field = _vote_field(exc.message)
+            raise ApiError(exc.message, status_code=exc.status, field=field, code=exc.code) from None
+        vote = InclinationVote.objects.select_related("user").get(pk=vote.pk)
+        return Response(s.VoteSerializer(vote, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+
+def _vote_field(message: str) -> str | None:
+    """The vote field a record_vote message is about (its messages start with or name it)."""
+    text = message.lower()
+    for name in ("client_token", "checkout_time", "std1", "std2", "note", "flag", "inc"):
+        if name in text or (name == "inc" and "inclination" in text):
+            return "flags" if name == "flag" else name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Releases
+# ---------------------------------------------------------------------------------------------
+def _visible_releases(user) -> QuerySet:
+    qs = Release.objects.all()
+    return qs if is_member(user) else qs.filter(is_public=True)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Releases (private ones for members)", parameters=[FORMAT_PARAM]),
+    retrieve=extend_schema(summary="One release"),
+)
+class ReleaseViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
+    """Named, versioned catalog tables. Private releases and their rows are for members only."""
+
+    permission_classes = [AllowAny]
+    pagination_class = KeysetPagination
+    serializer_class = s.ReleaseSerializer
+    lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_]{1,80}"
+    table_actions = ("rows",)
+
+    @property
+    def ordering_fields(self) -> tuple[str, ...]:
+        return ("pgc",) if getattr(self, "action", None) == "rows" else ("created", "name", "slug")
+
+    def get_default_ordering(self) -> str:
+        return "pgc" if getattr(self, "action", None) == "rows" else "-created"
+
+    def ordering_column(self, name: str) -> str:
+        return "galaxy_id" if name == "pgc" else name
+
+    def get_queryset(self) -> QuerySet:
+        return _visible_releases(self.request.user)
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except (exceptions.NotFound, Http404):
+            raise exceptions.NotFound(f"no release {self.kwargs.get('slug')!r} visible to you") from None
+
+    @extend_schema(
+        summary="Rows of a release",
+        parameters=[
+            OpenApiParameter(
+                "fields",
+                OpenApiTypes.STR,
+                description="Comma-separated columns for CSV/VOTable (default: the release's columns)",
+            ),
+            FORMAT_PARAM,
+        ],
+        responses={200: s.ReleaseRowSerializer(many=True), 404: OpenApiResponse(description="No such release visible to you")},
+    )
+    @action(detail=True, methods=["get"], url_path="rows", serializer_class=s.ReleaseRowSerializer)
+    def rows(self, request: Request, slug: str | None = None) -> Response:
+        release = self.get_object()
+        qs = ReleaseRow.objects.filter(release=release)
+        fmt = self.wants_table(request)
+        if fmt:
+            return export_response(release, fmt, fields=request.query_params.get("fields"), filename=release.slug, release=release)
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(s.ReleaseRowSerializer(page, many=True).data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------
+@extend_schema_view(
+    list=extend_schema(
+        summary="Jobs: one's own (curators: all)",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=list(Job.Status.values), description="Only jobs in this status"),
+            OpenApiParameter("kind", OpenApiTypes.STR, description="Only jobs of this kind"),
+        ],
+    ),
+    retrieve=extend_schema(summary="One job and its progress"),
+)
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Status and progress of long operations: one's own jobs; curators see every job."""
+
+    permission_classes = [IsAuthenticated]
+    queryset = Job.objects.none()  # for the schema; get_queryset answers requests
+    pagination_class = KeysetPagination
+    serializer_class = s.JobSerializer
+    ordering_fields = ("created", "id", "status", "kind")
+    default_ordering = "-created"
+    lookup_value_regex = r"[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet:
+        qs = Job.objects.select_related("created_by")
+        if not is_curator(self.request.user):
+            qs = qs.filter(created_by=self.request.user)
+        if self.action == "list":
+            params = self.request.query_params
+            if params.get("status"):
+                if params["status"] not in Job.Status.values:
+                    raise ApiError(f"unknown status {params['status']!r}; one of {', '.join(Job.Status.values)}", field="status")
+                qs = qs.filter(status=params["status"])
+            if params.get("kind"):
+                qs = qs.filter(kind=params["kind"])
+        return qs
+
+    def _act(self, fn_name: str) -> Response:
+        job = self.get_object()
+        fn = getattr(jobs_module, fn_name)
+        try:
+            result = fn(job, user=self.request.user)
+        except PermissionError as exc:
+            raise exceptions.PermissionDenied(str(exc) or "not your job") from None
+        except ValueError as exc:
+            raise ApiError(str(exc), status_code=409) from None
+        job = result if isinstance(result, Job) else Job.objects.select_related("created_by").get(pk=job.pk)
+        return Response(s.JobSerializer(job, context=self.get_serializer_context()).data)
+
+    if hasattr(jobs_module, "cancel_job"):
+
+        @extend_schema(
+            summary="Cancel a job (owner or curator)",
+            request=None,
+            responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be cancelled")},
+        )
+        @action(detail=True, methods=["post"])
+        def cancel(self, request: Request, pk: str | None = None) -> Response:
+            return self._act("cancel_job")
+
+    if hasattr(jobs_module, "retry_job"):
+
+        @extend_schema(
+            summary="Retry a failed job (owner or curator)",
+            request=None,
+            responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be retried")},
+        )
+        @action(detail=True, methods=["post"])
+        def retry(self, request: Request, pk: str | None = None) -> Response:
+            return self._act("retry_job")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens
+# ---------------------------------------------------------------------------------------------
+class TokenView(APIView):
+    """The caller's API token: show, issue (replacing the old one) and revoke.
+
+    POST works signed in (session or token) or with username and password in the body.
+    """
+
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    serializer_class = s.TokenSerializer
+
+    def _user(self, request: Request):
+        if request.user and request.user.is_authenticated:
+            return request.user
+        raise exceptions.NotAuthenticated("sign in, or send username and password")
+
+    @extend_schema(summary="My API token", responses={200: s.TokenSerializer, 404: OpenApiResponse(description="No token issued")})
+    def get(self, request: Request) -> Response:
+        token = token_for(self._user(request))
+        if token is None:
+            raise exceptions.NotFound("no token issued: POST to this address to get one")
+        return Response(s.TokenSerializer(token).data)
+
+    @extend_schema(
+        summary="Issue a new API token (revokes the previous one)",
+        request=s.TokenRequestSerializer,
+        responses={201: s.TokenSerializer, 400: OpenApiResponse(description="Wrong credentials")},
+    )
+    def post(self, request: Request) -> Response:
+        user = request.user if request.user and request.user.is_authenticated else None
+        if user is None:
+            form = s.TokenRequestSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            username, password = form.validated_data.get("username"), form.validated_data.get("password")
+            if not username:
+                raise ApiError("send username and password, or sign in", field="username", status_code=401)
+            if not password:
+                raise ApiError("send the password", field="password")
+            user = authenticate(request._request, username=username, password=password)
+            if user is None or not user.is_active:
+                raise ApiError("unknown user name or wrong password", field="password")
+        token = issue_token(user)
+        return Response(s.TokenSerializer(token).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Revoke my API token", request=None, responses={204: None, 404: OpenApiResponse(description="No token to revoke")}
+    )
+    def delete(self, request: Request) -> Response:
+        if not revoke_token(self._user(request)):
+            raise exceptions.NotFound("no token to revoke")
+        return Response(status=status.HTTP_204_NO_CONTENT)

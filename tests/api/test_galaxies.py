@@ -1,0 +1,98 @@
+"""Galaxy list and detail: filters, cone, ordering, field selection, cursor pages, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.models import Galaxy
+from tests.factories import GalaxyFactory, GalaxyNameFactory, make_image
+
+pytestmark = pytest.mark.django_db
+
+
+def test_list_defaults_and_cursor_pages_cover_every_galaxy_once(anon_client, edd_galaxies):
+    seen = []
+    url = "/api/v1/galaxies/?page_size=30"
+    while url:
+        r = anon_client.get(url)
+        assert r.status_code == 200, r.content
+        body = r.json()
+        assert len(body["results"]) <= 30
+        seen += [row["pgc"] for row in body["results"]]
+        url = body["next"]
+    assert seen == sorted(edd_galaxies.values_list("pgc", flat=True))
+    first = anon_client.get("/api/v1/galaxies/?page_size=1").json()["results"][0]
+    assert set(first) == {"pgc", "ra", "dec", "vhel", "d25", "b_a", "pa", "type", "inc", "inc_e", "inc_flg", "url"}
+
+
+def test_ordering_by_nullable_column_descending_pages_consistently(anon_client, edd_galaxies):
+    expected = list(Galaxy.objects.located().order_by("-vhel", "-pgc").values_list("pgc", "vhel"))
+    expected = [p for p, v in expected if v is not None] + [p for p, v in expected if v is None]
+    seen, url = [], "/api/v1/galaxies/?ordering=-vhel&page_size=7&fields=pgc,vhel"
+    while url:
+        body = anon_client.get(url).json()
+        seen += [row["pgc"] for row in body["results"]]
+        url = body["next"]
+    assert seen == expected
+
+
+def test_fields_selection_and_unknown_field_error(anon_client, edd_galaxies):
+    body = anon_client.get("/api/v1/galaxies/?fields=pgc,r_mag,inc&page_size=2").json()
+    assert set(body["results"][0]) == {"pgc", "r_mag", "inc", "url"}
+    r = anon_client.get("/api/v1/galaxies/?fields=pgc,bogus")
+    assert r.status_code == 400
+    err = r.json()
+    assert err["field"] == "fields" and "bogus" in err["message"]
+
+
+def test_filters_of_the_browse_page(anon_client, edd_galaxies):
+    body = anon_client.get("/api/v1/galaxies/?inc_min=80&inc_max=85&page_size=1000&fields=pgc,inc").json()
+    incs = [row["inc"] for row in body["results"]]
+    assert incs and all(80 <= i <= 85 for i in incs)
+    assert len(incs) == Galaxy.objects.filter(inc__gte=80, inc__lte=85).count()
+    r = anon_client.get("/api/v1/galaxies/?inc_min=abc")
+    assert r.status_code == 400 and r.json()["field"] == "inc_min"
+
+
+def test_cone_search_sorted_by_distance(anon_client, db):
+    near = GalaxyFactory(ra=10.0, dec=20.0)
+    nearer = GalaxyFactory(ra=10.01, dec=20.0)
+    GalaxyFactory(ra=200.0, dec=-30.0)
+    body = anon_client.get("/api/v1/galaxies/?ra=10.005&dec=20&radius=0.5").json()
+    pgcs = [row["pgc"] for row in body["results"]]
+    assert sorted(pgcs) == sorted([near.pgc, nearer.pgc])
+    dists = [row["distance"] for row in body["results"]]
+    assert dists == sorted(dists) and all(0 <= d <= 0.5 for d in dists)
+    r = anon_client.get("/api/v1/galaxies/?ra=10&dec=95&radius=1")
+    assert r.status_code == 400 and r.json()["field"] == "radius"
+    r = anon_client.get("/api/v1/galaxies/?ordering=distance")
+    assert r.status_code == 400 and r.json()["field"] == "ordering"
+
+
+def test_detail_with_aliases_and_public_images(anon_client, member_client, db):
+    g = GalaxyFactory(ra=189.086, dec=25.988)
+    GalaxyNameFactory(galaxy=g, name="NGC 4565")
+    make_image(g, "g")
+    private = make_image(g, "r", inc=60)
+    private.is_public = False
+    private.save()
+    body = anon_client.get(f"/api/v1/galaxies/{g.pgc}/").json()
+    assert body["pgc"] == g.pgc and body["aliases"] == ["NGC 4565"]
+    assert [i["band"] for i in body["images"]] == ["g"]
+    assert body["consensus"] is None and body["predictions"] == [] and body["fits"] == []
+    assert body["healpix"] is not None and "distance" not in body
+    bands = sorted(i["band"] for i in member_client.get(f"/api/v1/galaxies/{g.pgc}/").json()["images"])
+    assert bands == ["g", "r"]
+
+
+def test_unknown_galaxy_and_unknown_path_answer_json(anon_client, db):
+    r = anon_client.get("/api/v1/galaxies/123456789/")
+    assert r.status_code == 404 and r["Content-Type"].startswith("application/json")
+    assert "123456789" in r.json()["message"]
+    r = anon_client.get("/api/v1/no-such-thing/")
+    assert r.status_code == 404 and r["Content-Type"].startswith("application/json")
+    assert r.json()["message"]
+    r = anon_client.get("/api/v1/galaxies/?cursor=garbage")
+    assert r.status_code == 400 and r.json()["field"] == "cursor"
+    r = anon_client.get("/api/v1/galaxies/?page_size=0")
+    assert r.status_code == 400 and r.json()["field"] == "page_size"
