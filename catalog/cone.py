@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import FloatField, Q, QuerySet
+from django.db.models import BooleanField, FloatField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from catalog.sky import HEALPIX_DEPTH, check_position
@@ -55,18 +55,42 @@ def check_cone(ra: float, dec: float, radius_deg: float) -> tuple[float, float, 
     return ra, dec, max(r, MIN_RADIUS_DEG)
 
 
-def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int]]:
-    """Merged half-open ranges [lo, hi) of depth-29 nested HEALPix indices covering the cone."""
+def _cover(ra: float, dec: float, radius_deg: float, depth: int):
+    """(ipix, depths) of cdshealpix's MOC cover of a cone.
+
+    Calls cdshealpix's compiled cone_search directly when it is there: the public wrapper builds
+    astropy Longitude/Latitude/Quantity objects, which cost about 2 ms a call, 20 times the cover.
+    """
+    try:
+        from cdshealpix.cdshealpix import cone_search as _rust_cone
+    except ImportError:  # another cdshealpix layout: the public, slower wrapper
+        _rust_cone = None
+    if _rust_cone is not None:
+        ipix, depths, _ = _rust_cone(
+            np.uint8(depth),
+            np.uint8(2),
+            np.float64(math.radians(ra)),
+            np.float64(math.radians(dec)),
+            np.float64(math.radians(radius_deg)),
+            False,
+        )
+        return ipix, depths
     import astropy.units as u
     from astropy.coordinates import Latitude, Longitude
     from cdshealpix.nested import cone_search
 
+    ipix, depths, _ = cone_search(Longitude(ra * u.deg), Latitude(dec * u.deg), radius_deg * u.deg, depth, depth_delta=2, flat=False)
+    return ipix, depths
+
+
+def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int]]:
+    """Merged half-open ranges [lo, hi) of depth-29 nested HEALPix indices covering the cone."""
     ra, dec, r = check_cone(ra, dec, radius_deg)
     depth = cover_depth(r)
     # Slightly enlarge the cone so float rounding at the edge can never drop a member.
     pad = r * 1e-9 + 1e-9
     while True:
-        ipix, depths, _ = cone_search(Longitude(ra * u.deg), Latitude(dec * u.deg), (r + pad) * u.deg, depth, depth_delta=2, flat=False)
+        ipix, depths = _cover(ra, dec, r + pad, depth)
         shift = 2 * (HEALPIX_DEPTH - depths.astype(np.int64))
         lo = ipix.astype(np.int64) << shift
         hi = (ipix.astype(np.int64) + 1) << shift
@@ -102,6 +126,21 @@ def ranges_q(ranges: Sequence[tuple[int, int]], field: str = "healpix") -> Q:
     return q
 
 
+def cone_condition(ra: float, dec: float, radius_deg: float, table: str) -> tuple[RawSQL, RawSQL]:
+    """(distance expression [deg], boolean condition) of a cone over `table`'s ra/dec/healpix.
+
+    The condition is one SQL fragment (OR of BETWENs on the index, then the exact distance):
+    the ORM builds it in microseconds where a Q tree of ranges costs milliseconds.
+    """
+    ra, dec, r = check_cone(ra, dec, radius_deg)
+    ranges = cone_ranges(ra, dec, r)
+    dist_sql, dist_params = _distance_sql(ra, dec, table)
+    between = " OR ".join([f'"{table}"."healpix" BETWEEN %s AND %s'] * len(ranges))
+    bounds = [v for lo, hi in ranges for v in (lo, hi - 1)]
+    condition = RawSQL(f"(({between}) AND {dist_sql} <= %s)", [*bounds, *dist_params, r], output_field=BooleanField())
+    return RawSQL(dist_sql, dist_params, output_field=FloatField()), condition
+
+
 def galaxies_in_cone(ra: float, dec: float, radius_deg: float, queryset: QuerySet | None = None) -> QuerySet:
     """Galaxies within `radius_deg` of (ra, dec), annotated with `distance_deg`, nearest first.
 
@@ -113,16 +152,8 @@ def galaxies_in_cone(ra: float, dec: float, radius_deg: float, queryset: QuerySe
         from catalog.models import Galaxy
 
         queryset = Galaxy.objects.all()
-    ra, dec, r = check_cone(ra, dec, radius_deg)
-    ranges = cone_ranges(ra, dec, r)
-    table = queryset.model._meta.db_table
-    sql, params = _distance_sql(ra, dec, table)
-    return (
-        queryset.filter(ranges_q(ranges))
-        .annotate(distance_deg=RawSQL(sql, params, output_field=FloatField()))
-        .filter(distance_deg__lte=r)
-        .order_by("distance_deg", "pk")
-    )
+    distance, condition = cone_condition(ra, dec, radius_deg, queryset.model._meta.db_table)
+    return queryset.annotate(distance_deg=distance).filter(condition).order_by("distance_deg", "pk")
 
 
 @dataclass(frozen=True)
