@@ -6,3 +6,6 @@ from django.dispatch import Signal
 images_added = Signal()
 # Sent after votes are stored, with galaxy_ids=[...]; the consensus is recomputed on it.
 votes_added = Signal()
+
+# Receivers: new images and votes queue work in batches (catalog.triggers).
+from catalog import triggers  # noqa: E402,F401

@@ -160,24 +160,80 @@ GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "")
 # ---------------------------------------------------------------------------------------------
 # django-q2 on the ORM broker (see NOTES.md for the measured effect of each setting)
 # ---------------------------------------------------------------------------------------------
+# Two queues: `cpu` (every machine runs this cluster) and `gpu` (clusters on CUDA machines,
+# started with Q_CLUSTER_NAME=gpu; scripts/run.py does it). A cluster's name is its queue.
+# GALCAT_GPU_QUEUE=1 tells the enqueuing side that some machine runs a gpu cluster, so GPU work
+# goes there; otherwise it stays on cpu (catalog.tasks.queue_for).
+GALCAT_GPU_QUEUE = env_bool("GALCAT_GPU_QUEUE", False)
 Q_CLUSTER = {
-    "name": os.environ.get("GALCAT_Q_NAME", "cpu"),
+    # The cpu cluster's name is also the site prefix (signing salt of queued tasks, and the
+    # cluster that runs schedules): every cluster of the site shares it.
+    "name": "cpu",
     "orm": "default",
     "workers": env_int("GALCAT_Q_WORKERS", 2),
+    # Default per-task timeout (s); batch tasks pass their own (catalog.tasks.run_batched).
     "timeout": env_int("GALCAT_Q_TIMEOUT", 1800),
-    "retry": env_int("GALCAT_Q_RETRY", 2100),  # must exceed timeout, or tasks run twice
+    # A task whose worker died is re-delivered after `retry` s: must exceed every task's timeout.
+    "retry": env_int("GALCAT_Q_RETRY", 2100),
     "max_attempts": env_int("GALCAT_Q_MAX_ATTEMPTS", 3),
-    "save_limit": 0,  # keep results; a scheduled task prunes old ones (save_limit > 0 locks the queue)
-    "queue_limit": 50,
+    "save_limit": 0,  # keep results; catalog.tasks.prune_results deletes old ones (save_limit > 0 locks the queue)
+    "queue_limit": env_int("GALCAT_Q_QUEUE_LIMIT", 50),
     "bulk": 1,
     "catch_up": False,
     "ack_failures": True,
-    "poll": 0.5,
+    "poll": env_float("GALCAT_Q_POLL", 0.5),
     "label": "Task queue",
+    "ALT_CLUSTERS": {
+        "gpu": {
+            "workers": env_int("GALCAT_Q_GPU_WORKERS", 1),  # one process per GPU
+            "timeout": env_int("GALCAT_Q_GPU_TIMEOUT", env_int("GALCAT_Q_TIMEOUT", 1800)),
+            "retry": env_int("GALCAT_Q_GPU_RETRY", env_int("GALCAT_Q_RETRY", 2100)),
+        },
+    },
 }
 if os.environ.get("GALCAT_REDIS_URL"):
+    # Redis broker for many machines when the ORM broker's polling is the bottleneck
+    # (pip install redis); results and schedules stay in PostgreSQL.
     Q_CLUSTER["redis"] = os.environ["GALCAT_REDIS_URL"]
     Q_CLUSTER.pop("orm")
+# Jobs: worker heartbeat interval and the silence after which a running job counts as lost (s).
+GALCAT_JOB_HEARTBEAT = env_float("GALCAT_JOB_HEARTBEAT", 10.0)
+GALCAT_JOB_LOST_AFTER = env_float("GALCAT_JOB_LOST_AFTER", 120.0)
+# Task results kept (days) before the daily prune; failures are kept longer.
+GALCAT_Q_KEEP_DAYS = env_float("GALCAT_Q_KEEP_DAYS", 7)
+GALCAT_Q_KEEP_FAILED_DAYS = env_float("GALCAT_Q_KEEP_FAILED_DAYS", 30)
+# Run queued tasks inline (tests only).
+GALCAT_TASKS_SYNC = env_bool("GALCAT_TASKS_SYNC", False)
+# Automatic triggers: new images go through these batch functions, f(image_ids) (fit, predict);
+# new votes through the consensus function, f(galaxy_ids). Ids are collected for
+# GALCAT_TRIGGER_DEBOUNCE s after the last addition (at most GALCAT_TRIGGER_MAX_WAIT s) and then
+# queued as batch jobs of GALCAT_IMAGE_BATCH_SIZE images (catalog.triggers).
+GALCAT_IMAGE_PIPELINE = [
+    p for p in os.environ.get("GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images").split(",") if p
+]
+GALCAT_IMAGE_BATCH_SIZE = env_int("GALCAT_IMAGE_BATCH_SIZE", 64)
+GALCAT_CONSENSUS_TASK = os.environ.get("GALCAT_CONSENSUS_TASK", "catalog.consensus.run_consensus_task")
+GALCAT_TRIGGER_DEBOUNCE = env_float("GALCAT_TRIGGER_DEBOUNCE", 10.0)
+GALCAT_TRIGGER_MAX_WAIT = env_float("GALCAT_TRIGGER_MAX_WAIT", 300.0)
+# Nightly recomputation of stale derived data: dotted paths of functions called with no
+# argument (each one decides what is stale); those that do not import are skipped.
+GALCAT_NIGHTLY_TASKS = [
+    p
+    for p in os.environ.get(
+        "GALCAT_NIGHTLY_TASKS", "fitting.tasks.fit_stale,ml.tasks.predict_stale,catalog.consensus.run_consensus_task"
+    ).split(",")
+    if p
+]
+# Which of the pipeline/nightly functions want the gpu queue (when one is configured).
+GALCAT_GPU_TASKS = [
+    p
+    for p in os.environ.get(
+        "GALCAT_GPU_TASKS", "fitting.tasks.fit_images,ml.tasks.predict_images,fitting.tasks.fit_stale,ml.tasks.predict_stale"
+    ).split(",")
+    if p
+]
+# Hour (UTC) of the nightly schedule.
+GALCAT_NIGHTLY_HOUR = env_int("GALCAT_NIGHTLY_HOUR", 2)
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,7 @@ from django.views.static import serve
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("config.api")),
+    path("jobs/", include("catalog.job_urls")),
     path("accounts/", include("accounts.urls")),
     path("zoo/", include("catalog.zoo_urls")),
     path("", include("catalog.urls")),

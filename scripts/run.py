@@ -25,9 +25,10 @@ def manage(*args: str) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=BASE_DIR, check=True)
 
 
-def spawn(*args: str) -> subprocess.Popen:
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     # Own session: Ctrl-C reaches only this supervisor, which stops children in order.
-    return subprocess.Popen([PY, "manage.py", *args], cwd=BASE_DIR, start_new_session=True)
+    full_env = {**os.environ, **env} if env else None
+    return subprocess.Popen([PY, "manage.py", *args], cwd=BASE_DIR, start_new_session=True, env=full_env)
 
 
 def stop_child(proc: subprocess.Popen, name: str, *, group: bool) -> None:
@@ -71,8 +72,8 @@ def main() -> int:
         manage("migrate", "--noinput", "-v", "0")
         manage("load_sample", "--if-empty")
         manage("ensure_admin")
-        for name, args, group in worker_commands():
-            children.append((name, spawn(*args), group))
+        for name, args, group, *env in worker_commands():
+            children.append((name, spawn(*args, env=env[0] if env else None), group))
         children.append(("web server", spawn("runserver", f"{HOST}:{PORT}", "--noreload"), True))
         print(f"\n  The catalog is at http://{HOST}:{PORT}/  (admin: http://{HOST}:{PORT}/admin/)", flush=True)
         print("  Press Ctrl-C to stop the site, its workers and PostgreSQL.\n", flush=True)
@@ -93,9 +94,33 @@ def main() -> int:
     return code
 
 
-def worker_commands() -> list[tuple[str, tuple[str, ...], bool]]:
-    """The django-q2 clusters this machine runs: (name, manage.py arguments, signal the group)."""
-    return [("task cluster", ("qcluster",), False)]
+def gpu_worker_wanted() -> bool:
+    """Run a gpu cluster here? GALCAT_GPU_WORKER=1 forces it, 0 forbids it; by default only
+    when torch sees CUDA."""
+    forced = os.environ.get("GALCAT_GPU_WORKER", "auto").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if forced in ("0", "false", "no", "off"):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def worker_commands() -> list[tuple]:
+    """The django-q2 clusters this machine runs: (name, manage.py arguments, signal the group, env).
+
+    Always the cpu cluster; also a gpu cluster (queue `gpu`, selected by Q_CLUSTER_NAME, which
+    django-q2 reads at import) when CUDA is present or GALCAT_GPU_WORKER=1. Then every child
+    (web server included) gets GALCAT_GPU_QUEUE=1, so GPU work is queued for that cluster.
+    """
+    commands: list[tuple] = [("cpu task cluster", ("qcluster",), False, {})]
+    if gpu_worker_wanted():
+        os.environ["GALCAT_GPU_QUEUE"] = "1"
+        commands.append(("gpu task cluster", ("qcluster",), False, {"Q_CLUSTER_NAME": "gpu"}))
+    return commands
 
 
 if __name__ == "__main__":

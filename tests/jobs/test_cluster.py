@@ -1,0 +1,125 @@
+"""Real qcluster processes on the real (test) PostgreSQL: kill -9, two clusters, cancel,
+progress over HTTP, failures. Data is committed (transactional_db) so the clusters see it."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from catalog.jobs import cancel_job, lost_after, mark_lost_jobs
+from catalog.models import Job
+from catalog.tasks import demo_job, demo_rows
+from tests.jobs.conftest import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def job(pk: int) -> Job:
+    return Job.objects.get(pk=pk)
+
+
+def trace_lines(path) -> list[tuple[int, int]]:
+    if not path.exists():
+        return []
+    return [tuple(int(x) for x in line.split()) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_kill9_mid_batch_then_restart_completes_every_item_once(clusters, settings, tmp_path):
+    settings.GALCAT_JOB_LOST_AFTER = 2.0
+    trace = tmp_path / "trace.txt"
+    j = demo_job(120, batch_size=10, delay=0.04, trace=str(trace))  # 12 batches of 0.4 s
+    first = clusters("a")
+    wait_for(lambda: job(j.pk).done >= 30, 60, what="three batches done")
+    # Wait until a batch is in a worker's hands, then kill the whole cluster at once.
+    wait_for(lambda: job(j.pk).result["batches"]["running"], 10, 0.02, what="a batch in flight")
+    first.kill9()
+    killed_at = job(j.pk)
+    assert killed_at.status == Job.Status.RUNNING and killed_at.done < 120
+    in_flight = set(killed_at.result["batches"]["running"])
+    assert in_flight, "a batch was in flight when the cluster died"
+
+    # The dead worker stops beating: the job shows as lost.
+    time.sleep(lost_after() + 0.5)
+    assert mark_lost_jobs() == 1
+    assert job(j.pk).status == Job.Status.LOST
+
+    clusters("b")  # a new cluster; the broker re-delivers the killed tasks after `retry`
+    wait_for(lambda: job(j.pk).status == Job.Status.SUCCEEDED, 60, 0.2, what="the job to complete")
+    final = job(j.pk)
+    assert (final.done, final.total) == (120, 120)
+    assert sorted(final.result["batches"]["done"]) == list(range(12))
+    rows = demo_rows(final.params["run"])
+    assert [r[0] for r in rows] == list(range(120)), "every item has exactly one row"
+    assert {r[2] for r in rows} == {1}, "every item was written (committed) exactly once"
+    runs = Counter(first_item for _, first_item in trace_lines(trace))
+    assert any(runs[int(b) * 10] >= 2 for b in in_flight), "the killed batch really ran again"
+
+
+def test_two_clusters_share_the_queue_and_no_task_runs_twice(clusters, tmp_path):
+    trace = tmp_path / "trace.txt"
+    j = demo_job(300, batch_size=5, delay=0.01, trace=str(trace))  # 60 batches of 0.05 s
+    clusters("a")
+    clusters("b")
+    wait_for(lambda: job(j.pk).status == Job.Status.SUCCEEDED, 90, 0.2, what="the job to complete")
+    lines = trace_lines(trace)
+    per_batch = Counter(first_item for _, first_item in lines)
+    assert sorted(per_batch) == list(range(0, 300, 5))
+    assert set(per_batch.values()) == {1}, "no batch ran twice"
+    assert {r[2] for r in demo_rows(job(j.pk).params["run"])} == {1}
+    pids = {pid for pid, _ in lines}
+    assert len(pids) >= 3, f"the work was spread over the workers of both clusters, got pids {pids}"
+
+
+def test_cancel_stops_further_batches(shared_cluster, tmp_path):
+    trace = tmp_path / "trace.txt"
+    j = demo_job(400, batch_size=10, delay=0.03, trace=str(trace))  # 40 batches of 0.3 s
+    wait_for(lambda: job(j.pk).done >= 20, 60, what="two batches done")
+    cancel_job(j.pk, None, system=True)
+    wait_for(lambda: job(j.pk).status == Job.Status.CANCELLED, 20, what="the job to be cancelled")
+    done = job(j.pk).done
+    executed = len(trace_lines(trace))
+    time.sleep(1.5)
+    final = job(j.pk)
+    assert final.done == done < 400
+    assert len(trace_lines(trace)) == executed, "no batch started after the cancel took effect"
+    assert len(demo_rows(final.params["run"])) == done
+
+
+def test_progress_is_visible_over_http_while_it_runs(shared_cluster, live_server, client, member):
+    client.force_login(member)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    with urllib.request.urlopen(urllib.request.Request(f"{live_server.url}/jobs/status.json", headers={"Cookie": cookie})) as resp:
+        assert json.load(resp)["jobs"] == []  # the server has loaded its URLs before the clock starts
+    j = demo_job(200, batch_size=10, delay=0.03, user=member)  # 20 batches of 0.3 s
+    seen: list[tuple[str, int]] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"{live_server.url}/jobs/status.json?ids={j.pk}", headers={"Cookie": cookie})
+        with urllib.request.urlopen(req) as resp:
+            row = json.load(resp)["jobs"][0]
+        seen.append((row["status"], row["done"]))
+        if row["status"] == "succeeded":
+            break
+        time.sleep(0.15)
+    assert seen[-1] == ("succeeded", 200)
+    middle = {done for status, done in seen if status == "running" and 0 < done < 200}
+    assert len(middle) >= 3, f"progress moved through several values while running: {seen}"
+    assert [d for _, d in seen] == sorted(d for _, d in seen), "progress never goes back"
+
+
+def test_a_failing_task_is_recorded_and_does_not_block_the_queue(shared_cluster):
+    bad = demo_job(30, batch_size=10, fail_on=[15])
+    good = demo_job(30, batch_size=10)
+    wait_for(lambda: job(good.pk).status == Job.Status.SUCCEEDED, 60, what="the job behind the failure")
+    wait_for(lambda: job(bad.pk).status == Job.Status.FAILED, 30, what="the failing job to end")
+    failed = job(bad.pk)
+    assert "ValueError: demo failure on item 15" in failed.error
+    assert failed.done == 20 and list(failed.result["batches"]["failed"]) == ["1"]
+    from django_q.models import Task
+
+    task = Task.objects.get(name=f"job{bad.pk}-b1-g1")
+    assert not task.success and "demo failure on item 15" in task.result
