@@ -73,10 +73,11 @@ def calibration_points(user) -> dict:
 
 def vote_statistics(user) -> dict:
     """Counts of the user's votes by outcome."""
-    return InclinationVote.objects.filter(user=user).aggregate(
-        total=Count("id"),
-        measured=Count("id", filter=Q(inc__isnull=False)),
-        face_on=Count("id", filter=Q(face_on=True)),
-        rejected=Count("id", filter=Q(rejected=True, face_on=False)),
-        galaxies=Count("galaxy", distinct=True),
+    out = InclinationVote.objects.filter(user=user).aggregate(
+        n_total=Count("id"),
+        n_measured=Count("id", filter=Q(inc__isnull=False)),
+        n_face_on=Count("id", filter=Q(face_on=True)),
+        n_rejected=Count("id", filter=Q(rejected=True, face_on=False)),
+        n_galaxies=Count("galaxy", distinct=True),
     )
+    return {k[2:]: v for k, v in out.items()}

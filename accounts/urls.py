@@ -8,7 +8,7 @@ app_name = "accounts"
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(template_name="accounts/logged_out.html"), name="logout"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),  # POST; goes to LOGOUT_REDIRECT_URL
     path("profile/", views.profile, name="profile"),
     path(
         "password-reset/",

@@ -508,8 +508,8 @@ def calibration_cv(method: ConsensusMethod, table: VoteTable, known: dict[int, f
     Each split halves the calibration galaxies at random; the method sees the known values of one
     half only and is scored on the accepted galaxies of the other half, then the halves swap."""
     rng = np.random.default_rng(seed)
-    keys = np.array(sorted(known))
-    vals = np.array([known[k] for k in keys])
+    keys = np.array(sorted(known), dtype=np.int64)
+    vals = np.array([known[k] for k in keys.tolist()], dtype=np.float64)
     values, counts = [], []
     for _ in range(splits):
         fold = rng.permutation(len(keys)) < len(keys) // 2
@@ -539,6 +539,8 @@ def consensus_report(methods: list[ConsensusMethod] | None = None, *, splits: in
         "splits": splits,
         "methods": {},
     }
+    if not len(table.user):
+        return out
     for m in methods:
         entry = {"split_half": {}, "calibration_cv": calibration_cv(m, table, known, splits=splits, seed=seed + 1)}
         for k in min_votes_half:

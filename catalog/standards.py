@@ -3,7 +3,7 @@
 - `seed_references(folder)` reads giz_standards.csv and giz_calibration.csv (the shared data
   format: pgc, inc, flag) into Standard and CalibrationGalaxy rows.
 - `ensure_rendered_standards()` draws thick inclined disks at every degree from 45 to 90 with the
-  project's own renderer (catalog.sample.render_disk) when the real standards with images do not
+  project's own renderer (render_thick_disk) when the real standards with images do not
   cover that range, so the voting page works on a fresh machine. The page says when it shows them.
 - `standards_by_inc()` is what the voting page shows: {inc (int deg): [standard, ...]}.
 
@@ -18,6 +18,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
 
@@ -25,9 +26,9 @@ from catalog.models import CalibrationGalaxy, Galaxy, Image, ReferenceFlag, Stan
 
 STANDARD_RANGE = range(45, 91)  # deg, every degree the two steps of the voting page need
 RENDER_SIZE = 256  # pixel
-# Intrinsic axis ratios of the rendered variants: thick disks, q0 of 0.1-0.3 in practice
-# (Hubble 1926; Tully & Fisher 1977 use 0.2).
-RENDER_Q0 = (0.2, 0.15, 0.25)
+# Scale heights of the rendered variants in disk scale lengths: thick disks, an edge-on axis
+# ratio q0 of 0.1-0.3 in practice (Hubble 1926; Tully & Fisher 1977 use q0 = 0.2).
+RENDER_THICKNESS = (0.2, 0.15, 0.25)
 PREFERRED_BANDS = ("g", "r", "i", "gri")
 
 
@@ -111,20 +112,50 @@ def real_standards_cover() -> bool:
     return all(d in have for d in STANDARD_RANGE)
 
 
-def render_standard_png(inc: float, variant: int = 0) -> bytes:
-    """A thick inclined disk at inclination inc (deg), grey, dark galaxy on light sky, major axis
-    horizontal, drawn by the project's renderer (catalog.sample.render_disk)."""
+def render_thick_disk(inc: float, size: int = RENDER_SIZE, *, thickness: float = 0.2, seed: int = 0) -> np.ndarray:
+    """A thick inclined disk seen at inclination inc (deg) as a [size, size] uint8 image: dark galaxy
+    on a light sky, major axis horizontal, the disk's visible extent about half the field.
+
+    Luminosity density rho(R, z) = exp(-R/h) sech^2(z / z0) with z0 = thickness * h (a thick disk;
+    van der Kruit & Searle 1981), plus a small exponential bulge, integrated along each line of sight."""
+    rng = np.random.default_rng(seed)
+    h = 1.0  # disk scale length: the unit of length
+    z0 = thickness * h
+    half = 7.0 * h  # half the field
+    n_los = 48
+    n = min(size, 128)  # computed on at most 128 x 128 pixels, then resampled
+    c = ((np.arange(n) - (n - 1) / 2) * (2 * half / n)).astype(np.float32)
+    x, y = np.meshgrid(c, -c)
+    s = np.linspace(-half, half, n_los, dtype=np.float32)[:, None, None]
+    ci, si = np.cos(np.radians(inc)), np.sin(np.radians(inc))
+    X = x[None]
+    Y = y[None] * ci - s * si
+    Z = y[None] * si + s * ci
+    R = np.hypot(X, Y)
+    disk = np.exp(-R / h) / np.cosh(np.minimum(np.abs(Z) / z0, 40.0)) ** 2
+    bulge = 0.6 * np.exp(-np.sqrt(X**2 + Y**2 + Z**2) / (0.25 * h))
+    img = (disk + bulge).sum(axis=0) * (2 * half / n_los)
+    if n != size:
+        from PIL import Image as PILImage
+
+        img = np.asarray(PILImage.fromarray(img.astype(np.float32), mode="F").resize((size, size), PILImage.Resampling.BICUBIC))
+    img = img / np.percentile(img, 99.9)
+    img = img + rng.normal(0, 0.004, img.shape)
+    shown = np.arcsinh(img / 0.02) / np.arcsinh(1 / 0.02)  # asinh stretch: the faint outer disk shows
+    return (255 - np.clip(shown, 0, 1) * 235).astype(np.uint8)
+
+
+def render_standard_png(inc: float, variant: int = 0, size: int = RENDER_SIZE) -> bytes:
+    """PNG of a rendered standard at inclination inc (deg); variants differ in thickness and noise."""
     from PIL import Image as PILImage
 
-    from catalog.sample import render_disk
-
-    grey = render_disk(inc, size=RENDER_SIZE, q0=RENDER_Q0[variant % len(RENDER_Q0)], seed=1000 + variant)
+    grey = render_thick_disk(inc, size, thickness=RENDER_THICKNESS[variant % len(RENDER_THICKNESS)], seed=1000 + variant)
     buf = io.BytesIO()
     PILImage.fromarray(grey).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def ensure_rendered_standards(*, variants: int = 2, force: bool = False) -> int:
+def ensure_rendered_standards(*, variants: int = 2, force: bool = False, size: int = RENDER_SIZE) -> int:
     """Render standards at every degree 45-90 unless real ones cover it; returns how many were made."""
     if not force and real_standards_cover():
         return 0
@@ -134,8 +165,8 @@ def ensure_rendered_standards(*, variants: int = 2, force: bool = False) -> int:
         for v in range(variants):
             if (float(inc), v) in have:
                 continue
-            std = Standard(inc=float(inc), flag="A", rendered=True, variant=v, source="rendered by catalog.sample.render_disk")
-            std.file.save(f"rendered_inc{inc:02d}_v{v}.png", ContentFile(render_standard_png(inc, v)), save=False)
+            std = Standard(inc=float(inc), flag="A", rendered=True, variant=v, source="rendered by catalog.standards.render_thick_disk")
+            std.file.save(f"rendered_inc{inc:02d}_v{v}.png", ContentFile(render_standard_png(inc, v, size)), save=False)
             std.save()
             made += 1
     return made

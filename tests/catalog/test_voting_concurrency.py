@@ -1,0 +1,91 @@
+"""Many threads voting at once on real PostgreSQL: no vote lost, never two per volunteer and galaxy."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection, connections
+from django.db.models import Count
+
+from catalog.models import InclinationVote
+from catalog.roles import VOLUNTEER, grant
+from catalog.voting import AlreadyVoted, ReplayedVote, record_vote
+from tests.factories import GalaxyFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+N_USERS = 8
+N_GALAXIES = 6
+REPEATS = 3  # each (volunteer, galaxy) pair is submitted by this many threads at once
+
+
+def _in_thread(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        connections.close_all()
+
+
+def test_concurrent_votes_are_all_stored_once(settings):
+    settings.GALCAT_VOTE_RATE = "1000/60"
+    users = [UserFactory() for _ in range(N_USERS)]
+    for u in users:
+        grant(u, VOLUNTEER)
+    galaxies = [GalaxyFactory() for _ in range(N_GALAXIES)]
+    jobs = [(u, g, 45.0 + (i * 7 + j) % 45) for i, u in enumerate(users) for j, g in enumerate(galaxies)] * REPEATS
+    barrier = threading.Barrier(16)
+    outcomes: Counter = Counter()
+    lock = threading.Lock()
+
+    def vote(job):
+        user, galaxy, inc = job
+        try:
+            barrier.wait(timeout=5)
+        except threading.BrokenBarrierError:
+            pass
+        try:
+            record_vote(user, galaxy.pk, inc)
+            result = "stored"
+        except AlreadyVoted:
+            result = "already"
+        with lock:
+            outcomes[result] += 1
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda j: _in_thread(vote, j), jobs))
+
+    pairs = N_USERS * N_GALAXIES
+    assert outcomes["stored"] == pairs
+    assert outcomes["already"] == pairs * (REPEATS - 1)
+    assert InclinationVote.objects.count() == pairs
+    dupes = InclinationVote.objects.values("user", "galaxy", "round").annotate(n=Count("id")).filter(n__gt=1)
+    assert not dupes.exists()
+    assert connection.is_usable()
+
+
+def test_concurrent_replays_of_one_form_store_one_vote(settings):
+    settings.GALCAT_VOTE_RATE = "1000/60"
+    user = UserFactory()
+    grant(user, VOLUNTEER)
+    galaxies = [GalaxyFactory() for _ in range(8)]
+    barrier = threading.Barrier(8)
+    results = []
+    lock = threading.Lock()
+
+    def vote(galaxy):
+        barrier.wait(timeout=5)
+        try:
+            record_vote(user, galaxy.pk, 60.0, client_token="one-form-token")
+            r = "stored"
+        except ReplayedVote:
+            r = "replayed"
+        with lock:
+            results.append(r)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda g: _in_thread(vote, g), galaxies))
+    assert sorted(results) == ["replayed"] * 7 + ["stored"]
+    assert InclinationVote.objects.filter(client_token="one-form-token").count() == 1
