@@ -1,0 +1,164 @@
+"""Initial values and masks: sky and noise from the border, segmentation, image moments.
+
+All functions take batches [B, H, W] and work on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Width of the border (pixels) used for the sky level and the noise.
+BORDER = 4
+#: MAD to Gaussian sigma (1 / Phi^-1(3/4)).
+MAD_TO_SIGMA = 1.482602218505602
+#: Detection threshold on the 3 x 3 smoothed image, in units of the smoothed noise.
+DETECT_NSIGMA = 2.0
+#: Neighbour masks are grown by this many pixels.
+MASK_GROW = 2
+
+
+def border_sky(images: Tensor, valid: Tensor, width: int = BORDER) -> tuple[Tensor, Tensor]:
+    """Sky level (median) and noise (1.4826 MAD) of the valid border pixels.
+
+    images: [B, H, W]; valid: [B, H, W] bool. Returns (sky [B], noise [B]); NaN where no border
+    pixel is valid.
+    """
+    b, h, w = images.shape
+    border = torch.ones(h, w, dtype=torch.bool, device=images.device)
+    border[width : h - width, width : w - width] = False
+    vals = torch.where(valid & border, images, torch.full_like(images, float("nan"))).reshape(b, -1)
+    sky = torch.nanmedian(vals, dim=1).values
+    mad = torch.nanmedian((vals - sky[:, None]).abs(), dim=1).values
+    return sky, MAD_TO_SIGMA * mad
+
+
+def connected_components(mask: Tensor, max_iter: int | None = None) -> Tensor:
+    """8-connected component labels of a boolean batch [B, H, W] by max-label propagation.
+
+    Returns int64 labels [B, H, W]: 0 for background, and for each component the largest
+    (flat index + 1) of its pixels. Runs on GPU as well as CPU.
+    """
+    b, h, w = mask.shape
+    if mask.device.type == "cpu":
+        return _label_scipy(mask)
+    idx = torch.arange(1, h * w + 1, device=mask.device, dtype=torch.float32).reshape(1, h, w)
+    m = mask.float()
+    lab = idx * m
+    steps = max_iter or (h + w) * 2
+    for i in range(steps):
+        new = _max3x3(lab) * m
+        if i % 8 == 7 and torch.equal(new, lab):
+            break
+        lab = new
+    return lab.long()
+
+
+def _label_scipy(mask: Tensor) -> Tensor:
+    """CPU path of :func:`connected_components` (same labelling rule) with scipy.ndimage.label."""
+    from scipy import ndimage
+
+    b, h, w = mask.shape
+    arr = mask.numpy()
+    out = torch.zeros(b, h * w, dtype=torch.int64)
+    flat = torch.arange(1, h * w + 1, dtype=torch.int64)
+    for i in range(b):
+        lab, nlab = ndimage.label(arr[i], structure=[[1, 1, 1], [1, 1, 1], [1, 1, 1]])
+        if nlab == 0:
+            continue
+        lab_t = torch.from_numpy(lab.reshape(-1)).long()
+        top = torch.zeros(nlab + 1, dtype=torch.int64).scatter_reduce(0, lab_t, flat, "amax")
+        top[0] = 0
+        out[i] = top[lab_t]
+    return out.reshape(b, h, w)
+
+
+def _max3x3(x: Tensor) -> Tensor:
+    """Maximum over each pixel's 3 x 3 neighbourhood (zero outside), [B, H, W] -> [B, H, W]."""
+    r = x.clone()
+    r[:, :, 1:] = torch.maximum(r[:, :, 1:], x[:, :, :-1])
+    r[:, :, :-1] = torch.maximum(r[:, :, :-1], x[:, :, 1:])
+    c = r.clone()
+    c[:, 1:] = torch.maximum(c[:, 1:], r[:, :-1])
+    c[:, :-1] = torch.maximum(c[:, :-1], r[:, 1:])
+    return c
+
+
+def segment(images: Tensor, sky: Tensor, noise: Tensor, valid: Tensor, nsigma: float = DETECT_NSIGMA) -> tuple[Tensor, Tensor, Tensor]:
+    """Detect sources and pick the target nearest the image centre.
+
+    images: [B, H, W]; sky: [B]; noise: [B, H, W] or [B] per-pixel noise; valid: [B, H, W] bool.
+    Returns (target [B, H, W] bool, neighbours [B, H, W] bool (grown by MASK_GROW), found [B]
+    bool: whether any source was detected near the centre).
+    """
+    b, h, w = images.shape
+    x = torch.where(valid, images - sky[:, None, None], torch.zeros_like(images))
+    sm = F.avg_pool2d(x[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+    nz = noise if noise.dim() == 3 else noise[:, None, None].expand(b, h, w)
+    det = (sm > nsigma * nz / 3.0) & valid
+    lab = connected_components(det)
+    # target: the detected component holding the brightest smoothed pixel of the central region
+    yy = torch.arange(h, device=images.device)[:, None]
+    xx = torch.arange(w, device=images.device)[None, :]
+    central = ((yy - (h - 1) / 2).abs() <= h / 4) & ((xx - (w - 1) / 2).abs() <= w / 4)
+    score = torch.where(det & central, sm, torch.full_like(sm, -float("inf"))).reshape(b, -1)
+    best = score.argmax(dim=1)
+    tlab = lab.reshape(b, -1).gather(1, best[:, None])[:, 0]
+    found = torch.isfinite(score.max(dim=1).values) & (tlab > 0)
+    target = (lab == tlab[:, None, None]) & found[:, None, None]
+    others = (lab > 0) & ~target
+    k = 2 * MASK_GROW + 1
+    grown = F.max_pool2d(others[:, None].float(), k, stride=1, padding=MASK_GROW)[:, 0] > 0
+    return target, grown & ~target, found
+
+
+def moments_init(images: Tensor, sky: Tensor, target: Tensor, found: Tensor) -> Tensor:
+    """Sérsic start values from the first and second moments of the target's pixels.
+
+    images: [B, H, W]; sky: [B]; target: [B, H, W] bool; found: [B] bool.
+    Returns p [B, 8] = (x0, y0, sky, flux, re, n, q, theta), float64. Galaxies without a
+    detection start at the image centre with a size of an eighth of the image.
+    """
+    b, h, w = images.shape
+    dev = images.device
+    x = (images - sky[:, None, None]).double()
+    wgt = torch.where(target, x.clamp_min(0.0), torch.zeros_like(x))
+    tot = wgt.sum(dim=(1, 2)).clamp_min(1e-30)
+    ys = torch.arange(h, device=dev, dtype=torch.float64)[None, :, None]
+    xs = torch.arange(w, device=dev, dtype=torch.float64)[None, None, :]
+    x0 = (wgt * xs).sum(dim=(1, 2)) / tot
+    y0 = (wgt * ys).sum(dim=(1, 2)) / tot
+    dx = xs - x0[:, None, None]
+    dy = ys - y0[:, None, None]
+    mxx = (wgt * dx * dx).sum(dim=(1, 2)) / tot
+    myy = (wgt * dy * dy).sum(dim=(1, 2)) / tot
+    mxy = (wgt * dx * dy).sum(dim=(1, 2)) / tot
+    half = 0.5 * (mxx + myy)
+    rad = torch.sqrt((0.5 * (mxx - myy)) ** 2 + mxy**2)
+    l1 = (half + rad).clamp_min(0.25)
+    l2 = (half - rad).clamp_min(0.25 * 0.01)
+    q = torch.sqrt(l2 / l1).clamp(0.1, 0.95)
+    theta = 0.5 * torch.atan2(2.0 * mxy, mxx - myy)
+    # for an exponential disk the major-axis rms radius is ~1.03 re; thresholding cuts the wings
+    re = (1.2 * torch.sqrt(l1)).clamp(0.5, 0.5 * max(h, w))
+    flux = 1.2 * tot
+    n = torch.full_like(x0, 1.5)
+    p = torch.stack([x0, y0, sky.double(), flux, re, n, q, theta], dim=1)
+    default = torch.tensor([(w - 1) / 2, (h - 1) / 2, 0.0, 1.0, max(h, w) / 8, 1.5, 0.8, 0.0], dtype=torch.float64, device=dev)
+    default = default.expand(b, -1).clone()
+    default[:, 2] = torch.nan_to_num(sky.double())
+    default[:, 3] = torch.nan_to_num(x.clamp_min(0).sum(dim=(1, 2)), nan=1.0).clamp_min(1e-6)
+    ok = found & torch.isfinite(p).all(dim=1) & (tot > 1e-30)
+    return torch.where(ok[:, None], p, default)
+
+
+def bulge_disk_from_sersic(p: Tensor) -> Tensor:
+    """Bulge+disk start values [B, 13] = (x0, y0, sky, bulge flux, re, n, q, theta, disk flux, re,
+    n = 1, q, theta) from a single-Sérsic start [B, 8]: 30 % of the light in a rounder n = 4 bulge of
+    half the size."""
+    x0, y0, sky, flux, re, _, q, theta = p.unbind(1)
+    one = torch.ones_like(x0)
+    bulge = [0.3 * flux, 0.5 * re, 4.0 * one, torch.sqrt(q).clamp(max=0.95), theta]
+    disk = [0.7 * flux, re, one, q, theta]
+    return torch.stack([x0, y0, sky, *bulge, *disk], dim=1)

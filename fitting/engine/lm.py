@@ -1,0 +1,333 @@
+"""Batched Levenberg-Marquardt with per-galaxy damping, bounds by smooth reparametrisation.
+
+Three parameter spaces, all [B, P] in the order of :class:`~fitting.engine.model.ModelSpec`:
+
+- m, the model's internal parameters (x0, y0, sky, log_flux, log_re, n, e1, e2, ...): the
+  renderer's analytic Jacobian is d model / d m;
+- u, the unbounded space the optimiser steps in: log_re and n are mapped into their bounds by a
+  logistic function, (e1, e2) by e = e_max tanh|g| g/|g| (so q >= q_min), the rest is identity;
+- p, the physical parameters reported (x0, y0, sky, flux, re, n, q, theta, ...).
+
+The covariance is (J^T W J)^-1 in m (independent of how the bounds are imposed, so a parameter
+near its bound keeps an honest curvature error instead of the vanishing one of the u space),
+carried to p with the Jacobian dp/dm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .model import ModelSpec, Renderer
+from .profiles import q_to_e
+
+#: Bounds of the fitted parameters (pixels for re).
+N_BOUNDS = (0.2, 10.0)
+RE_MIN = 0.05
+Q_MIN = 0.02
+#: A bounded parameter within this fraction of its range from a bound is reported as pinned.
+PINNED_FRACTION = 1e-3
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Per-fit bounds: log_re in [log RE_MIN, log re_max], n in N_BOUNDS, e <= e_max."""
+
+    log_re: tuple[float, float]
+    n: tuple[float, float] = N_BOUNDS
+    e_max: float = float(q_to_e(torch.tensor(Q_MIN)))
+
+
+def default_bounds(height: int, width: int) -> Bounds:
+    return Bounds(log_re=(math.log(RE_MIN), math.log(2.0 * max(height, width))))
+
+
+def _kinds(spec: ModelSpec) -> list[str]:
+    """Per m index: 'id', 'lre', 'n', 'e1', 'e2'."""
+    out = ["id", "id", "id"]
+    for _ in spec.components:
+        out += ["id", "lre", "n", "e1", "e2"]
+    return out
+
+
+def _logistic(u: Tensor, lo: float, hi: float) -> tuple[Tensor, Tensor]:
+    s = torch.sigmoid(u)
+    return lo + (hi - lo) * s, (hi - lo) * s * (1.0 - s)
+
+
+def _logit(m: Tensor, lo: float, hi: float) -> Tensor:
+    eps = 1e-6 * (hi - lo)
+    x = (m.clamp(lo + eps, hi - eps) - lo) / (hi - lo)
+    return torch.log(x) - torch.log1p(-x)
+
+
+def u_to_m(u: Tensor, spec: ModelSpec, bounds: Bounds) -> tuple[Tensor, Tensor]:
+    """Map u [B, P] to m [B, P]; also returns D = dm/du [B, P, P] (block diagonal)."""
+    kinds = _kinds(spec)
+    bsz, npar = u.shape
+    m = u.clone()
+    d = torch.zeros(bsz, npar, npar, dtype=u.dtype, device=u.device)
+    idx = torch.arange(npar, device=u.device)
+    d[:, idx, idx] = 1.0
+    for i, k in enumerate(kinds):
+        if k == "lre":
+            m[:, i], d[:, i, i] = _logistic(u[:, i], *bounds.log_re)
+        elif k == "n":
+            m[:, i], d[:, i, i] = _logistic(u[:, i], *bounds.n)
+        elif k == "e1":
+            g1, g2 = u[:, i], u[:, i + 1]
+            gn = torch.sqrt(g1 * g1 + g2 * g2)
+            th = torch.tanh(gn)
+            ratio = torch.where(gn > 1e-6, bounds.e_max * th / gn.clamp_min(1e-6), torch.full_like(gn, bounds.e_max))
+            fprime = bounds.e_max * (1.0 - th * th)
+            m[:, i], m[:, i + 1] = ratio * g1, ratio * g2
+            gs = gn.clamp_min(1e-12)
+            h1, h2 = g1 / gs, g2 / gs
+            d[:, i, i] = fprime * h1 * h1 + ratio * (1.0 - h1 * h1)
+            d[:, i + 1, i + 1] = fprime * h2 * h2 + ratio * (1.0 - h2 * h2)
+            d[:, i, i + 1] = d[:, i + 1, i] = (fprime - ratio) * h1 * h2
+    return m, d
+
+
+def m_to_u(m: Tensor, spec: ModelSpec, bounds: Bounds) -> Tensor:
+    """Inverse of :func:`u_to_m` (values outside the bounds are clamped inside). m: [B, P]."""
+    u = m.clone()
+    for i, k in enumerate(_kinds(spec)):
+        if k == "lre":
+            u[:, i] = _logit(m[:, i], *bounds.log_re)
+        elif k == "n":
+            u[:, i] = _logit(m[:, i], *bounds.n)
+        elif k == "e1":
+            e1, e2 = m[:, i], m[:, i + 1]
+            en = torch.sqrt(e1 * e1 + e2 * e2)
+            x = (en / bounds.e_max).clamp(max=1.0 - 1e-6)
+            gn = torch.atanh(x)
+            ratio = torch.where(en > 1e-9, gn / en.clamp_min(1e-9), torch.full_like(en, 1.0 / bounds.e_max))
+            u[:, i], u[:, i + 1] = ratio * e1, ratio * e2
+    return u
+
+
+def pinned(m: Tensor, spec: ModelSpec, bounds: Bounds) -> list[list[str]]:
+    """Names of bounded parameters sitting at a bound, per galaxy. m: [B, P]."""
+    out: list[list[str]] = [[] for _ in range(m.shape[0])]
+    names = spec.names
+    fixed = spec.fixed
+    for i, k in enumerate(_kinds(spec)):
+        if fixed[i]:
+            continue
+        if k in ("lre", "n"):
+            lo, hi = bounds.log_re if k == "lre" else bounds.n
+            tol = PINNED_FRACTION * (hi - lo)
+            hit = (m[:, i] < lo + tol) | (m[:, i] > hi - tol)
+        elif k == "e1":
+            en = torch.sqrt(m[:, i] ** 2 + m[:, i + 1] ** 2)
+            hit = en > bounds.e_max * (1.0 - PINNED_FRACTION)
+        else:
+            continue
+        for b in hit.nonzero().flatten().tolist():
+            out[b].append(names[i].replace("log_re", "re").replace("e1", "q"))
+    return out
+
+
+@dataclass
+class LMState:
+    """Result of :func:`levenberg_marquardt`; tensors over the batch B."""
+
+    u: Tensor  # [B, P] float64
+    chi2: Tensor  # [B] float64
+    jtj_m: Tensor  # [B, Pf, Pf] float64, J^T W J in m over the free parameters
+    iterations: Tensor  # [B] int64
+    converged: Tensor  # [B] bool
+    status: list[str]  # '' when converged, else why not
+
+
+def _normal_equations(jac: Tensor, res_w: Tensor, weight: Tensor, sky_free: bool) -> tuple[Tensor, Tensor]:
+    """J^T W J [B, Pf, Pf] and J^T W r [B, Pf] in float64.
+
+    jac: [B, Pf', H, W] derivative channels without the sky; res_w = r w and weight w: [B, H, W].
+    With sky_free the sky (derivative 1, third free parameter) is added to the matrices.
+    """
+    bsz = jac.shape[0]
+    jw = (jac * weight[:, None]).reshape(bsz, jac.shape[1], -1).double()
+    rw = res_w.reshape(bsz, -1, 1).double()
+    jtj = torch.bmm(jw, jw.transpose(1, 2))
+    jtr = torch.bmm(jw, rw)[:, :, 0]
+    if not sky_free:
+        return jtj, jtr
+    ww = weight.reshape(bsz, -1, 1).double()
+    cross = torch.bmm(jw, ww)[:, :, 0]  # [B, Pf']
+    npf = jtj.shape[1] + 1
+    full = torch.empty(bsz, npf, npf, dtype=torch.float64, device=jac.device)
+    keep = [0, 1] + list(range(3, npf))
+    ki = torch.tensor(keep, device=jac.device)
+    full[:, ki[:, None], ki[None, :]] = jtj
+    full[:, 2, ki] = cross
+    full[:, ki, 2] = cross
+    full[:, 2, 2] = (ww[:, :, 0] ** 2).sum(1)
+    g = torch.empty(bsz, npf, dtype=torch.float64, device=jac.device)
+    g[:, ki] = jtr
+    g[:, 2] = (ww[:, :, 0] * rw[:, :, 0]).sum(1)
+    return full, g
+
+
+def levenberg_marquardt(
+    renderer: Renderer,
+    data: Tensor,
+    weight: Tensor,
+    u0: Tensor,
+    bounds: Bounds,
+    *,
+    max_iter: int = 60,
+    dchi2_tol: float = 1e-3,
+    lam0: float = 1e-3,
+) -> LMState:
+    """Minimise chi^2 = sum (w (data - model))^2 for every galaxy of the batch independently.
+
+    data, weight: [B, H, W] (weight = 1/sigma, 0 for masked pixels), renderer dtype.
+    u0: [B, P] float64 start in u space. Each galaxy has its own damping lambda (Marquardt's
+    diagonal scaling) and stops when the step predicted by the linearised model would lower chi^2 by
+    less than ``dchi2_tol`` (a small fraction of one sigma). Converged galaxies leave the batch.
+    """
+    spec = renderer.spec
+    free = torch.tensor(spec.free, device=u0.device)
+    sky_free = 2 in spec.free
+    dt = renderer.dtype
+    bsz = u0.shape[0]
+    dev = u0.device
+    u = u0.clone()
+    lam = torch.full((bsz,), lam0, dtype=torch.float64, device=dev)
+    iters = torch.zeros(bsz, dtype=torch.int64, device=dev)
+    done = torch.zeros(bsz, dtype=torch.bool, device=dev)
+    conv = torch.zeros(bsz, dtype=torch.bool, device=dev)
+    status = [""] * bsz
+
+    def evaluate(uu: Tensor, dd: Tensor, ww: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        m, dmdu = u_to_m(uu, spec, bounds)
+        model, jac = renderer.render(m.to(dt), need_grad=True)
+        rw = (dd - model) * ww
+        chi2 = (rw.double() ** 2).sum(dim=(1, 2))
+        jtj, jtr = _normal_equations(jac, rw, ww, sky_free)
+        return chi2, jtj, jtr, dmdu[:, free][:, :, free]
+
+    chi2, jtj_m, jtr_m, dsub = evaluate(u, data, weight)
+    bad = ~torch.isfinite(chi2) | ~torch.isfinite(jtj_m).all(dim=(1, 2))
+    for b in bad.nonzero().flatten().tolist():
+        status[b] = "non-finite model at the start"
+    done |= bad
+    eye = torch.eye(len(spec.free), dtype=torch.float64, device=dev)
+
+    for _ in range(max_iter):
+        act = (~done).nonzero().flatten()
+        if act.numel() == 0:
+            break
+        a_jtj, a_jtr, a_d = jtj_m[act], jtr_m[act], dsub[act]
+        # normal equations in u: (D^T H D + lam diag) du = D^T J^T W r
+        h_u = a_d.transpose(1, 2) @ a_jtj @ a_d
+        g_u = (a_d.transpose(1, 2) @ a_jtr[:, :, None])[:, :, 0]
+        diag = torch.diagonal(h_u, dim1=1, dim2=2).clamp_min(1e-12)
+        lhs = h_u + (lam[act][:, None, None] * eye) * diag[:, None, :]
+        step, info = torch.linalg.solve_ex(lhs, g_u)
+        step = torch.where((info == 0)[:, None] & torch.isfinite(step), step, torch.zeros_like(step))
+        pred = (step * (2.0 * g_u - (h_u @ step[:, :, None])[:, :, 0])).sum(1)
+        # galaxies whose (lightly damped) step cannot improve chi^2 noticeably have converged;
+        # a heavily damped step predicts little only because it is short, so it does not count
+        small = (pred < dchi2_tol) & (lam[act] < 1.0)
+        fin = act[small]
+        if fin.numel():
+            done[fin] = True
+            conv[fin] = True
+        trial = act[~small]
+        if trial.numel() == 0:
+            continue
+        ut = u[trial].clone()
+        ut[:, free] += step[~small]
+        c2, jtj_t, jtr_t, d_t = evaluate(ut, data[trial], weight[trial])
+        iters[trial] += 1
+        ok = torch.isfinite(c2) & (c2 < chi2[trial]) & torch.isfinite(jtj_t).all(dim=(1, 2))
+        acc = trial[ok]
+        u[acc] = ut[ok]
+        chi2[acc] = c2[ok]
+        jtj_m[acc], jtr_m[acc], dsub[acc] = jtj_t[ok], jtr_t[ok], d_t[ok]
+        lam[acc] = (lam[acc] * 0.2).clamp_min(1e-9)
+        rej = trial[~ok]
+        lam[rej] = lam[rej] * 10.0
+        stalled = rej[lam[rej] > 1e9]
+        if stalled.numel():
+            done[stalled] = True
+            for b in stalled.tolist():
+                status[b] = "damping diverged: no step lowers chi2"
+    for b in (~done).nonzero().flatten().tolist():
+        status[b] = f"not converged in {max_iter} iterations"
+    return LMState(u=u, chi2=chi2, jtj_m=jtj_m, iterations=iters, converged=conv, status=status)
+
+
+# ----------------------------------------------------------------------
+def physical_names(spec: ModelSpec) -> list[str]:
+    """Names of the physical parameters, e.g. ['x0', 'y0', 'sky', 'flux', 're', 'n', 'q', 'theta']."""
+    out = ["x0", "y0", "sky"]
+    one = len(spec.components) == 1
+    for cname, _ in spec.components:
+        pre = "" if one else f"{cname}."
+        out += [pre + s for s in ("flux", "re", "n", "q", "theta")]
+    return out
+
+
+def m_to_physical(m: Tensor, spec: ModelSpec) -> tuple[Tensor, Tensor]:
+    """Physical parameters p [B, P] and dp/dm [B, P, P] from m [B, P] (float64 advised).
+
+    theta is in (-pi/2, pi/2]; for a round galaxy (e = 0) d theta/d e is infinite and its error
+    is reported as such.
+    """
+    bsz, npar = m.shape
+    p = m.clone()
+    t = torch.zeros(bsz, npar, npar, dtype=m.dtype, device=m.device)
+    for i in range(3):
+        t[:, i, i] = 1.0
+    for c in range(len(spec.components)):
+        s = spec.comp_slice(c).start
+        lf, lre, n, e1, e2 = (m[:, s + j] for j in range(5))
+        p[:, s] = torch.exp(lf)
+        t[:, s, s] = p[:, s]
+        p[:, s + 1] = torch.exp(lre)
+        t[:, s + 1, s + 1] = p[:, s + 1]
+        p[:, s + 2] = n
+        t[:, s + 2, s + 2] = 1.0
+        e2sum = e1 * e1 + e2 * e2
+        e = torch.sqrt(e2sum)
+        q = torch.sqrt((1.0 - e) / (1.0 + e))
+        p[:, s + 3] = q
+        p[:, s + 4] = 0.5 * torch.atan2(e2, e1)
+        dq_de = -1.0 / (q * (1.0 + e) ** 2)
+        es = e.clamp_min(1e-300)
+        t[:, s + 3, s + 3] = dq_de * e1 / es
+        t[:, s + 3, s + 4] = dq_de * e2 / es
+        e2s = e2sum.clamp_min(1e-300)
+        t[:, s + 4, s + 3] = -0.5 * e2 / e2s
+        t[:, s + 4, s + 4] = 0.5 * e1 / e2s
+    return p, t
+
+
+def covariance(jtj_m: Tensor, m: Tensor, spec: ModelSpec) -> tuple[Tensor, Tensor]:
+    """Physical covariance [B, P, P] and 1-sigma errors [B, P] from J^T W J over the free m.
+
+    jtj_m: [B, Pf, Pf] float64; m: [B, P]. Fixed parameters get zero error. A singular matrix
+    (a parameter the data do not constrain) gives infinite errors for the affected parameters.
+    """
+    bsz, npar = m.shape
+    free = spec.free
+    cov_f, info = torch.linalg.inv_ex(jtj_m)
+    bad = (info != 0) | ~torch.isfinite(cov_f).all(dim=(1, 2))
+    if bad.any():
+        cov_f[bad] = torch.linalg.pinv(jtj_m[bad], hermitian=True)
+    cov_m = torch.zeros(bsz, npar, npar, dtype=torch.float64, device=m.device)
+    fi = torch.tensor(free, device=m.device)
+    cov_m[:, fi[:, None], fi[None, :]] = cov_f
+    _, t = m_to_physical(m.double(), spec)
+    cov_p = t @ cov_m @ t.transpose(1, 2)
+    err = torch.sqrt(torch.diagonal(cov_p, dim1=1, dim2=2).clamp_min(0.0))
+    if bad.any():
+        err[bad] = torch.where(err[bad] > 0, err[bad], torch.full_like(err[bad], float("inf")))
+    return cov_p, err
