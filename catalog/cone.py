@@ -65,10 +65,11 @@ def _cover(ra: float, dec: float, radius_deg: float, depth: int):
         from cdshealpix.cdshealpix import cone_search as _rust_cone
     except ImportError:  # another cdshealpix layout: the public, slower wrapper
         _rust_cone = None
+    delta = min(2, HEALPIX_DEPTH - depth)  # cdshealpix panics beyond depth 29
     if _rust_cone is not None:
         ipix, depths, _ = _rust_cone(
             np.uint8(depth),
-            np.uint8(2),
+            np.uint8(delta),
             np.float64(math.radians(ra)),
             np.float64(math.radians(dec)),
             np.float64(math.radians(radius_deg)),
@@ -79,7 +80,7 @@ def _cover(ra: float, dec: float, radius_deg: float, depth: int):
     from astropy.coordinates import Latitude, Longitude
     from cdshealpix.nested import cone_search
 
-    ipix, depths, _ = cone_search(Longitude(ra * u.deg), Latitude(dec * u.deg), radius_deg * u.deg, depth, depth_delta=2, flat=False)
+    ipix, depths, _ = cone_search(Longitude(ra * u.deg), Latitude(dec * u.deg), radius_deg * u.deg, depth, depth_delta=delta, flat=False)
     return ipix, depths
 
 

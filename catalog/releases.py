@@ -76,7 +76,7 @@ def make_release(
     name, version = (name or "").strip(), (version or "").strip()
     if not name or not version:
         raise ReleaseError("a release needs a name and a version")
-    slug = slugify(slug or f"{name}-v{version}")[:80]
+    slug = slugify((slug or f"{name}-v{version}").replace(".", "-"))[:80]
     if not slug:
         raise ReleaseError(f"cannot make a URL slug from {name!r} {version!r}")
     if Release.objects.filter(Q(slug=slug) | Q(name=name, version=version)).exists():
