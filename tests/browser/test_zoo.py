@@ -1,0 +1,93 @@
+"""Headless Chromium: a volunteer logs in, votes through both steps with the keyboard, and finds
+the vote on the profile page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.db import connections
+
+from catalog.models import InclinationVote
+from catalog.standards import ensure_rendered_standards
+from tests.factories import GalaxyFactory, UserFactory, make_image
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PASSWORD = "Edge-on-galaxy-9"
+
+
+@pytest.fixture
+def zoo_browser():
+    """A headless Chromium page (Debian chromium driven by playwright); skips when either is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path = shutil.which("chromium") or CHROMIUM
+    if not os.path.exists(path):
+        pytest.skip("chromium is not installed (make browser)")
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(30000)
+        yield page
+        browser.close()
+        # Inside playwright's sync context Django's connection handler is a separate one (asgiref
+        # Local follows the running event loop): close what the test body opened there, or the
+        # test database cannot be dropped.
+        connections.close_all()
+
+
+def test_vote_with_the_keyboard_through_both_steps(zoo_browser, live_server, settings):
+    settings.GALCAT_ZOO_CALIBRATION_RATE = 0
+    ensure_rendered_standards(variants=1, size=64)
+    user = UserFactory(username="kbd", password=PASSWORD)
+    from catalog.roles import VOLUNTEER, grant
+
+    grant(user, VOLUNTEER)
+    galaxy = GalaxyFactory()
+    make_image(galaxy)
+    page = zoo_browser
+
+    page.goto(f"{live_server.url}/accounts/login/?next=/zoo/")
+    page.fill("input[name=username]", "kbd")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#strip .std")
+    assert page.locator("#strip .std").count() == 9
+    assert page.get_attribute("#zoo", "data-step") == "A"
+    assert page.locator("#rendered-note").is_visible()
+    # Step A: the target starts between 65 and 70 deg; two steps right: between 75 and 80.
+    page.keyboard.press("d")
+    page.keyboard.press("ArrowRight")
+    assert "Between 75° and 80°" in page.inner_text("#zoo-result")
+    page.keyboard.press("Enter")
+    # Step B: 73..81 deg, 1 deg apart; the target starts between 77 and 78, one step left.
+    assert page.get_attribute("#zoo", "data-step") == "B"
+    labels = page.locator("#strip .std span").all_inner_texts()
+    assert labels == [f"{d}°" for d in range(73, 82)]
+    page.keyboard.press("a")
+    assert "Inclination 76.5°" in page.inner_text("#zoo-result")
+    page.check("input[name=not_sure]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".messages li.success")
+    assert f"Vote on PGC {galaxy.pgc} recorded: 76.5 deg" in page.inner_text(".messages")
+
+    vote = InclinationVote.objects.get(user=user)
+    assert vote.galaxy_id == galaxy.pgc and vote.inc == 76.5 and vote.not_sure and vote.checkout_time is not None
+    assert vote.source == InclinationVote.Source.WEB
+
+    page.goto(f"{live_server.url}/accounts/profile/")
+    row = page.locator(f'tr.vote-row[data-pgc="{galaxy.pgc}"]')
+    assert row.count() == 1 and "76.5" in row.inner_text() and "not sure" in row.inner_text()
