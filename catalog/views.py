@@ -41,7 +41,11 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def sky_counts(depth: int = SKYMAP_DEPTH) -> dict:
     """Galaxy counts per HEALPix cell at `depth` (centres in deg), from the depth-29 index."""
-    key = f"galcat:skymap:{depth}"
+    # The key carries the row count and newest change, so the map follows imports (and tests).
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(healpix), max(updated) FROM catalog_galaxy")
+        n, newest = cur.fetchone()
+    key = f"galcat:skymap:{depth}:{n}:{newest.isoformat() if newest else ''}"
     cached = cache.get(key)
     if cached is not None:
         return cached
