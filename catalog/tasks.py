@@ -263,7 +263,7 @@ def run_batch(job_id: int, index: int, generation: int) -> dict:
                 b["running"].pop(str(index), None)
                 job.done = min(job.done + len(items), job.total) if job.total else job.done + len(items)
                 job.heartbeat = now
-                job.message = f"batch {index + 1} of {b['n']} done ({len(b['done'])} batches finished)"
+                job.message = f"{len(b['done'])} of {b['n']} batches done (last: batch {index + 1})"
                 _merge_summary(job, out)
                 _finalize(job, now)
                 job.save()

@@ -123,3 +123,28 @@ def test_a_failing_task_is_recorded_and_does_not_block_the_queue(shared_cluster)
 
     task = Task.objects.get(name=f"job{bad.pk}-b1-g1")
     assert not task.success and "demo failure on item 15" in task.result
+
+
+def test_a_gpu_cluster_takes_only_the_gpu_queue(clusters):
+    import os
+
+    from catalog.tasks import run_batched
+
+    cpu_job = demo_job(20, batch_size=10)
+    gpu_run = f"gpu-{cpu_job.pk}"
+    gpu_job = run_batched("demo", "catalog.tasks.demo_square", range(40), batch_size=10, queue="gpu", func_kwargs={"run": gpu_run})
+    gpu = clusters("gpu", Q_CLUSTER_NAME="gpu")
+    wait_for(lambda: job(gpu_job.pk).status == Job.Status.SUCCEEDED, 60, 0.2, what="the gpu job")
+
+    def session_of(worker: str) -> int:
+        return os.getsid(int(worker.rsplit(":", 1)[1]))
+
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT run, worker FROM galcat_demo_square WHERE run IN (%s, %s)", [gpu_run, job(cpu_job.pk).params["run"]])
+        rows = cur.fetchall()
+    gpu_sessions = {session_of(w) for r, w in rows if r == gpu_run}
+    assert gpu_sessions == {gpu.proc.pid}, "every gpu batch ran in the gpu cluster"
+    cpu_sessions = {session_of(w) for r, w in rows if r != gpu_run}
+    assert gpu.proc.pid not in cpu_sessions, "the gpu cluster leaves the cpu queue alone"
