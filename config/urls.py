@@ -9,6 +9,8 @@ urlpatterns = [
     path("jobs/", include("catalog.job_urls")),
     path("accounts/", include("accounts.urls")),
     path("zoo/", include("catalog.zoo_urls")),
+    path("fitting/", include("fitting.urls")),
+    path("", include("ml.urls")),
     path("", include("catalog.urls")),
     path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}),
 ]

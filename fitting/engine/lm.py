@@ -313,21 +313,32 @@ def m_to_physical(m: Tensor, spec: ModelSpec) -> tuple[Tensor, Tensor]:
 def covariance(jtj_m: Tensor, m: Tensor, spec: ModelSpec) -> tuple[Tensor, Tensor]:
     """Physical covariance [B, P, P] and 1-sigma errors [B, P] from J^T W J over the free m.
 
-    jtj_m: [B, Pf, Pf] float64; m: [B, P]. Fixed parameters get zero error. A singular matrix
-    (a parameter the data do not constrain) gives infinite errors for the affected parameters.
+    jtj_m: [B, Pf, Pf] float64; m: [B, P]. Fixed parameters get zero error. A free parameter the
+    data do not constrain at all (its column of J vanishes, e.g. the shape of a bulge whose flux
+    went to zero) gets an infinite error, and so does any parameter of a singular matrix.
     """
     bsz, npar = m.shape
     free = spec.free
-    cov_f, info = torch.linalg.inv_ex(jtj_m)
-    bad = (info != 0) | ~torch.isfinite(cov_f).all(dim=(1, 2))
-    if bad.any():
-        cov_f[bad] = torch.linalg.pinv(jtj_m[bad], hermitian=True)
+    diag = torch.diagonal(jtj_m, dim1=1, dim2=2)
+    dead = ~(diag > 1e-12 * diag.amax(dim=1, keepdim=True))  # [B, Pf], NaN counts as dead
+    reg = torch.where(dead[:, :, None] | dead[:, None, :], torch.zeros_like(jtj_m), jtj_m)
+    reg = reg + torch.diag_embed(dead.double())
+    cov_f, info = torch.linalg.inv_ex(reg)
+    cov_f = torch.where(dead[:, :, None] | dead[:, None, :], torch.zeros_like(cov_f), cov_f)
+    singular = (info != 0) | ~torch.isfinite(cov_f).all(dim=(1, 2))
+    cov_f = torch.where(singular[:, None, None], torch.zeros_like(cov_f), cov_f)
     cov_m = torch.zeros(bsz, npar, npar, dtype=torch.float64, device=m.device)
     fi = torch.tensor(free, device=m.device)
     cov_m[:, fi[:, None], fi[None, :]] = cov_f
     _, t = m_to_physical(m.double(), spec)
     cov_p = t @ cov_m @ t.transpose(1, 2)
     err = torch.sqrt(torch.diagonal(cov_p, dim1=1, dim2=2).clamp_min(0.0))
-    if bad.any():
-        err[bad] = torch.where(err[bad] > 0, err[bad], torch.full_like(err[bad], float("inf")))
+    inf = torch.zeros(bsz, npar, dtype=torch.bool, device=m.device)
+    inf[:, fi] = dead | singular[:, None]
+    # the ellipse is one block: e1 or e2 unconstrained leaves q and theta unconstrained
+    for c in range(len(spec.components)):
+        s0 = spec.comp_slice(c).start + 3
+        both = inf[:, s0] | inf[:, s0 + 1]
+        inf[:, s0] = inf[:, s0 + 1] = both
+    err = torch.where(inf, torch.full_like(err, float("inf")), err)
     return cov_p, err

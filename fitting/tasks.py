@@ -1,0 +1,45 @@
+"""Worker tasks of the fitting app (django-q2; also called inline by commands and tests)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from catalog.models import Job
+from fitting.models import FitResult
+from fitting.services import fit_and_store, stale_image_ids
+
+
+def fit_images(image_ids: list[int], model_kind: str = FitResult.Kind.SERSIC, job_id: int | None = None) -> dict:
+    """Fit one batch of catalog images and upsert one FitResult per (image, model, engine version),
+    so a re-delivered or repeated batch writes each row once. With job_id the Job's progress
+    follows the fit; as a batch function of catalog.tasks.run_batched it gets no job id (the
+    runner owns the Job)."""
+    reporter = None
+    if job_id is not None:
+        from catalog.jobs import JobReporter
+
+        reporter = JobReporter(Job.objects.get(pk=job_id))
+        reporter.start(len(image_ids), message=f"fitting {len(image_ids)} images ({model_kind})")
+    out = fit_and_store(list(image_ids), model_kind, progress=reporter.progress if reporter else None)
+    if reporter is not None:
+        reporter.finish(result=out, message=f"{out['stored']} fits stored, {out['failed']} failed")
+    return out
+
+
+def fit_stale(model_kind: str = FitResult.Kind.SERSIC) -> dict:
+    """Nightly: queue fits of every image the current engine has not fitted with this model."""
+    from catalog.tasks import run_batched
+
+    ids = stale_image_ids(model_kind)
+    if not ids:
+        return {"queued": 0}
+    job = run_batched(
+        "fit",
+        "fitting.tasks.fit_images",
+        ids,
+        batch_size=int(getattr(settings, "GALCAT_IMAGE_BATCH_SIZE", 64)),
+        queue="gpu" if "fitting.tasks.fit_images" in getattr(settings, "GALCAT_GPU_TASKS", []) else "cpu",
+        func_kwargs={"model_kind": model_kind},
+        params={"model": model_kind},
+    )
+    return {"queued": len(ids), "job": job.pk}
