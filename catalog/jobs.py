@@ -322,6 +322,22 @@ def mark_lost_jobs(now=None) -> int:
     return count
 
 
+def wait_for_job(
+    job_id: int, *, on_progress: Callable[[int, int], None] | None = None, interval: float = 0.5, timeout: float | None = None
+) -> Job:
+    """Follow a queued job until it ends (or `timeout` s pass), feeding on_progress(done, total):
+    terminal progress bars for commands that queue work (``ProgressBar`` is such a callback)."""
+    start = time.monotonic()
+    while True:
+        mark_lost_jobs()
+        job = Job.objects.get(pk=job_id)
+        if on_progress is not None:
+            on_progress(job.done, job.total)
+        if job.status not in Job.ACTIVE or (timeout is not None and time.monotonic() - start > timeout):
+            return job
+        time.sleep(interval)
+
+
 # ---------------------------------------------------------------------------------------------
 # What the jobs page and its polling endpoint show
 # ---------------------------------------------------------------------------------------------

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.jobs import JobError, cancel_job, mark_lost_jobs, retry_job
+from catalog.jobs import JobError, cancel_job, mark_lost_jobs, retry_job, wait_for_job
 from catalog.management.progress import ProgressBar
 from catalog.models import Job
-
-
-def watch(job_id: int, *, interval: float = 0.5, timeout: float | None = None, bar=None) -> Job:
-    """Follow a job's progress (feeding bar(done, total)) until it ends; returns the final row."""
-    start = time.monotonic()
-    while True:
-        mark_lost_jobs()
-        job = Job.objects.get(pk=job_id)
-        if bar is not None:
-            bar(job.done, job.total)
-        if job.status not in Job.ACTIVE:
-            return job
-        if timeout is not None and time.monotonic() - start > timeout:
-            return job
-        time.sleep(interval)
 
 
 class Command(BaseCommand):
@@ -108,7 +91,7 @@ class Command(BaseCommand):
     def do_watch(self, opts):
         job = Job.objects.get(pk=opts["job_id"])
         with ProgressBar(f"job {job.pk} {job.kind}", disable=opts["verbosity"] == 0) as bar:
-            job = watch(job.pk, timeout=opts["timeout"], bar=bar)
+            job = wait_for_job(job.pk, timeout=opts["timeout"], on_progress=bar)
         style = self.style.SUCCESS if job.status == Job.Status.SUCCEEDED else self.style.WARNING
         self.stdout.write(style(f"job {job.pk}: {job.status} ({job.done}/{job.total}) {job.message}"))
         if job.status in (Job.Status.FAILED, Job.Status.LOST):
