@@ -1,3 +1,5 @@
+import csv
+import io
 import math
 
 import astropy.units as u
@@ -108,3 +110,34 @@ def test_crossmatch_gives_nearest_within_radius_in_input_order():
     assert matches[1].distance_deg == pytest.approx(0.0002, abs=1e-9)
     with pytest.raises(ConeError, match="position 2"):
         crossmatch([(1.0, 1.0), (1.0, 91.0)], 0.01)
+
+
+@pytest.mark.django_db
+def test_crossmatch_upload_answers_a_csv(client):
+    GalaxyFactory(pgc=11, ra=100.0, dec=-30.0)
+    GalaxyFactory(pgc=13, ra=359.9999, dec=0.0)
+    upload = io.BytesIO(b"id,ra,dec\nA,100.001,-30.0\nB,0.0001,0.0\nC,50,50\n")
+    upload.name = "positions.csv"
+    r = client.post("/crossmatch/", {"file": upload, "radius": "10"})
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader([ln for ln in r.content.decode().splitlines() if not ln.startswith("#")]))
+    assert rows[0] == ["id", "ra", "dec", "pgc", "pgc_ra", "pgc_dec", "distance_arcsec"]
+    assert [(row[0], row[3]) for row in rows[1:]] == [("A", "11"), ("B", "13"), ("C", "")]
+    assert float(rows[1][6]) == pytest.approx(0.001 * math.cos(math.radians(30)) * 3600, rel=1e-3)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "content,radius,msg",
+    [
+        (b"x,y\n1,2\n", "10", "must name columns ra and dec"),
+        (b"ra,dec\n1,abc\n", "10", "line 2"),
+        (b"ra,dec\n1,95\n", "10", "Dec"),
+        (b"ra,dec\n1,5\n", "-3", "radius"),
+    ],
+)
+def test_crossmatch_upload_refuses_bad_files(client, content, radius, msg):
+    upload = io.BytesIO(content)
+    upload.name = "p.csv"
+    r = client.post("/crossmatch/", {"file": upload, "radius": radius})
+    assert r.status_code == 400 and msg in r.content.decode()
