@@ -1,7 +1,21 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from catalog.models import Galaxy, GalaxyName, Image, InclinationVote, Job, Release, ReleaseRow, Volunteer
+from catalog.models import (
+    CalibrationGalaxy,
+    ConsensusInclination,
+    ConsensusOverride,
+    Galaxy,
+    GalaxyName,
+    Image,
+    InclinationVote,
+    Job,
+    Release,
+    ReleaseRow,
+    Standard,
+    Volunteer,
+    VoteRound,
+)
 
 
 class GalaxyNameInline(admin.TabularInline):
@@ -111,3 +125,46 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status", "queue")
     search_fields = ("kind", "message", "error")
     readonly_fields = ("created", "started", "finished", "heartbeat")
+
+
+# Galaxy Inclination Zoo
+@admin.register(Standard)
+class StandardAdmin(admin.ModelAdmin):
+    list_display = ("id", "galaxy", "inc", "flag", "rendered", "variant", "image", "source")
+    list_filter = ("flag", "rendered")
+    search_fields = ("=galaxy__pgc",)
+    raw_id_fields = ("galaxy", "image")
+
+
+@admin.register(CalibrationGalaxy)
+class CalibrationGalaxyAdmin(admin.ModelAdmin):
+    list_display = ("galaxy", "inc", "flag", "source")
+    list_filter = ("flag",)
+    search_fields = ("=galaxy__pgc",)
+    raw_id_fields = ("galaxy",)
+
+
+@admin.register(VoteRound)
+class VoteRoundAdmin(admin.ModelAdmin):
+    list_display = ("galaxy", "round", "opened_by", "reason", "created")
+    search_fields = ("=galaxy__pgc",)
+    raw_id_fields = ("galaxy", "opened_by")
+
+
+@admin.register(ConsensusInclination)
+class ConsensusInclinationAdmin(admin.ModelAdmin):
+    list_display = ("galaxy", "inc", "inc_e", "inc_n", "flag", "method", "version", "overridden_by", "computed")
+    list_filter = ("flag", "method", "version")
+    search_fields = ("=galaxy__pgc",)
+    raw_id_fields = ("galaxy", "overridden_by")
+
+    def has_change_permission(self, request, obj=None):
+        return False  # recomputed by the consensus task, never by hand: curators add overrides
+
+
+@admin.register(ConsensusOverride)
+class ConsensusOverrideAdmin(admin.ModelAdmin):
+    list_display = ("galaxy", "inc", "inc_e", "flag", "curator", "reason", "created")
+    list_filter = ("flag",)
+    search_fields = ("=galaxy__pgc", "reason")
+    raw_id_fields = ("galaxy", "curator")

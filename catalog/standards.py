@@ -122,8 +122,8 @@ def render_thick_disk(inc: float, size: int = RENDER_SIZE, *, thickness: float =
     h = 1.0  # disk scale length: the unit of length
     z0 = thickness * h
     half = 7.0 * h  # half the field
-    n_los = 48
-    n = min(size, 128)  # computed on at most 128 x 128 pixels, then resampled
+    n_los = 40
+    n = min(size, 96)  # computed on at most 96 x 96 pixels, then resampled
     c = ((np.arange(n) - (n - 1) / 2) * (2 * half / n)).astype(np.float32)
     x, y = np.meshgrid(c, -c)
     s = np.linspace(-half, half, n_los, dtype=np.float32)[:, None, None]

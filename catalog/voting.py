@@ -278,3 +278,36 @@ def open_revote(galaxy: Galaxy | int, curator, reason: str = "") -> VoteRound:
         top_round = VoteRound.objects.filter(galaxy_id=pgc).aggregate(r=Max("round"))["r"]
         new = max(-1 if top_vote is None else top_vote, top_round or 0) + 1
         return VoteRound.objects.create(galaxy_id=pgc, round=new, opened_by=curator, reason=(reason or "")[:300])
+
+
+def override_consensus(galaxy: Galaxy | int, curator, flag: str, inc=None, inc_e=None, reason: str = ""):
+    """A curator's decision on a galaxy's inclination: stored, and applied to the stored consensus
+    of every method at once (it also wins every later consensus run). Returns the override."""
+    from catalog.models import ConsensusInclination, ConsensusOverride, ReferenceFlag
+
+    if curator is None or not getattr(curator, "is_authenticated", False) or not is_curator(curator):
+        raise NotAllowed("only curators can override a consensus")
+    flag = (flag or "").strip().upper()
+    if flag not in ReferenceFlag.values:
+        raise InvalidVote(f"flag must be one of {', '.join(ReferenceFlag.values)}, got {flag!r}")
+    if flag == ReferenceFlag.ACCEPTED:
+        value = _inclination(inc, face_on=False, rejected=False)
+        try:
+            err = None if inc_e in (None, "") else float(inc_e)
+        except (TypeError, ValueError):
+            raise InvalidVote(f"inc_e must be a number of degrees, got {inc_e!r}") from None
+        if err is not None and not (math.isfinite(err) and 0 <= err <= 90):
+            raise InvalidVote("inc_e must be within [0, 90] deg")
+    else:
+        if inc not in (None, ""):
+            raise InvalidVote("a face-on or rejected galaxy carries no inclination")
+        value = err = None
+    pgc = galaxy.pk if isinstance(galaxy, Galaxy) else int(galaxy)
+    with transaction.atomic():
+        if not Galaxy.objects.filter(pk=pgc).exists():
+            raise UnknownGalaxy(f"PGC {pgc} is not in the catalog")
+        override = ConsensusOverride.objects.create(
+            galaxy_id=pgc, curator=curator, inc=value, inc_e=err, flag=flag, reason=(reason or "")[:300]
+        )
+        ConsensusInclination.objects.filter(galaxy_id=pgc).update(inc=value, inc_e=err, flag=flag, overridden_by=curator)
+    return override

@@ -9,4 +9,5 @@ urlpatterns = [
     path("vote/", zoo_views.submit_vote, name="submit"),
     path("leaderboard/", zoo_views.leaderboard_page, name="leaderboard"),
     path("revote/<int:pgc>/", zoo_views.revote, name="revote"),
+    path("override/<int:pgc>/", zoo_views.override, name="override"),
 ]

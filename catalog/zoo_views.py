@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from catalog.models import GIZ_FLAGS, InclinationVote
-from catalog.voting import InvalidVote, VoteError, open_revote, record_vote
+from catalog.voting import InvalidVote, VoteError, open_revote, override_consensus, record_vote
 from catalog.zoo import leaderboard, make_ticket, next_target, read_ticket, standards_payload, standards_ready, target_image
 
 FLAG_LABELS = {f: InclinationVote._meta.get_field(f).verbose_name for f in GIZ_FLAGS if f != "face_on"}
@@ -87,3 +87,17 @@ def revote(request: HttpRequest, pgc: int) -> HttpResponse:
     else:
         messages.success(request, f"PGC {pgc} is open for voting again (round {rnd.round}).")
     return redirect(request.POST.get("next") or f"/galaxies/{pgc}/")
+
+
+@login_required
+@require_POST
+def override(request: HttpRequest, pgc: int) -> HttpResponse:
+    post = request.POST
+    try:
+        o = override_consensus(pgc, request.user, post.get("flag", ""), post.get("inc"), post.get("inc_e"), post.get("reason", ""))
+    except VoteError as exc:
+        messages.error(request, exc.message)
+    else:
+        what = f"{o.inc:.1f} deg" if o.inc is not None else o.get_flag_display()
+        messages.success(request, f"PGC {pgc}: curator value set ({what}); it wins over the volunteers' consensus.")
+    return redirect(f"/galaxies/{pgc}/")

@@ -216,3 +216,25 @@ def test_votes_added_signal_after_commit(volunteer, galaxy, django_capture_on_co
     finally:
         votes_added.disconnect(receiver)
     assert seen == [[galaxy.pk]]
+
+
+def test_curator_override(volunteer, curator, galaxy):
+    from catalog.models import ConsensusInclination, ConsensusOverride
+    from catalog.voting import override_consensus
+
+    ConsensusInclination.objects.create(galaxy=galaxy, inc=60.0, inc_e=2.0, inc_n=4, flag="A", method="calibrated", version="1.0")
+    with pytest.raises(NotAllowed):
+        override_consensus(galaxy, volunteer, "J")
+    for flag, inc in (("X", None), ("A", None), ("A", 91), ("J", 50)):
+        with pytest.raises(InvalidVote):
+            override_consensus(galaxy, curator, flag, inc)
+    with pytest.raises(UnknownGalaxy):
+        override_consensus(123456789, curator, "J")
+    assert not ConsensusOverride.objects.exists()
+    o = override_consensus(galaxy, curator, "a", "72.5", "1.5", reason="checked on a deeper image")
+    assert (o.flag, o.inc, o.inc_e) == ("A", 72.5, 1.5)
+    row = ConsensusInclination.objects.get(galaxy=galaxy)
+    assert (row.inc, row.flag, row.overridden_by_id) == (72.5, "A", curator.pk)
+    override_consensus(galaxy, curator, "F")
+    row.refresh_from_db()
+    assert row.flag == "F" and row.inc is None

@@ -243,3 +243,22 @@ def test_votes_panel_on_galaxy_page(client, volunteer):
     assert "62.0 ± 1.2°" in html and 'id="votes-hist"' in html
     data = json.loads(re.search(r'<script id="votes-data" type="application/json">(.*?)</script>', html, re.S).group(1))
     assert sorted(data["incs"]) == [60.0, 62.0, 64.0] and data["inc"] == 62.0
+
+
+def test_curator_override_from_galaxy_page(client, volunteer):
+    from catalog.models import ConsensusOverride
+
+    g = GalaxyFactory()
+    for inc in (60.0, 62.0, 64.0):
+        InclinationVote.objects.create(user=UserFactory(), galaxy=g, inc=inc)
+    client.force_login(volunteer)
+    assert "Override consensus" not in client.get(f"/galaxies/{g.pgc}/").content.decode()
+    r = client.post(f"/zoo/override/{g.pgc}/", {"flag": "J"}, follow=True)
+    assert "only curators" in r.content.decode() and not ConsensusOverride.objects.exists()
+    curator = UserFactory()
+    grant(curator, CURATOR)
+    client.force_login(curator)
+    assert "Override consensus" in client.get(f"/galaxies/{g.pgc}/").content.decode()
+    r = client.post(f"/zoo/override/{g.pgc}/", {"flag": "A", "inc": "66", "inc_e": "1"}, follow=True)
+    assert "curator value set (66.0 deg)" in r.content.decode()
+    assert ConsensusOverride.objects.get().inc == 66.0
