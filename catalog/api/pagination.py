@@ -165,7 +165,7 @@ class KeysetPagination(BasePagination):
             "properties": {
                 "next": {"type": "string", "nullable": True, "format": "uri", "description": "Link to the next page; null on the last"},
                 "first": {"type": "string", "format": "uri", "description": "Link to the first page"},
-                "results": schema,
+                "results": {**schema, "description": "The rows of this page"},
             },
         }
 

@@ -32,7 +32,9 @@ def galaxy_path(model: type[models.Model]) -> str | None:
 def model_serializer(model: type[models.Model]) -> type[serializers.ModelSerializer]:
     """A read-only ModelSerializer of every field (descriptions from the fields' help_text)."""
     names = [f.name for f in model._meta.fields]
-    meta = type("Meta", (), {"model": model, "fields": names, "read_only_fields": names})
+    pk = model._meta.pk.name
+    extra = {pk: {"help_text": f"{model._meta.verbose_name.capitalize()} id"}} if not model._meta.pk.help_text else {}
+    meta = type("Meta", (), {"model": model, "fields": names, "read_only_fields": names, "extra_kwargs": extra})
     return type(f"{model.__name__}Serializer", (serializers.ModelSerializer,), {"Meta": meta, "__module__": model.__module__})
 
 

@@ -79,6 +79,7 @@ GalaxySerializer.__doc__ = "A galaxy: the columns chosen with ?fields= (by defau
 class ImageSerializer(serializers.ModelSerializer):
     """An image of a galaxy in one band."""
 
+    id = serializers.IntegerField(read_only=True, help_text="Image id")
     pgc = serializers.IntegerField(source="galaxy_id", read_only=True, help_text="PGC number of the galaxy shown")
     url = serializers.SerializerMethodField(help_text="Address of the image file")
 
@@ -199,6 +200,7 @@ def galaxy_extra_providers() -> list:
 class VoteSerializer(serializers.ModelSerializer):
     """An inclination vote (read)."""
 
+    id = serializers.IntegerField(read_only=True, help_text="Vote id")
     pgc = serializers.IntegerField(source="galaxy_id", read_only=True, help_text="PGC number of the galaxy measured")
     volunteer = serializers.CharField(source="user.username", read_only=True, help_text="User name of the volunteer")
 
@@ -305,6 +307,7 @@ class ReleaseRowSerializer(serializers.ModelSerializer):
 class JobSerializer(serializers.ModelSerializer):
     """A long operation and its progress."""
 
+    id = serializers.IntegerField(read_only=True, help_text="Job id")
     owner = serializers.CharField(
         source="created_by.username", read_only=True, allow_null=True, default=None, help_text="Who started the job"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404
@@ -95,22 +96,6 @@ class GalaxyFilterBackend(DjangoFilterBackend):
         view.cone = filterset.cone
         return qs
 
-    def get_schema_operation_parameters(self, view):
-        params = super().get_schema_operation_parameters(view)
-        params = [p for p in params if p["name"] != "ordering"]  # described by the paginator
-        for alias, name in (("ra", "ra_center"), ("dec", "dec_center")):
-            desc = next((p.get("description", "") for p in params if p["name"] == name), "")
-            params.append(
-                {
-                    "name": alias,
-                    "required": False,
-                    "in": "query",
-                    "description": f"{desc} (alias of {name})",
-                    "schema": {"type": "number"},
-                }
-            )
-        return params
-
 
 FIELDS_PARAM = OpenApiParameter(
     "fields",
@@ -147,7 +132,12 @@ def _selected_columns(request: Request) -> list:
             "`q` name or position, cone `ra`/`dec`/`radius` in deg), sorted by `ordering`, paginated by cursor. "
             "CSV, VOTable and FITS with `?format=csv|votable|fits` stream every matching row (no pagination)."
         ),
-        parameters=[FIELDS_PARAM, FORMAT_PARAM],
+        parameters=[
+            FIELDS_PARAM,
+            FORMAT_PARAM,
+            OpenApiParameter("ra", OpenApiTypes.NUMBER, description="Cone centre right ascension (ICRS) [deg] (alias of ra_center)"),
+            OpenApiParameter("dec", OpenApiTypes.NUMBER, description="Cone centre declination (ICRS) [deg] (alias of dec_center)"),
+        ],
         responses={200: s.GalaxySerializer(many=True), **ERROR_RESPONSES},
     ),
     retrieve=extend_schema(
@@ -360,7 +350,7 @@ def _visible_releases(user) -> QuerySet:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Releases (private ones for members)", parameters=[FORMAT_PARAM]),
+    list=extend_schema(summary="Releases (private ones for members)"),
     retrieve=extend_schema(summary="One release"),
 )
 class ReleaseViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
@@ -458,7 +448,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         fn = getattr(jobs_module, fn_name)
         try:
             result = fn(job, user=self.request.user)
-        except PermissionError as exc:
+        except (PermissionError, DjangoPermissionDenied) as exc:
             raise exceptions.PermissionDenied(str(exc) or "not your job") from None
         except ValueError as exc:
             raise ApiError(str(exc), status_code=409) from None

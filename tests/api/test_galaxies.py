@@ -96,3 +96,26 @@ def test_unknown_galaxy_and_unknown_path_answer_json(anon_client, db):
     assert r.status_code == 400 and r.json()["field"] == "cursor"
     r = anon_client.get("/api/v1/galaxies/?page_size=0")
     assert r.status_code == 400 and r.json()["field"] == "page_size"
+
+
+def test_crash_under_api_answers_json_500_and_other_paths_untouched(rf):
+    from catalog.api.errors import ApiJsonErrorsMiddleware
+
+    mw = ApiJsonErrorsMiddleware(lambda request: None)
+    response = mw.process_exception(rf.get("/api/v1/galaxies/"), RuntimeError("boom"))
+    assert response.status_code == 500 and response["Content-Type"] == "application/json"
+    assert b"internal server error" in response.content and b"boom" not in response.content
+    assert mw.process_exception(rf.get("/galaxies/"), RuntimeError("boom")) is None
+
+
+def test_detail_shows_consensus_with_curator_override_winning(anon_client, curator):
+    from catalog.models import ConsensusInclination, ConsensusOverride
+
+    g = GalaxyFactory(ra=12.0, dec=-3.0)
+    ConsensusInclination.objects.create(galaxy=g, inc=63.0, inc_e=2.5, inc_n=4, flag="A", method="calibrated", version="1")
+    body = anon_client.get(f"/api/v1/galaxies/{g.pgc}/").json()
+    assert body["consensus"]["inc"] == 63.0 and body["consensus"]["inc_n"] == 4 and body["consensus"]["method"] == "calibrated"
+    ConsensusOverride.objects.create(galaxy=g, curator=curator, inc=70.0, inc_e=1.0, flag="A", reason="checked")
+    body = anon_client.get(f"/api/v1/galaxies/{g.pgc}/").json()
+    assert body["consensus"]["inc"] == 70.0 and body["consensus"]["method"] == "curator override"
+    assert [m["inc"] for m in body["consensus"]["methods"]] == [63.0]

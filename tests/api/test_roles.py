@@ -137,3 +137,17 @@ def test_jobs_own_or_all_for_curators(anon_client, volunteer_client, curator_cli
     assert sorted(j["id"] for j in curator_client.get("/api/v1/jobs/").json()["results"]) == sorted([mine.pk, theirs.pk])
     r = volunteer_client.get("/api/v1/jobs/?status=bogus")
     assert r.status_code == 400 and r.json()["field"] == "status"
+
+
+@pytest.mark.skipif(not hasattr(__import__("catalog.jobs").jobs, "cancel_job"), reason="catalog.jobs.cancel_job not in this build")
+def test_owner_cancels_own_job_not_others(volunteer_client, volunteer, member):
+    mine = create_job("fit", {}, user=volunteer)
+    theirs = create_job("fit", {}, user=member)
+    r = volunteer_client.post(f"/api/v1/jobs/{mine.pk}/cancel/")
+    assert r.status_code == 200, r.content
+    assert r.json()["status"] == "cancelled" and r.json()["cancel_requested"] is True
+    again = volunteer_client.post(f"/api/v1/jobs/{mine.pk}/cancel/")
+    assert again.status_code == 409 and again.json()["message"]
+    assert volunteer_client.post(f"/api/v1/jobs/{theirs.pk}/cancel/").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == "queued"
