@@ -56,6 +56,32 @@ def _uncertainty(pgcs: list[int]) -> dict[int, float]:
     return {int(k): float(v) for k, v in (func(pgcs) or {}).items()}
 
 
+# Weight of the CNN/axis-ratio disagreement beside the ensemble spread in the machine's doubt.
+AXIS_RATIO_WEIGHT = 0.5
+
+
+def prediction_uncertainty(pgcs: list[int]) -> dict[int, float]:
+    """How unsure the machine is about each galaxy (deg): the CNN ensemble spread plus half the
+    distance between the CNN and the axis-ratio inclination, the largest over the galaxy's images.
+
+    The default GALCAT_ZOO_UNCERTAINTY. It reads the predictions through the app registry, so the
+    catalog does not import the ml app; without it (or without predictions) it returns {}."""
+    from django.apps import apps
+
+    try:
+        Prediction = apps.get_model("ml", "Prediction")
+    except LookupError:
+        return {}
+    out: dict[int, float] = {}
+    rows = Prediction.objects.filter(galaxy_id__in=pgcs, model_version__active=True).values_list(
+        "galaxy_id", "value", "uncertainty", "axis_ratio_inc"
+    )
+    for pgc, value, spread, ar_inc in rows:
+        doubt = (spread or 0.0) + (AXIS_RATIO_WEIGHT * abs(value - ar_inc) if ar_inc is not None else 0.0)
+        out[pgc] = max(out.get(pgc, 0.0), doubt)
+    return out
+
+
 def wants_calibration(user) -> bool:
     """Every 1/rate-th target of a volunteer is a calibration galaxy (rate in settings)."""
     rate = float(getattr(settings, "GALCAT_ZOO_CALIBRATION_RATE", 0.0))

@@ -155,7 +155,7 @@ GALCAT_VOTE_RATE = os.environ.get("GALCAT_VOTE_RATE", "20/60")
 GALCAT_ZOO_CALIBRATION_RATE = env_float("GALCAT_ZOO_CALIBRATION_RATE", 0.2)
 # Optional dotted path of fn(pgcs) -> {pgc: uncertainty}: how unsure the machine is (CNN ensemble
 # spread, distance from the axis-ratio estimate); the voting page shows the least sure first.
-GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "")
+GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "catalog.zoo.prediction_uncertainty")
 
 # ---------------------------------------------------------------------------------------------
 # django-q2 on the ORM broker (see NOTES.md for the measured effect of each setting)

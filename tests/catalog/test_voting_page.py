@@ -262,3 +262,27 @@ def test_curator_override_from_galaxy_page(client, volunteer):
     r = client.post(f"/zoo/override/{g.pgc}/", {"flag": "A", "inc": "66", "inc_e": "1"}, follow=True)
     assert "curator value set (66.0 deg)" in r.content.decode()
     assert ConsensusOverride.objects.get().inc == 66.0
+
+
+def test_cnn_doubt_puts_galaxies_first(volunteer, settings):
+    """With the default hook, the galaxy the CNN ensemble is least sure about comes first."""
+    from django.apps import apps
+
+    if not apps.is_installed("ml"):
+        pytest.skip("the ml app is not installed")
+    from catalog.zoo import prediction_uncertainty
+
+    ModelVersion = apps.get_model("ml", "ModelVersion")
+    Prediction = apps.get_model("ml", "Prediction")
+    settings.GALCAT_ZOO_CALIBRATION_RATE = 0
+    settings.GALCAT_ZOO_UNCERTAINTY = "catalog.zoo.prediction_uncertainty"
+    sure, unsure, far = imaged_galaxy(pgc=700001), imaged_galaxy(pgc=700002), imaged_galaxy(pgc=700003)
+    mv = ModelVersion.objects.create(name="test", version="1", architecture="vgg", active=True)
+    for g, spread, ar in ((sure, 1.0, 70.0), (unsure, 6.0, 70.0), (far, 1.0, 50.0)):
+        Prediction.objects.create(
+            image=g.images.first(), galaxy=g, model_version=mv, value=70.0, uncertainty=spread, reject_likelihood=0.1, axis_ratio_inc=ar
+        )
+    assert prediction_uncertainty([sure.pgc, unsure.pgc, far.pgc]) == {sure.pgc: 1.0, unsure.pgc: 6.0, far.pgc: 11.0}
+    assert next_target(volunteer) == far
+    InclinationVote.objects.create(user=volunteer, galaxy=far, inc=50.0)
+    assert next_target(volunteer) == unsure
