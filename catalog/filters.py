@@ -12,7 +12,7 @@ from __future__ import annotations
 import django_filters as df
 from django import forms
 from django.apps import apps
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from catalog.columns import BY_NAME, COLUMNS, DERIVED
 from catalog.cone import ConeError, check_cone, galaxies_in_cone
@@ -21,6 +21,12 @@ from catalog.search import ConeQuery, SearchError, parse_query, resolve_name
 
 RANGE_COLUMNS = ("ra", "dec", "vhel", "vls", "d25", "b_a", "pa", "ty", "inc", "inc_e", "ebv", "gb", "sgb")
 SORTABLE = tuple(c.name for c in COLUMNS) + tuple(c.name for c in DERIVED)
+
+
+def _sort(ordering: str):
+    """Order expression of 'col' or '-col', missing values last either way."""
+    name = ordering.lstrip("-")
+    return F(name).desc(nulls_last=True) if ordering.startswith("-") else F(name).asc(nulls_last=True)
 
 
 def _related_exists(app_label: str) -> Q | None:
@@ -179,11 +185,11 @@ class GalaxyFilter(df.FilterSet):
             except ConeError as exc:
                 raise forms.ValidationError(str(exc)) from None
             if ordering and ordering.lstrip("-") != "distance":
-                queryset = queryset.order_by(ordering, "pk")
+                queryset = queryset.order_by(_sort(ordering), "pk")
             elif ordering == "-distance":
                 queryset = queryset.order_by("-distance_deg", "pk")
         elif ordering and ordering.lstrip("-") != "distance":
-            queryset = queryset.order_by(ordering, "pk") if ordering.lstrip("-") != "pgc" else queryset.order_by(ordering)
+            queryset = queryset.order_by(_sort(ordering), "pk") if ordering.lstrip("-") != "pgc" else queryset.order_by(ordering)
         else:
             queryset = queryset.order_by("pk")
         return queryset

@@ -103,3 +103,15 @@ def test_filterset_is_usable_on_a_plain_queryset(db):
     cone = GalaxyFilter({"ra_center": "1.0", "dec_center": "1.0", "radius": "0.5", "ordering": "-distance"}, queryset=Galaxy.objects.all())
     assert [g.pgc for g in cone.qs] == [2, 1] and cone.cone is not None
     assert GalaxyFilter({"votes_min": "1"}, queryset=Galaxy.objects.all()).qs.count() == 0
+
+
+def test_sorting_puts_missing_values_last_and_model_filters_work(db):
+    GalaxyFactory(pgc=1, ra=1.0, dec=1.0, vhel=None)
+    GalaxyFactory(pgc=2, ra=2.0, dec=1.0, vhel=100.0)
+    GalaxyFactory(pgc=3, ra=3.0, dec=1.0, vhel=300.0)
+    for ordering, expected in (("vhel", [2, 3, 1]), ("-vhel", [3, 2, 1])):
+        assert [g.pgc for g in GalaxyFilter({"ordering": ordering}, queryset=Galaxy.objects.all()).qs] == expected
+    # no predictions or fits stored: has_cnn/has_fit select none, their negation all
+    for name in ("has_cnn", "has_fit"):
+        assert GalaxyFilter({name: "true"}, queryset=Galaxy.objects.all()).qs.count() == 0
+        assert GalaxyFilter({name: "false"}, queryset=Galaxy.objects.all()).qs.count() == 3
