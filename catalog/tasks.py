@@ -240,6 +240,8 @@ def run_batch(job_id: int, index: int, generation: int) -> dict:
         if job.status == Job.Status.QUEUED:
             job.attempts += 1
             job.started = job.started or now
+            if not b["done"]:
+                job.message = f"running: first of {b['n']} batches started"
         job.status = Job.Status.RUNNING
         b["running"][str(index)] = me
         b["failed"].pop(str(index), None)

@@ -83,6 +83,12 @@ def _due(job: Job, now: datetime) -> bool:
     ).total_seconds() >= settings.GALCAT_TRIGGER_MAX_WAIT
 
 
+def job_kind(path: str) -> str:
+    """The kind of a pipeline job: fitting.tasks.fit_images -> fit, ml.tasks.predict_images -> predict."""
+    name = path.rsplit(".", 1)[-1]
+    return name.removesuffix("_images") or name
+
+
 def flush(job_id: int, *, force: bool = False) -> list[int]:
     """Turn one collector into batch jobs; returns their ids ([] when not due or already taken)."""
     from catalog.tasks import queue_for, run_batched
@@ -105,7 +111,7 @@ def flush(job_id: int, *, force: bool = False) -> list[int]:
                 skipped.append(f"{path}: {exc}")
                 continue
             queue = queue_for("gpu") if path in settings.GALCAT_GPU_TASKS else "cpu"
-            kind = path.rsplit(".", 1)[-1]
+            kind = job_kind(path) if job.kind == IMAGES else "consensus"
             child = run_batched(kind, path, ids, batch_size=size, queue=queue, params={"trigger": job.pk})
             children.append(child.pk)
         job.status, job.started, job.finished, job.done = Job.Status.SUCCEEDED, now, timezone.now(), len(ids)

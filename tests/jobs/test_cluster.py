@@ -111,6 +111,19 @@ def test_progress_is_visible_over_http_while_it_runs(shared_cluster, live_server
     assert [d for _, d in seen] == sorted(d for _, d in seen), "progress never goes back"
 
 
+def test_a_long_batch_keeps_beating_and_is_not_taken_for_lost(shared_cluster, settings):
+    settings.GALCAT_JOB_LOST_AFTER = 1.5  # the cluster beats every 0.5 s
+    j = demo_job(2, batch_size=2, delay=2.0)  # one batch of 4 s, no progress inside it
+    wait_for(lambda: job(j.pk).status == Job.Status.RUNNING, 30, what="the batch to start")
+    beats = set()
+    while job(j.pk).status == Job.Status.RUNNING:
+        assert mark_lost_jobs() == 0
+        beats.add(job(j.pk).heartbeat)
+        time.sleep(0.3)
+    assert job(j.pk).status == Job.Status.SUCCEEDED
+    assert len(beats) >= 4, "the heartbeat moved during the batch"
+
+
 def test_a_failing_task_is_recorded_and_does_not_block_the_queue(shared_cluster):
     bad = demo_job(30, batch_size=10, fail_on=[15])
     good = demo_job(30, batch_size=10)

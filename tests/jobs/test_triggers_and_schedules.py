@@ -46,7 +46,7 @@ def test_new_images_are_collected_then_queued_in_batches(db, pipeline):
     assert list(flushed) == [collector.pk]
     (child_id,) = flushed[collector.pk]
     child = Job.objects.get(pk=child_id)
-    assert child.kind == "record" and child.status == Job.Status.SUCCEEDED and child.total == 10
+    assert child.kind == "record" and child.params["trigger"] == collector.pk and child.status == Job.Status.SUCCEEDED and child.total == 10
     assert funcs.CALLS == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
     collector.refresh_from_db()
     assert collector.status == Job.Status.SUCCEEDED
@@ -69,6 +69,8 @@ def test_new_votes_queue_one_consensus_run(db, pipeline):
     triggers.flush(collector.pk, force=True)
     assert funcs.CALLS == [[7, 8, 9]], "one consensus run over every galaxy that got votes"
     assert triggers.flush(collector.pk, force=True) == [], "a collector flushes once"
+    assert Job.objects.filter(kind="consensus").count() == 1
+    assert triggers.job_kind("fitting.tasks.fit_images") == "fit" and triggers.job_kind("ml.tasks.predict_images") == "predict"
 
 
 def test_schedules_exist_after_migrate_and_are_idempotent(db):
