@@ -27,7 +27,7 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = key if key in NON_FIELD_KEYS and not prefix else (f"{prefix}.{key}" if prefix else str(key))
+            name = "non_field_errors" if key in NON_FIELD_KEYS and not prefix else (f"{prefix}.{key}" if prefix else str(key))
             for k, v in _flatten(value, name).items():
                 out.setdefault(k, []).extend(v)
     elif isinstance(detail, list | tuple):
@@ -82,7 +82,7 @@ def _is_api(request: HttpRequest) -> bool:
 
 
 def json_error(message: str, status: int, field: str | None = None) -> JsonResponse:
-    return JsonResponse(error_body(message, status=status, field=field), status=status)
+    return JsonResponse(error_body(message, status=status, field=field), status=status, json_dumps_params={"separators": (",", ":")})
 
 
 class ApiJsonErrorsMiddleware:
@@ -116,7 +116,9 @@ class ApiJsonErrorsMiddleware:
         if isinstance(exc, PermissionDenied):
             return json_error(str(exc) or "permission denied", 403)
         if isinstance(exc, exceptions.APIException):
-            return JsonResponse(body_from_detail(exc.detail, exc.status_code), status=exc.status_code)
+            return JsonResponse(
+                body_from_detail(exc.detail, exc.status_code), status=exc.status_code, json_dumps_params={"separators": (",", ":")}
+            )
         logger.exception("API error at %s", request.path)
         return json_error("internal server error", 500)
 

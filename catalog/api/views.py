@@ -83,6 +83,8 @@ class GalaxyFilterBackend(DjangoFilterBackend):
         return kwargs
 
     def filter_queryset(self, request, queryset, view):
+        if getattr(view, "action", None) != "list":
+            return queryset  # a galaxy's own address finds it whatever the filters say
         filterset = self.get_filterset(request, queryset, view)
         if filterset is None:
             return queryset

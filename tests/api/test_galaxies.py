@@ -85,6 +85,13 @@ def test_detail_with_aliases_and_public_images(anon_client, member_client, db):
     assert bands == ["g", "r"]
 
 
+def test_detail_of_galaxy_without_position(anon_client, db):
+    placeholder = Galaxy.objects.create(pgc=424242)
+    assert anon_client.get(f"/api/v1/galaxies/{placeholder.pgc}/").json()["ra"] is None
+    listed = [g["pgc"] for g in anon_client.get("/api/v1/galaxies/").json()["results"]]
+    assert placeholder.pgc not in listed
+
+
 def test_unknown_galaxy_and_unknown_path_answer_json(anon_client, db):
     r = anon_client.get("/api/v1/galaxies/123456789/")
     assert r.status_code == 404 and r["Content-Type"].startswith("application/json")
