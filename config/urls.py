@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("zoo/", include("catalog.zoo_urls")),
     path("fitting/", include("fitting.urls")),
+    path("", include("ml.urls")),
     path("", include("catalog.urls")),
     path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}),
 ]

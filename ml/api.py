@@ -1,0 +1,158 @@
+"""Inclinet-compatible endpoints (Kourkchi et al. 2020, ApJ 902, 145; the public Inclinet API):
+
+- GET  /api/pgc/<id>        the catalog galaxy's images, predicted (and stored) by the active version
+- GET  /api/objname/<name>  the same, looked up by any of the galaxy's names
+- POST /api/file            multipart "file": PNG, JPEG, GIF or FITS, at most GALCAT_UPLOAD_MAX_BYTES
+
+Every answer is JSON: status ("success" or "error"), message, galaxy{pgc, ra, dec, fov, pa,
+objname}, inclinations{<member>: deg, ..., summary{mean, median, stdev}}, rejection_likelihood,
+and for files the filename. Bad input gets 400 and unknown galaxies 404, with a clear message.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from ml.inference import WeightsChecksumError
+from ml.preprocess import load_image_bytes
+from ml.services import active_version, ensemble_for, galaxy_summary, predict_and_store
+
+
+class ApiInputError(ValueError):
+    """Bad input: answered with 400 and the message."""
+
+
+def _error(message: str, status: int, **extra) -> JsonResponse:
+    return JsonResponse({"status": "error", "message": message, **extra}, status=status)
+
+
+def galaxy_info(galaxy) -> dict:
+    """Inclinet's galaxy block: pgc, ra, dec (deg), fov (arcmin, twice d25), pa (deg), objname."""
+    names = list(galaxy.names.all()[:1]) if hasattr(galaxy, "names") else []
+    d25 = getattr(galaxy, "d25", None)
+    return {
+        "pgc": galaxy.pgc,
+        "ra": galaxy.ra,
+        "dec": galaxy.dec,
+        "fov": round(2 * d25, 3) if d25 else None,
+        "pa": getattr(galaxy, "pa", None),
+        "objname": names[0].name if names else f"PGC {galaxy.pgc}",
+    }
+
+
+def galaxy_answer(galaxy) -> tuple[dict, int]:
+    """Inclinet answer for a catalog galaxy: stored predictions of the active version; the
+    galaxy's images are predicted (and stored) first when some are missing."""
+    mv = active_version()
+    image_ids = list(galaxy.images.values_list("pk", flat=True))
+    if not image_ids:
+        return {"status": "error", "message": f"PGC {galaxy.pgc} has no image in the catalog", "galaxy": galaxy_info(galaxy)}, 404
+    have = set(galaxy.predictions.filter(model_version=mv).values_list("image_id", flat=True))
+    missing = [i for i in image_ids if i not in have]
+    if missing:
+        predict_and_store(missing, mv)
+    s = galaxy_summary(galaxy, mv)
+    if s is None:
+        return {"status": "error", "message": f"no image of PGC {galaxy.pgc} could be read", "galaxy": galaxy_info(galaxy)}, 404
+    return {
+        "status": "success",
+        "message": f"{len(s['predictions'])} image(s), model {mv.name} v{mv.version}",
+        "galaxy": galaxy_info(galaxy),
+        "inclinations": {**s["members"], "summary": s["summary"]},
+        "rejection_likelihood": s["rejection_likelihood"],
+        "axis_ratio": s["baseline"],
+    }, 200
+
+
+def file_answer(data: bytes, filename: str) -> dict:
+    """Inclinet answer for an uploaded image's bytes; ApiInputError on bad input."""
+    cap = int(getattr(settings, "GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024))
+    if len(data) == 0:
+        raise ApiInputError(f"{filename}: the file is empty (0 bytes)")
+    if len(data) > cap:
+        raise ApiInputError(f"{filename}: the file has {len(data)} bytes, more than the limit of {cap} bytes")
+    try:
+        image = load_image_bytes(data, filename)
+    except ValueError as exc:
+        raise ApiInputError(f"{filename}: {exc}") from exc
+    if min(image.shape[:2]) < 16:
+        raise ApiInputError(f"{filename}: image of {image.shape[1]}x{image.shape[0]} pixels is too small (16x16 at least)")
+    ens = ensemble_for(active_version())
+    res = ens.predict_images([image])
+    members = {n: round(float(v), 2) for n, v in zip(ens.names, res["per_member"][0], strict=True)}
+    flat = res["passes"][0]
+    return {
+        "status": "success",
+        "message": "",
+        "filename": filename,
+        "galaxy": {"pgc": None, "ra": None, "dec": None, "fov": None, "pa": None, "objname": None},
+        "inclinations": {
+            **members,
+            "summary": {
+                "mean": round(float(np.mean(flat)), 2),
+                "median": round(float(np.median(flat)), 2),
+                "stdev": round(float(np.std(flat)), 2),
+            },
+        },
+        "rejection_likelihood": round(float(res["reject_likelihood"][0]), 4),
+    }
+
+
+def resolve_name(name: str):
+    """Galaxy for a name (any alias, or a PGC/LEDA designation); None when unknown."""
+    from catalog.models import Galaxy, GalaxyName
+    from catalog.names import normalise_name, pgc_from_name
+
+    alias = GalaxyName.objects.select_related("galaxy").filter(normalised=normalise_name(name)).first()
+    if alias is not None:
+        return alias.galaxy
+    pgc = pgc_from_name(name)
+    if pgc is not None:
+        return Galaxy.objects.filter(pk=pgc).first()
+    return None
+
+
+def _galaxy_response(galaxy, what: str) -> JsonResponse:
+    if galaxy is None:
+        return _error(f"{what} is not in the catalog", 404)
+    try:
+        body, status = galaxy_answer(galaxy)
+    except WeightsChecksumError as exc:
+        return _error(str(exc), 503)
+    return JsonResponse(body, status=status)
+
+
+@require_GET
+def pgc_view(request: HttpRequest, pgc: int) -> JsonResponse:
+    from catalog.models import Galaxy
+
+    return _galaxy_response(Galaxy.objects.filter(pk=pgc).first(), f"PGC {pgc}")
+
+
+@require_GET
+def objname_view(request: HttpRequest, name: str) -> JsonResponse:
+    if not name.strip():
+        return _error("empty object name", 400)
+    return _galaxy_response(resolve_name(name), repr(name))
+
+
+@csrf_exempt
+@require_POST
+def file_view(request: HttpRequest) -> JsonResponse:
+    up = request.FILES.get("file")
+    if up is None:
+        return _error('no file: send the image as multipart/form-data field "file"', 400)
+    cap = int(getattr(settings, "GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024))
+    if up.size > cap:
+        return _error(f"{up.name}: the file has {up.size} bytes, more than the limit of {cap} bytes", 400, filename=up.name)
+    try:
+        body = file_answer(up.read(), up.name)
+    except ApiInputError as exc:
+        return _error(str(exc), 400, filename=up.name)
+    except WeightsChecksumError as exc:
+        return _error(str(exc), 503, filename=up.name)
+    return JsonResponse(body)

@@ -1,0 +1,64 @@
+import shlex
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog.jobs import tracked
+from ml.services import register_weights
+from ml.train import TrainConfig, train_ensemble
+
+
+class Command(BaseCommand):
+    help = (
+        "Train the bagged inclination CNN ensemble on synthetic images (resumable), write weights, "
+        "manifest and model card to --out, and register a ModelVersion with the weights' sha256."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--members", type=int, default=3, help="ensemble members (each on its own 80%% subset)")
+        parser.add_argument("--images", type=int, default=16000, help="synthetic training pool size")
+        parser.add_argument("--epochs", type=int, default=5)
+        parser.add_argument("--seed", type=int, default=1, help="seed of the training pool (validation: seed + 1000)")
+        parser.add_argument("--out", default="ml/weights", help="output directory")
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--lr", type=float, default=2e-3)
+        parser.add_argument("--val-images", type=int, default=1000)
+        parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+        parser.add_argument("--cache-dir", default="var/ml_cache", help="cache of rendered inputs ('' for none)")
+        parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+        parser.add_argument("--warm-start", action="store_true", help="members 1.. start from member 0 and fine-tune on their own bag")
+        parser.add_argument("--finetune-epochs", type=int, default=1, help="epochs of members 1.. with --warm-start")
+        parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
+        parser.add_argument("--no-activate", action="store_true", help="register without making it the active version")
+
+    def handle(self, *args, **o):
+        for key in ("members", "images", "epochs", "batch_size", "val_images", "threads"):
+            if o[key] < 1:
+                raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
+        cfg = TrainConfig(
+            members=o["members"],
+            images=o["images"],
+            epochs=o["epochs"],
+            seed=o["seed"],
+            out=o["out"],
+            batch_size=o["batch_size"],
+            lr=o["lr"],
+            val_images=o["val_images"],
+            threads=o["threads"],
+            cache_dir=o["cache_dir"] or None,
+            device=o["device"],
+            progress=True,
+            warm_start=o["warm_start"],
+            finetune_epochs=o["finetune_epochs"],
+        )
+        command = "python manage.py train_inclination " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        params = {k: o[k] for k in ("members", "images", "epochs", "seed", "out")}
+        with tracked("train_inclination", params, total=cfg.members) as job:
+            card = train_ensemble(cfg, command=command, log=lambda s: (self.stderr.write(s), job.log(s)))
+            result = {"ensemble_val": card["ensemble_val"], "wall_seconds": card["wall_seconds"]}
+            if not o["no_register"]:
+                mv = register_weights(cfg.out, activate=not o["no_activate"])
+                result["model_version"] = mv.pk
+                self.stderr.write(f"registered {mv} (sha256 {mv.sha256[:12]}..., active={mv.active})")
+            job.update(cfg.members)
+            job.finish(result, "trained")

@@ -1,0 +1,48 @@
+"""Worker tasks of the ml app (django-q2; also called inline by commands and tests)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from catalog.models import Image, Job
+from ml.models import ModelVersion, Prediction
+from ml.services import active_version, predict_and_store
+
+
+def predict_images(image_ids: list[int], job_id: int | None = None, model_version_id: int | None = None) -> dict:
+    """Predict catalog images with the active (or given) model version; one Prediction per image
+    and version (re-runs update it). With job_id, the Job's progress follows the batches; as a
+    batch function of catalog.tasks.run_batched it gets no job id (the runner owns the Job)."""
+    mv = ModelVersion.objects.get(pk=model_version_id) if model_version_id else active_version()
+    reporter = None
+    if job_id is not None:
+        from catalog.jobs import JobReporter
+
+        reporter = JobReporter(Job.objects.get(pk=job_id))
+        reporter.set_total(len(image_ids))
+    out = predict_and_store(list(image_ids), mv, progress=reporter.progress if reporter else None)
+    return {"stored": out["stored"], "skipped": out["skipped"]}
+
+
+def stale_image_ids(mv: ModelVersion | None = None) -> list[int]:
+    """Images without a prediction by the active model version."""
+    mv = mv or active_version()
+    done = Prediction.objects.filter(model_version=mv).values("image_id")
+    return list(Image.objects.exclude(pk__in=done).values_list("pk", flat=True))
+
+
+def predict_stale() -> dict:
+    """Nightly: queue predictions for every image the active version has not predicted."""
+    from catalog.tasks import run_batched
+
+    ids = stale_image_ids()
+    if not ids:
+        return {"queued": 0}
+    job = run_batched(
+        "predict",
+        "ml.tasks.predict_images",
+        ids,
+        batch_size=int(getattr(settings, "GALCAT_IMAGE_BATCH_SIZE", 64)),
+        queue="gpu" if "ml.tasks.predict_images" in getattr(settings, "GALCAT_GPU_TASKS", []) else "cpu",
+    )
+    return {"queued": len(ids), "job": job.pk}

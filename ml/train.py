@@ -1,0 +1,442 @@
+"""Training of the bagged inclination ensemble (pure PyTorch; no Django).
+
+``python -m ml.train --members K --images N --epochs E --seed S --out DIR`` and the management
+command ``train_inclination`` both call :func:`train_ensemble`.
+
+- One synthetic pool of N images is rendered from ``seed`` (cached as float16 network inputs);
+  member k trains on its own random 80 % subset of it (bagging, Breiman 1996) drawn from
+  ``seed + k``; a validation set of ``val_images`` comes from the disjoint seed ``seed + 1000``.
+- Every epoch writes a checkpoint; a rerun with the same arguments resumes where it stopped and
+  skips finished members.
+- Writes ``DIR/member{k}.pt`` (state dict + config), ``DIR/ensemble.json`` (manifest with each
+  file's sha256, read by inference), ``DIR/model_card.json`` and ``DIR/MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ml.nets import InclinationNet, inclination_loss
+from ml.nets.inclinet import DEFAULT_STAGES
+from ml.preprocess import preprocess
+from ml.synth import SynthConfig, render_one
+
+#: Offset between the training seed and the validation seed; evaluation uses other seeds.
+VAL_SEED_OFFSET = 1000
+#: Fraction of the pool each bagged member sees.
+BAG_FRACTION = 0.8
+ARCHITECTURE = "InclinationNet VGG-like (3x3 convs, 128x128 grey input, 45-90 deg + logvar + reject)"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def render_inputs(
+    seed: int, n: int, config: SynthConfig | None = None, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """Render n images of the set ``seed`` through :func:`ml.preprocess.preprocess`.
+
+    Returns x float16 [N, 1, 128, 128], inc float32 [N] (deg, NaN for junk), reject uint8 [N],
+    and the label dicts.
+    """
+    x = np.empty((n, 1, 128, 128), dtype=np.float16)
+    inc = np.full(n, np.nan, dtype=np.float32)
+    rej = np.zeros(n, dtype=np.uint8)
+    labels = []
+    it = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"render seed={seed}", unit="img", mininterval=5)
+    for k in it:
+        im, lab = render_one(seed, k, config)
+        x[k] = preprocess(im)
+        inc[k] = lab["inc"]
+        rej[k] = lab["reject"]
+        labels.append(lab)
+    return x, inc, rej, labels
+
+
+def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = False):
+    """render_inputs with an on-disk cache (npz) keyed by seed and n."""
+    if cache_dir:
+        path = Path(cache_dir) / f"synth_seed{seed}_n{n}.npz"
+        if path.exists():
+            z = np.load(path)
+            return z["x"], z["inc"], z["rej"]
+    x, inc, rej, _ = render_inputs(seed, n, progress=progress)
+    if cache_dir:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, x=x, inc=inc, rej=rej)
+        os.replace(tmp, path)
+    return x, inc, rej
+
+
+@dataclass
+class TrainConfig:
+    members: int = 3
+    images: int = 24000
+    epochs: int = 5
+    seed: int = 1
+    out: str = "ml/weights"
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    val_images: int = 1000
+    threads: int = 1
+    stages: list = field(default_factory=lambda: [list(s) if isinstance(s, tuple) else s for s in DEFAULT_STAGES])
+    dropout: float = 0.2
+    cache_dir: str | None = "var/ml_cache"
+    device: str | None = None
+    progress: bool = True
+    max_steps: int | None = None  # for tests: stop each member after this many steps
+    #: members 1..K-1 start from member 0's final weights and train finetune_epochs on their own bag
+    warm_start: bool = False
+    finetune_epochs: int = 1
+    finetune_lr_factor: float = 0.3
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random horizontal/vertical flips (inclination is invariant under both). x [B, 1, H, W]."""
+    b = x.shape[0]
+    fh = torch.rand(b, generator=g) < 0.5
+    fv = torch.rand(b, generator=g) < 0.5
+    x = torch.where(fh[:, None, None, None].to(x.device), x.flip(-1), x)
+    x = torch.where(fv[:, None, None, None].to(x.device), x.flip(-2), x)
+    return x
+
+
+@torch.no_grad()
+def evaluate_arrays(model: torch.nn.Module, x: np.ndarray, inc: np.ndarray, rej: np.ndarray, device, bs=256):
+    """Metrics of one model on arrays: rms, mae, bias (deg, accepted only), reject accuracy."""
+    model.eval()
+    preds, rlog = [], []
+    for k in range(0, len(x), bs):
+        xb = torch.from_numpy(x[k : k + bs].astype(np.float32)).to(device).contiguous(memory_format=torch.channels_last)
+        out = model(xb)
+        preds.append(out["inc"].cpu().numpy())
+        rlog.append(out["reject_logit"].cpu().numpy())
+    p = np.concatenate(preds)
+    r = np.concatenate(rlog)
+    acc = rej == 0
+    d = p[acc] - inc[acc]
+    return {
+        "rms": float(np.sqrt(np.mean(d * d))),
+        "mae": float(np.mean(np.abs(d))),
+        "bias": float(np.mean(d)),
+        "reject_accuracy": float(np.mean((r > 0) == (rej == 1))),
+        "n": int(len(x)),
+    }
+
+
+def train_member(
+    k: int,
+    cfg: TrainConfig,
+    x: np.ndarray,
+    inc: np.ndarray,
+    rej: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    device: torch.device,
+    log=print,
+) -> dict:
+    """Train member k on its bagged subset; resumes from DIR/member{k}.ckpt. Returns its record."""
+    out = Path(cfg.out)
+    final = out / f"member{k}.pt"
+    ckpt = out / f"member{k}.ckpt"
+    rng = np.random.default_rng([cfg.seed, k, 7])
+    subset = np.sort(rng.choice(len(x), size=int(BAG_FRACTION * len(x)), replace=False))
+    torch.manual_seed(cfg.seed * 100 + k)
+    model = InclinationNet(stages=cfg.stages, dropout=cfg.dropout).to(device)
+    epochs, lr = cfg.epochs, cfg.lr
+    if cfg.warm_start and k > 0:
+        state0 = torch.load(out / "member0.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state0["state_dict"])
+        epochs, lr = cfg.finetune_epochs, cfg.lr * cfg.finetune_lr_factor
+        log(f"member {k}: warm start from member 0, {epochs} epoch(s) on its own bag at max lr {lr:g}")
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(subset) / cfg.batch_size)
+    total = steps_per_epoch * epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    history: list[dict] = []
+    start_epoch = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        log(f"member {k}: resuming after epoch {state['epoch'] + 1}")
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + k)
+    t0 = time.time()
+    for epoch in range(start_epoch, epochs):
+        perm_rng = np.random.default_rng([cfg.seed, k, epoch])
+        order = subset[perm_rng.permutation(len(subset))]
+        model.train()
+        sums: dict[str, float] = {}
+        nb = 0
+        it = range(0, len(order), cfg.batch_size)
+        if cfg.progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc=f"member {k} epoch {epoch + 1}/{epochs}", unit="batch", mininterval=10)
+        te = time.time()
+        for b0 in it:
+            idx = np.sort(order[b0 : b0 + cfg.batch_size])
+            xb = torch.from_numpy(x[idx].astype(np.float32))
+            xb = _augment(xb, g).to(device).contiguous(memory_format=torch.channels_last)
+            yb = torch.from_numpy(np.nan_to_num(inc[idx], nan=67.5)).to(device)
+            rb = torch.from_numpy(rej[idx].astype(np.float32)).to(device)
+            outb = model(xb)
+            loss, parts = inclination_loss(outb, yb, rb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            for kk, v in parts.items():
+                sums[kk] = sums.get(kk, 0.0) + v
+            nb += 1
+            if cfg.max_steps and nb >= cfg.max_steps:
+                break
+        train = {kk: v / max(nb, 1) for kk, v in sums.items()}
+        vm = evaluate_arrays(model, *val, device)
+        rec = {
+            "epoch": epoch + 1,
+            "train": train,
+            "val": vm,
+            "seconds": round(time.time() - te, 1),
+            "lr": sched.get_last_lr()[0],
+        }
+        history.append(rec)
+        log(
+            f"member {k} epoch {epoch + 1}: loss {train['loss']:.3f} train_rms {math.sqrt(train['mse']):.2f} "
+            f"val_rms {vm['rms']:.2f} val_bias {vm['bias']:+.2f} reject_acc {vm['reject_accuracy']:.3f} "
+            f"({rec['seconds']} s)"
+        )
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "history": history, "epoch": epoch},
+            tmp,
+        )
+        os.replace(tmp, ckpt)
+        if cfg.max_steps:
+            break
+    model.eval()
+    torch.save({"state_dict": model.state_dict(), "config": model.config, "member": k}, final)
+    return {
+        "member": k,
+        "file": final.name,
+        "sha256": sha256_file(final),
+        "train_subset_size": int(len(subset)),
+        "history": history,
+        "val": history[-1]["val"] if history else None,
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> dict:
+    """Render the pool, train cfg.members bagged members, write weights, manifest and model card."""
+    torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    log(f"rendering {cfg.images} training images (seed {cfg.seed}) and {cfg.val_images} validation images")
+    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, cfg.progress)
+    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress)
+    t_render = time.time() - t0
+    records = []
+    for k in range(cfg.members):
+        final = out / f"member{k}.pt"
+        ckpt = out / f"member{k}.ckpt"
+        done_rec = out / f"member{k}.json"
+        if final.exists() and done_rec.exists() and not ckpt.exists():
+            rec = json.loads(done_rec.read_text())
+            log(f"member {k}: already trained, skipping")
+        else:
+            rec = train_member(k, cfg, x, inc, rej, val, device, log)
+            done_rec.write_text(json.dumps(rec, indent=1))
+            if ckpt.exists():
+                ckpt.unlink()
+        records.append(rec)
+        # a usable (partial) ensemble after every member
+        manifest = {
+            "name": "inclinet-synth",
+            "architecture": ARCHITECTURE,
+            "config": InclinationNet(stages=cfg.stages, dropout=cfg.dropout).config,
+            "members": [{"file": r["file"], "sha256": r["sha256"]} for r in records],
+        }
+        (out / "ensemble.json").write_text(json.dumps(manifest, indent=1))
+    wall = time.time() - t0
+    # ensemble validation metrics
+    from ml.inference import Ensemble
+
+    ens = Ensemble.load(out, device=str(device))
+    ev = ens.predict_arrays(val[0].astype(np.float32), tta=False)
+    acc = val[2] == 0
+    d = ev["median"][acc] - val[1][acc]
+    ens_val = {
+        "rms": float(np.sqrt(np.mean(d * d))),
+        "mae": float(np.mean(np.abs(d))),
+        "bias": float(np.mean(d)),
+        "reject_accuracy": float(np.mean((ev["reject_likelihood"] > 0.5) == (val[2] == 1))),
+    }
+    card = {
+        "name": manifest["name"],
+        "architecture": ARCHITECTURE,
+        "net_config": manifest["config"],
+        "parameters_per_member": int(sum(p.numel() for p in ens.models[0].parameters())),
+        "training_data": {
+            "kind": "synthetic (ml.synth.render_one), rendered at 128x128",
+            "pool_images": cfg.images,
+            "pool_seed": cfg.seed,
+            "bag_fraction": BAG_FRACTION,
+            "validation_seed": cfg.seed + VAL_SEED_OFFSET,
+            "validation_images": cfg.val_images,
+            "synth_config": asdict(SynthConfig()),
+        },
+        "train_config": asdict(cfg),
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        "device": str(device),
+        "threads": cfg.threads,
+        "host": {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine()},
+        "render_seconds": round(t_render, 1),
+        "wall_seconds": round(wall, 1),
+        "members": records,
+        "ensemble_val": ens_val,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=1))
+    (out / "MODEL_CARD.md").write_text(model_card_markdown(card))
+    log(f"ensemble validation: {ens_val}; wall {wall:.0f} s")
+    return card
+
+
+def model_card_markdown(card: dict) -> str:
+    """Human-readable model card."""
+    td = card["training_data"]
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"Architecture: {card['architecture']}; {card['parameters_per_member']} parameters per member; "
+        f"net config `{json.dumps(card['net_config'])}`.",
+        "",
+        "## Training data",
+        f"Synthetic disk galaxies from `ml.synth` (thick exponential disks, q0 ~ U(0.1, 0.3), Sérsic bulges, "
+        f"arms/clumps, dust, PSF, noise, stars, neighbours; grey, inverted grey and gri colour; "
+        f"face-on and junk examples labelled reject). Pool: {td['pool_images']} images from seed "
+        f"{td['pool_seed']}; each member trains on its own {int(td['bag_fraction'] * 100)} % subset. "
+        f"Validation: {td['validation_images']} images from seed {td['validation_seed']}."
+        + (
+            f" Member 0 trains {card['train_config']['epochs']} epochs from scratch; members 1.. start from member 0's "
+            f"weights and train {card['train_config']['finetune_epochs']} epoch(s) on their own subset "
+            f"(max lr x {card['train_config']['finetune_lr_factor']})."
+            if card["train_config"].get("warm_start")
+            else ""
+        ),
+        "",
+        "## Exact command",
+        "```",
+        card["command"],
+        "```",
+        f"Device {card['device']}, {card['threads']} thread(s); render {card['render_seconds']} s; "
+        f"wall time {card['wall_seconds']} s; created {card['created']}.",
+        "",
+        "## Metrics (validation seed, accepted images; degrees)",
+        "| model | RMS | MAE | bias | reject accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for r in card["members"]:
+        v = r["val"] or {}
+        lines.append(
+            f"| member {r['member']} | {v.get('rms', float('nan')):.2f} | {v.get('mae', float('nan')):.2f} | "
+            f"{v.get('bias', float('nan')):+.2f} | {v.get('reject_accuracy', float('nan')):.3f} |"
+        )
+    e = card["ensemble_val"]
+    lines.append(f"| ensemble median | {e['rms']:.2f} | {e['mae']:.2f} | {e['bias']:+.2f} | {e['reject_accuracy']:.3f} |")
+    lines += ["", "## Per-epoch history", ""]
+    for r in card["members"]:
+        for h in r["history"]:
+            lines.append(
+                f"- member {r['member']} epoch {h['epoch']}: train loss {h['train']['loss']:.3f}, "
+                f"val RMS {h['val']['rms']:.2f}, val bias {h['val']['bias']:+.2f}, "
+                f"reject acc {h['val']['reject_accuracy']:.3f}, {h['seconds']} s"
+            )
+    lines += ["", "## Weights", ""]
+    for r in card["members"]:
+        lines.append(f"- `{r['file']}` sha256 `{r['sha256']}`")
+    lines += [
+        "",
+        "Evaluation on a fresh seed and on real SDSS cutouts: `python manage.py evaluate_inclination`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train the bagged inclination CNN ensemble on synthetic images.")
+    p.add_argument("--members", type=int, default=3)
+    p.add_argument("--images", type=int, default=24000, help="size of the synthetic training pool")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="ml/weights")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--val-images", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cache-dir", default="var/ml_cache")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--warm-start", action="store_true", help="members 1..K-1 start from member 0 and fine-tune on their own bag")
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        members=a.members,
+        images=a.images,
+        epochs=a.epochs,
+        seed=a.seed,
+        out=a.out,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        val_images=a.val_images,
+        threads=a.threads,
+        cache_dir=a.cache_dir or None,
+        device=a.device,
+        progress=not a.no_progress,
+        warm_start=a.warm_start,
+        finetune_epochs=a.finetune_epochs,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
+    cmd = "python -m ml.train " + " ".join(shlex.quote(s) for s in (argv if argv is not None else sys.argv[1:]))
+    train_ensemble(config_from_args(a), command=cmd, log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()

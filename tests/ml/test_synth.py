@@ -1,0 +1,78 @@
+"""Synthetic generator: Hubble axis ratios, labels, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml.synth import SynthConfig, apparent_axis_ratio, inclination_from_axis_ratio, render_one, sersic_bn
+from ml.synth.render import _disk_galaxy, _grid
+
+
+def _moment_q(img: np.ndarray) -> float:
+    y, x = np.mgrid[0 : img.shape[0], 0 : img.shape[1]].astype(float)
+    s = img.sum()
+    mx, my = (img * x).sum() / s, (img * y).sum() / s
+    cxx = (img * (x - mx) ** 2).sum() / s
+    cyy = (img * (y - my) ** 2).sum() / s
+    cxy = (img * (x - mx) * (y - my)).sum() / s
+    ev = np.linalg.eigvalsh(np.array([[cxx, cxy], [cxy, cyy]]))
+    return float(np.sqrt(ev[0] / ev[1]))
+
+
+def test_hubble_relation_endpoints():
+    assert apparent_axis_ratio(0.0, 0.2) == pytest.approx(1.0)
+    assert apparent_axis_ratio(90.0, 0.2) == pytest.approx(0.2)
+    # q^2 = cos^2 i (1 - q0^2) + q0^2 at 60 deg, q0 = 0.3
+    assert apparent_axis_ratio(60.0, 0.3) == pytest.approx(np.sqrt(0.25 * 0.91 + 0.09))
+    for inc in (45.0, 60.0, 75.0, 89.0):
+        q = apparent_axis_ratio(inc, 0.25)
+        assert inclination_from_axis_ratio(q, 0.25) == pytest.approx(inc, abs=1e-6)
+    assert inclination_from_axis_ratio(0.1, 0.3) == 90.0
+
+
+def test_sersic_bn_matches_half_light_definition():
+    from scipy.special import gammainc
+
+    for n in (1.0, 2.5, 4.0):
+        # the incomplete gamma function P(2n, b_n) = 1/2 defines b_n
+        assert gammainc(2 * n, sersic_bn(n)) == pytest.approx(0.5, abs=1e-4)
+
+
+@pytest.mark.parametrize("inc", [50.0, 65.0, 80.0, 88.0])
+def test_rendered_disk_axis_ratio_matches_inclination_and_q0(inc):
+    x, y = _grid(128)
+    rng = np.random.default_rng(inc.__hash__() % 1000)
+    params, _, disk, *_ = _disk_galaxy(rng, x, y, inc, scale=0.8)
+    q_expected = apparent_axis_ratio(inc, params["q0"])
+    assert params["q"] == pytest.approx(q_expected)
+    assert _moment_q(disk) == pytest.approx(q_expected, rel=0.03)
+
+
+def test_render_is_deterministic_from_seed_and_index():
+    a, la = render_one(7, 3)
+    b, lb = render_one(7, 3)
+    c, _ = render_one(8, 3)
+    assert a.dtype == np.uint8 and a.shape[:2] == (128, 128)
+    assert np.array_equal(a, b)
+    assert la["inc"] == lb["inc"] or (np.isnan(la["inc"]) and np.isnan(lb["inc"]))
+    assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_labels_cover_disks_faceon_and_rejects():
+    labels = [render_one(21, k)[1] for k in range(60)]
+    disks = [lab for lab in labels if lab["kind"] == "disk"]
+    assert disks and all(45.0 <= lab["inc"] <= 90.0 and lab["reject"] == 0 for lab in disks)
+    assert all(lab["reject"] == 1 for lab in labels if lab["kind"] != "disk")
+    assert all(lab["inc"] < 45.0 for lab in labels if lab["kind"] == "faceon")
+    assert any(lab["reject"] == 1 for lab in labels)
+
+
+def test_grey_inverted_and_colour_modes():
+    grey = SynthConfig(p_colour=0.0, p_invert=1.0)
+    im, lab = render_one(3, 0, grey)
+    assert im.ndim == 2 and lab["inverted"]
+    assert np.median(im) > 128  # light sky, dark galaxy
+    colour = SynthConfig(p_colour=1.0)
+    im, lab = render_one(3, 0, colour)
+    assert im.shape == (128, 128, 3) and lab["colour"]
