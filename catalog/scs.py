@@ -101,6 +101,7 @@ def scs_stream(req: SCSRequest, release=None) -> Iterator[bytes]:
     qs = galaxies_in_cone(req.ra, req.dec, max(req.sr, 1e-9), base)
     source = table_source(qs, release)
     columns = [BY_NAME[n] for n in names] + [DISTANCE]
+    source.prepare(columns)
     provenance = {"cone": f"RA={req.ra:g} DEC={req.dec:g} SR={req.sr:g} deg", "VERB": req.verb}
     if release is not None:
         provenance.update({"release": f"{release.name} v{release.version} ({release.slug})", "citation": release.citation})

@@ -44,6 +44,7 @@ def stream_table(queryset_or_release, fmt: str, columns=None, provenance: dict |
         r = source.release
         provenance = {"release": f"{r.name} v{r.version} ({r.slug})", "citation": r.citation, **(provenance or {})}
     cols = source.resolve(columns)
+    source.prepare(cols)
     if fmt == "csv":
         from catalog.exports.csv import stream_csv
 

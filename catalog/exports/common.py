@@ -22,9 +22,7 @@ def provenance_items(provenance: dict | None, rows: int | None) -> list[tuple[st
 
 
 def count_rows(source) -> int:
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM ({source.sql}) AS t", source.params)
-        return int(cur.fetchone()[0])
+    return source.count()
 
 
 def select_sql(source, exprs: list[str]) -> str:

@@ -56,7 +56,7 @@ def stream_fits(source, columns: list[Column], provenance: dict | None) -> Itera
         with connection.cursor() as cur:
             if not outer:  # inside a caller's transaction the caller chose the isolation
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute(f"SELECT {', '.join(measures)} FROM ({source.sql}) AS t", source.params)
+            cur.execute(f"SELECT {', '.join(measures)} FROM ({source.unordered_sql}) AS t", source.unordered_params)
             found = cur.fetchone()
         nrows = int(found[0])
         widths = {c.name: max(1, int(w)) for c, w in zip(str_cols, found[1:], strict=True)}

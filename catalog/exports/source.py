@@ -1,13 +1,15 @@
 """Where exported rows come from: a Galaxy queryset, a Release, or a ReleaseRow queryset.
 
-A TableSource is an inner SELECT (SQL and parameters, rows in their final order) plus, per
-registry column, the SQL expression of its typed value over that SELECT's alias ``t``. The
-writers wrap it in their own outer SELECT, so all work per row stays in PostgreSQL.
+A TableSource knows, per registry column, the SQL expression of its typed value over an inner
+SELECT aliased ``t``; `prepare(columns)` builds that inner SELECT with only the columns asked
+for (rows in their final order). The writers wrap it in their own outer SELECT or COPY, so all
+work per row stays in PostgreSQL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
@@ -24,17 +26,20 @@ class ExportError(ValueError):
 
 @dataclass
 class TableSource:
-    sql: str
-    params: list
     expressions: dict[str, str]
     available: list[str]
     default_columns: list[str]
+    build: Callable[[list[str], bool], tuple[str, list]]
+    counter: Callable[[], int]
     has_distance: bool = False
     release: object | None = None
-    extra: dict = field(default_factory=dict)
+    sql: str = ""
+    params: list | None = None
+    unordered_sql: str = ""
+    unordered_params: list | None = None
 
     def resolve(self, names: list[str] | str | None) -> list[Column]:
-        """Registry columns for `names` (comma-separated or list; None for the defaults)."""
+        """Registry columns for `names` (comma-separated or list; 'all'; None for the defaults)."""
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
         if names and len(names) == 1 and str(names[0]).strip().lower() == "all":
@@ -59,6 +64,16 @@ class TableSource:
             raise ExportError(f"column(s) not available in {where}: {', '.join(missing)}")
         return out
 
+    def prepare(self, columns: list[Column]) -> TableSource:
+        """Build the inner SELECT for `columns` (ordered, and unordered for aggregates)."""
+        names = [c.name for c in columns]
+        self.sql, self.params = self.build(names, True)
+        self.unordered_sql, self.unordered_params = self.build(names, False)
+        return self
+
+    def count(self) -> int:
+        return self.counter()
+
     def expr(self, col: Column) -> str:
         return self.expressions[col.name]
 
@@ -77,20 +92,25 @@ def _lookup(name: str) -> Column | None:
 def _galaxy_source(qs: QuerySet) -> TableSource:
     has_distance = "distance_deg" in qs.query.annotations
     names = [c.name for c in COLUMNS] + ["healpix"]
-    select = names + (["distance_deg"] if has_distance else [])
-    sql, params = qs.values_list(*select).query.sql_with_params()
     expressions = {n: f't."{n}"' for n in names}
     default = list(DEFAULT_LIST_COLUMNS)
     if has_distance:
         expressions["distance"] = 't."distance_deg"'
         default.append("distance")
-    return TableSource(sql, list(params), expressions, list(expressions), default, has_distance)
+
+    def build(wanted: list[str], ordered: bool) -> tuple[str, list]:
+        fields = [n for n in wanted if n != "distance"] or ["pgc"]
+        if "distance" in wanted:
+            fields.append("distance_deg")
+        sub = qs if ordered else qs.order_by()
+        sql, params = sub.values_list(*fields).query.sql_with_params()
+        return sql, list(params)
+
+    return TableSource(expressions, list(expressions), default, build, qs.count, has_distance)
 
 
 def _release_rows_source(qs: QuerySet, release) -> TableSource:
     has_distance = "distance_deg" in qs.query.annotations
-    select = ["galaxy_id", "ra", "dec", "healpix", "values"] + (["distance_deg"] if has_distance else [])
-    sql, params = qs.values_list(*select).query.sql_with_params()
     frozen = list(release.columns) if release is not None and release.columns else list(DEFAULT_LIST_COLUMNS)
     expressions = {"pgc": 't."galaxy_id"', "ra": 't."ra"', "dec": 't."dec"', "healpix": 't."healpix"'}
     for name in frozen:
@@ -105,7 +125,18 @@ def _release_rows_source(qs: QuerySet, release) -> TableSource:
         expressions["distance"] = 't."distance_deg"'
         available.append("distance")
         default.append("distance")
-    return TableSource(sql, list(params), expressions, available, default, has_distance, release)
+
+    def build(wanted: list[str], ordered: bool) -> tuple[str, list]:
+        fields = ["galaxy_id", "ra", "dec", "healpix"]
+        if any(n not in ("pgc", "ra", "dec", "healpix", "distance") for n in wanted):
+            fields.append("values")
+        if "distance" in wanted:
+            fields.append("distance_deg")
+        sub = qs if ordered else qs.order_by()
+        sql, params = sub.values_list(*fields).query.sql_with_params()
+        return sql, list(params)
+
+    return TableSource(expressions, available, default, build, qs.count, has_distance, release)
 
 
 def table_source(obj, release=None) -> TableSource:
