@@ -1,5 +1,3 @@
-import json
-
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -38,7 +36,6 @@ def profile(request: HttpRequest) -> HttpResponse:
             "page": page,
             "stats": vote_statistics(user),
             "calib": calib,
-            "calib_json": json.dumps(calib),
             "role": role_of(user) or "none",
         },
     )

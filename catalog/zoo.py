@@ -12,7 +12,7 @@ from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, Subq
 from django.db.models.functions import Coalesce
 from django.utils.module_loading import import_string
 
-from catalog.models import CalibrationGalaxy, Galaxy, Image, InclinationVote, Standard, VoteRound
+from catalog.models import CalibrationGalaxy, Galaxy, Image, InclinationVote, VoteRound
 from catalog.standards import PREFERRED_BANDS, standards_by_inc, uses_rendered_standards
 from catalog.voting import InvalidVote
 
@@ -176,7 +176,3 @@ def leaderboard(limit: int = 100) -> list[dict]:
             }
         )
     return out
-
-
-def standards_count() -> int:
-    return Standard.objects.count()

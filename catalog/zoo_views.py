@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -22,12 +20,8 @@ def vote_page(request: HttpRequest) -> HttpResponse:
     galaxy = next_target(request.user)
     ctx = {"galaxy": galaxy, "ready": standards_ready(), "flags": FLAG_LABELS.items()}
     if galaxy is not None:
-        ctx.update(
-            image=target_image(galaxy),
-            ticket=make_ticket(galaxy.pgc),
-            payload=json.dumps(standards_payload()),
-            rendered=standards_payload()["rendered"],
-        )
+        payload = standards_payload()
+        ctx.update(image=target_image(galaxy), ticket=make_ticket(galaxy.pgc), payload=payload, rendered=payload["rendered"])
     return render(request, "zoo/vote.html", ctx)
 
 
@@ -74,7 +68,7 @@ def submit_vote(request: HttpRequest) -> HttpResponse:
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
     rows = leaderboard()
     chart = {"names": [r["name"] for r in rows[:30]], "votes": [r["votes"] for r in rows[:30]]}
-    return render(request, "zoo/leaderboard.html", {"rows": rows, "chart": json.dumps(chart)})
+    return render(request, "zoo/leaderboard.html", {"rows": rows, "chart": chart})
 
 
 @login_required

@@ -1,7 +1,5 @@
 """Template tags of the Inclination Zoo: the data of the galaxy page's votes panel."""
 
-import json
-
 from django import template
 
 from catalog.consensus import consensus_for
@@ -31,6 +29,6 @@ def votes_panel(context, galaxy) -> dict:
         "n_rejected": sum(1 for v in votes if v[2] and not v[1]),
         "consensus": cons,
         "override": override,
-        "json": json.dumps({"incs": incs, "inc": cons.inc if cons else None, "inc_e": cons.inc_e if cons else None}),
+        "data": {"incs": incs, "inc": cons.inc if cons else None, "inc_e": cons.inc_e if cons else None},
         "can_revote": bool(request and is_curator(request.user)),
     }
