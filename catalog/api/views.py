@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -254,6 +255,9 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
         upload = data.pop("file")
+        limit = settings.GALCAT_UPLOAD_MAX_BYTES
+        if upload.size > limit:  # refuse before reading the bytes into memory
+            raise ApiError(f"file of {upload.size} bytes exceeds the upload limit of {limit} bytes", status_code=413, field="file")
         try:
             image, created = store_uploaded_image(upload.read(), upload.name, user=request.user, **data)
         except UploadError as exc:

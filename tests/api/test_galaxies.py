@@ -126,3 +126,14 @@ def test_detail_shows_consensus_with_curator_override_winning(anon_client, curat
     body = anon_client.get(f"/api/v1/galaxies/{g.pgc}/").json()
     assert body["consensus"]["inc"] == 70.0 and body["consensus"]["method"] == "curator override"
     assert [m["inc"] for m in body["consensus"]["methods"]] == [63.0]
+
+
+def test_cone_results_page_by_distance(anon_client, db):
+    made = [GalaxyFactory(ra=50.0 + 0.01 * i, dec=-10.0) for i in range(5)]
+    seen, url = [], "/api/v1/galaxies/?ra=50&dec=-10&radius=1&page_size=2&fields=pgc"
+    while url:
+        body = anon_client.get(url).json()
+        seen += [(row["pgc"], row["distance"]) for row in body["results"]]
+        url = body["next"]
+    assert [p for p, _ in seen] == [g.pgc for g in made]
+    assert [d for _, d in seen] == sorted(d for _, d in seen)

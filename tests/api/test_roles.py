@@ -151,3 +151,10 @@ def test_owner_cancels_own_job_not_others(volunteer_client, volunteer, member):
     assert volunteer_client.post(f"/api/v1/jobs/{theirs.pk}/cancel/").status_code == 404
     theirs.refresh_from_db()
     assert theirs.status == "queued"
+
+
+def test_upload_over_the_size_limit_is_refused_with_413(member_client, galaxy, settings):
+    settings.GALCAT_UPLOAD_MAX_BYTES = 100
+    r = _upload(member_client, galaxy.pgc)
+    assert r.status_code == 413 and r.json()["field"] == "file"
+    assert not Image.objects.exists()

@@ -81,3 +81,22 @@ def test_user_throttle_counts_per_user(settings, volunteer_client, member_client
     settings.GALCAT_API_THROTTLE_USER = "2/min"
     assert [volunteer_client.get("/api/v1/votes/").status_code for _ in range(3)] == [200, 200, 429]
     assert member_client.get("/api/v1/votes/").status_code == 200  # another user, own count
+
+
+def test_profile_page_token_section_round_trip(client, volunteer):
+    """On the real profile page: create a token, see it, revoke it, all through the page's forms."""
+    client.force_login(volunteer)
+    page = client.get("/accounts/profile/")
+    assert page.status_code == 200 and b'id="api-token"' in page.content and b"Create token" in page.content
+    r = client.post("/api/token/issue/", {"next": "/accounts/profile/#api-token"}, follow=True)
+    key = Token.objects.get(user=volunteer).key
+    assert key in r.content.decode()
+    r = client.post("/api/token/revoke/", {"next": "/accounts/profile/#api-token"}, follow=True)
+    assert key not in r.content.decode() and not Token.objects.filter(user=volunteer).exists()
+
+
+def test_forged_forwarded_for_does_not_escape_the_anonymous_limit(settings, db):
+    settings.GALCAT_API_THROTTLE_ANON = "2/min"
+    client = APIClient()
+    codes = [client.get("/api/v1/galaxies/", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code for i in range(3)]
+    assert codes == [200, 200, 429]
