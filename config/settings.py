@@ -1,0 +1,286 @@
+"""Settings of the galaxy catalog. Every deployment knob is an environment variable."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import plotly
+
+from config.database import database_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+TESTING = "pytest" in sys.modules or os.environ.get("GALCAT_TESTING") == "1"
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
+DEBUG = env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "catalog",
+    "accounts",
+    "fitting",
+    "ml",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "catalog.api.errors.ApiJsonErrorsMiddleware",  # JSON errors, never HTML, under /api/
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "catalog.context_processors.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_settings(BASE_DIR)}
+# One test database per test process, so several test runs can share one server.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("GALCAT_TEST_DB", f"test_galcat_{os.getpid()}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+# plotly.js is served from the installed plotly package (no CDN: the site works offline).
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", Path(plotly.__file__).parent / "package_data")]
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = Path(os.environ.get("GALCAT_STATIC_ROOT", BASE_DIR / "var" / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves collected files from here
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("GALCAT_MEDIA_ROOT", BASE_DIR / "var" / "media"))
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "galcat@localhost")
+
+# Uploads: refuse bodies beyond these before they reach the views.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("GALCAT_DATA_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# ---------------------------------------------------------------------------------------------
+# Catalog knobs
+# ---------------------------------------------------------------------------------------------
+# Folder of the shared sample data (EDD table, GIZ votes, SDSS images).
+GALCAT_SAMPLE_DATA = Path(os.environ.get("GALCAT_SAMPLE_DATA", BASE_DIR.parent / "shared" / "data"))
+# Intrinsic edge-on axis ratio of disks for the axis-ratio inclination (0.1-0.3 in practice;
+# Hubble 1926 relation, q0 = 0.2 in Tully & Fisher 1977, 0.3 is a common default).
+GALCAT_Q0 = env_float("GALCAT_Q0", 0.3)
+# Images: largest file and largest decoded size accepted by the importer and uploads.
+GALCAT_IMAGE_MAX_BYTES = env_int("GALCAT_IMAGE_MAX_BYTES", 50 * 1024 * 1024)
+GALCAT_IMAGE_MAX_PIXELS = env_int("GALCAT_IMAGE_MAX_PIXELS", 8192 * 8192)
+GALCAT_UPLOAD_MAX_BYTES = env_int("GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
+# Cone search: largest radius accepted by the IVOA cone search (deg).
+GALCAT_SCS_MAX_SR = env_float("GALCAT_SCS_MAX_SR", 10.0)
+# Panels shown on the galaxy page; each template gets `galaxy` in its context.
+GALCAT_GALAXY_PANELS = [
+    p for p in os.environ.get("GALCAT_GALAXY_PANELS", "catalog/panels/votes.html,ml/panel.html,fitting/panel.html").split(",") if p
+]
+GALCAT_SITE_NAME = os.environ.get("GALCAT_SITE_NAME", "Galaxy Catalog")
+# Galaxy Inclination Zoo (catalog.voting, catalog.consensus, catalog.zoo).
+# Run after load_sample: seed the voting page's standards and the calibration galaxies.
+GALCAT_SAMPLE_HOOKS = [p for p in os.environ.get("GALCAT_SAMPLE_HOOKS", "catalog.standards.seed_standards_hook").split(",") if p]
+# Consensus method (a catalog.consensus.ConsensusMethod subclass).
+GALCAT_CONSENSUS_METHOD = os.environ.get("GALCAT_CONSENSUS_METHOD", "catalog.consensus.CalibratedConsensus")
+# Votes per volunteer: at most N per SECONDS ("N/SECONDS"); more raise catalog.voting.RateLimited.
+GALCAT_VOTE_RATE = os.environ.get("GALCAT_VOTE_RATE", "20/60")
+# Share of voting-page targets that are calibration galaxies of known inclination.
+GALCAT_ZOO_CALIBRATION_RATE = env_float("GALCAT_ZOO_CALIBRATION_RATE", 0.2)
+# Optional dotted path of fn(pgcs) -> {pgc: uncertainty}: how unsure the machine is (CNN ensemble
+# spread, distance from the axis-ratio estimate); the voting page shows the least sure first.
+GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "catalog.zoo.prediction_uncertainty")
+
+# ---------------------------------------------------------------------------------------------
+# django-q2 on the ORM broker (see NOTES.md for the measured effect of each setting)
+# ---------------------------------------------------------------------------------------------
+# Two queues: `cpu` (every machine runs this cluster) and `gpu` (clusters on CUDA machines,
+# started with Q_CLUSTER_NAME=gpu; scripts/run.py does it). A cluster's name is its queue.
+# GALCAT_GPU_QUEUE=1 tells the enqueuing side that some machine runs a gpu cluster, so GPU work
+# goes there; otherwise it stays on cpu (catalog.tasks.queue_for).
+GALCAT_GPU_QUEUE = env_bool("GALCAT_GPU_QUEUE", False)
+Q_CLUSTER = {
+    # The cpu cluster's name is also the site prefix (signing salt of queued tasks, and the
+    # cluster that runs schedules): every cluster of the site shares it.
+    "name": "cpu",
+    "orm": "default",
+    "workers": env_int("GALCAT_Q_WORKERS", 2),
+    # Default per-task timeout (s); batch tasks pass their own (catalog.tasks.run_batched).
+    "timeout": env_int("GALCAT_Q_TIMEOUT", 1800),
+    # A task whose worker died is re-delivered after `retry` s: must exceed every task's timeout.
+    "retry": env_int("GALCAT_Q_RETRY", 2100),
+    "max_attempts": env_int("GALCAT_Q_MAX_ATTEMPTS", 3),
+    "save_limit": 0,  # keep results; catalog.tasks.prune_results deletes old ones (save_limit > 0 locks the queue)
+    "queue_limit": env_int("GALCAT_Q_QUEUE_LIMIT", 50),
+    "bulk": 1,
+    "catch_up": False,
+    "ack_failures": True,
+    "poll": env_float("GALCAT_Q_POLL", 0.5),
+    "label": "Task queue",
+    "ALT_CLUSTERS": {
+        "gpu": {
+            "workers": env_int("GALCAT_Q_GPU_WORKERS", 1),  # one process per GPU
+            "timeout": env_int("GALCAT_Q_GPU_TIMEOUT", env_int("GALCAT_Q_TIMEOUT", 1800)),
+            "retry": env_int("GALCAT_Q_GPU_RETRY", env_int("GALCAT_Q_RETRY", 2100)),
+        },
+    },
+}
+if os.environ.get("GALCAT_REDIS_URL"):
+    # Redis broker for many machines when the ORM broker's polling is the bottleneck
+    # (pip install redis); results and schedules stay in PostgreSQL.
+    Q_CLUSTER["redis"] = os.environ["GALCAT_REDIS_URL"]
+    Q_CLUSTER.pop("orm")
+# Jobs: worker heartbeat interval and the silence after which a running job counts as lost (s).
+GALCAT_JOB_HEARTBEAT = env_float("GALCAT_JOB_HEARTBEAT", 10.0)
+GALCAT_JOB_LOST_AFTER = env_float("GALCAT_JOB_LOST_AFTER", 120.0)
+# Task results kept (days) before the daily prune; failures are kept longer.
+GALCAT_Q_KEEP_DAYS = env_float("GALCAT_Q_KEEP_DAYS", 7)
+GALCAT_Q_KEEP_FAILED_DAYS = env_float("GALCAT_Q_KEEP_FAILED_DAYS", 30)
+# Run queued tasks inline (tests only).
+GALCAT_TASKS_SYNC = env_bool("GALCAT_TASKS_SYNC", False)
+# Automatic triggers: new images go through these batch functions, f(image_ids) (fit, predict);
+# new votes through the consensus function, f(galaxy_ids). Ids are collected for
+# GALCAT_TRIGGER_DEBOUNCE s after the last addition (at most GALCAT_TRIGGER_MAX_WAIT s) and then
+# queued as batch jobs of GALCAT_IMAGE_BATCH_SIZE images (catalog.triggers).
+GALCAT_IMAGE_PIPELINE = [
+    p for p in os.environ.get("GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images").split(",") if p
+]
+GALCAT_IMAGE_BATCH_SIZE = env_int("GALCAT_IMAGE_BATCH_SIZE", 64)
+GALCAT_CONSENSUS_TASK = os.environ.get("GALCAT_CONSENSUS_TASK", "catalog.consensus.run_consensus_task")
+GALCAT_TRIGGER_DEBOUNCE = env_float("GALCAT_TRIGGER_DEBOUNCE", 10.0)
+GALCAT_TRIGGER_MAX_WAIT = env_float("GALCAT_TRIGGER_MAX_WAIT", 300.0)
+# Nightly recomputation of stale derived data: dotted paths of functions called with no
+# argument (each one decides what is stale); those that do not import are skipped.
+GALCAT_NIGHTLY_TASKS = [
+    p
+    for p in os.environ.get(
+        "GALCAT_NIGHTLY_TASKS", "fitting.tasks.fit_stale,ml.tasks.predict_stale,catalog.consensus.run_consensus_task"
+    ).split(",")
+    if p
+]
+# Which of the pipeline/nightly functions want the gpu queue (when one is configured).
+GALCAT_GPU_TASKS = [
+    p
+    for p in os.environ.get(
+        "GALCAT_GPU_TASKS", "fitting.tasks.fit_images,ml.tasks.predict_images,fitting.tasks.fit_stale,ml.tasks.predict_stale"
+    ).split(",")
+    if p
+]
+# Hour (UTC) of the nightly schedule.
+GALCAT_NIGHTLY_HOUR = env_int("GALCAT_NIGHTLY_HOUR", 2)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("GALCAT_LOG_LEVEL", "WARNING")},
+    "loggers": {"galcat": {"level": "INFO"}},
+}
+
+# REST API (catalog/api, config/api.py). Throttle rates "N/sec|min|hour|day"; empty turns one off.
+GALCAT_API_THROTTLE_ANON = os.environ.get("GALCAT_API_THROTTLE_ANON", "120/min")
+GALCAT_API_THROTTLE_USER = os.environ.get("GALCAT_API_THROTTLE_USER", "1200/min")
+# Dotted paths of fn(galaxy, request) -> dict merged into the API's galaxy detail (consensus,
+# predictions, fits): apps the catalog must not import contribute this way.
+GALCAT_GALAXY_API_EXTRAS = [
+    p
+    for p in os.environ.get(
+        "GALCAT_GALAXY_API_EXTRAS", "catalog.api.extras.consensus,ml.api_v1.galaxy_extras,fitting.api_v1.galaxy_extras"
+    ).split(",")
+    if p
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Token first: unauthenticated API calls then answer 401 with WWW-Authenticate: Token.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["catalog.api.throttles.AnonThrottle", "catalog.api.throttles.UserThrottle"],
+    # Reverse proxies in front of the site: 0 counts clients by REMOTE_ADDR (X-Forwarded-For ignored).
+    "NUM_PROXIES": env_int("GALCAT_API_NUM_PROXIES", 0),
+    "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Galaxy Catalog API",
+    "DESCRIPTION": "Galaxies, images, inclination votes, CNN predictions and profile fits.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog.api.schema.add_column_units",
+    ],
+}
