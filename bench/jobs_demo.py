@@ -126,7 +126,7 @@ def main() -> int:
                     path = args.out / f"jobs_page_{len(shots)}_{status}.png"
                     page.screenshot(path=str(path), full_page=False)
                     shots.append({"t": round(t, 2), "path": str(path), "count": text, "status": status})
-                    next_shot = t + expected / args.shots
+                    next_shot = t + expected / max(args.shots, 1)
                 if status not in ("queued", "running"):
                     break
                 time.sleep(0.5)
