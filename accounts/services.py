@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from catalog.consensus import get_method
-from catalog.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer
+from catalog.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer, VolunteerCalibration
 from catalog.roles import VOLUNTEER, grant
 
 
@@ -81,3 +81,8 @@ def vote_statistics(user) -> dict:
         n_galaxies=Count("galaxy", distinct=True),
     )
     return {k[2:]: v for k, v in out.items()}
+
+
+def method_calibration(user) -> VolunteerCalibration | None:
+    """How the configured consensus method corrects the user's votes (after a consensus run)."""
+    return VolunteerCalibration.objects.filter(user=user, method=get_method().name).first()

@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import SignupForm
-from accounts.services import calibration_points, create_volunteer, latest_votes, vote_statistics
+from accounts.services import calibration_points, create_volunteer, latest_votes, method_calibration, vote_statistics
 from catalog.roles import role_of
 
 
@@ -36,6 +36,7 @@ def profile(request: HttpRequest) -> HttpResponse:
             "page": page,
             "stats": vote_statistics(user),
             "calib": calib,
+            "method_cal": method_calibration(user),
             "role": role_of(user) or "none",
         },
     )

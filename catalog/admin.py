@@ -14,6 +14,7 @@ from catalog.models import (
     ReleaseRow,
     Standard,
     Volunteer,
+    VolunteerCalibration,
     VoteRound,
 )
 
@@ -168,3 +169,11 @@ class ConsensusOverrideAdmin(admin.ModelAdmin):
     list_filter = ("flag",)
     search_fields = ("=galaxy__pgc", "reason")
     raw_id_fields = ("galaxy", "curator")
+
+
+@admin.register(VolunteerCalibration)
+class VolunteerCalibrationAdmin(admin.ModelAdmin):
+    list_display = ("user", "a", "b", "sigma", "n_votes", "method", "version", "computed")
+    list_filter = ("method",)
+    search_fields = ("user__username",)
+    raw_id_fields = ("user",)

@@ -374,13 +374,34 @@ class ConsensusRow:
     overridden_by: int | None = None
 
 
+@dataclass
+class CalibrationRow:
+    user_id: int
+    a: float
+    b: float
+    sigma: float
+    n_votes: int
+
+
 def compute_consensus(method: ConsensusMethod | None = None) -> list[ConsensusRow]:
     """Consensus rows of every galaxy with enough votes, curator overrides applied (they win)."""
+    return compute_all(method)[0]
+
+
+def compute_all(method: ConsensusMethod | None = None) -> tuple[list[ConsensusRow], list[CalibrationRow]]:
+    """Consensus rows (overrides applied) and, for methods that calibrate, each volunteer's calibration."""
     from catalog.models import ConsensusOverride
 
     method = method or get_method()
     table = load_vote_table()
     res = method.compute(table, known_inclinations(table))
+    calibration = []
+    if res.a is not None:
+        n_votes = np.bincount(table.user[np.isfinite(table.inc)], minlength=table.n_users)
+        for i, uid in enumerate(table.users.tolist()):
+            calibration.append(
+                CalibrationRow(uid, round(float(res.a[i]), 4), round(float(res.b[i]), 3), round(float(res.sigma[i]), 3), int(n_votes[i]))
+            )
     rows: dict[int, ConsensusRow] = {}
     for i, pgc in enumerate(table.pgcs.tolist()):
         f = int(res.flag[i])
@@ -402,15 +423,16 @@ def compute_consensus(method: ConsensusMethod | None = None) -> list[ConsensusRo
             method.version,
             overridden_by=o.curator_id,
         )
-    return [rows[k] for k in sorted(rows)]
+    return [rows[k] for k in sorted(rows)], calibration
 
 
-def store_consensus(rows: list[ConsensusRow], method: ConsensusMethod) -> int:
-    """Replace the stored consensus of `method` by rows, in one transaction. Returns the count."""
+def store_consensus(rows: list[ConsensusRow], method: ConsensusMethod, calibration: list[CalibrationRow] | None = None) -> int:
+    """Replace the stored consensus (and volunteer calibrations) of `method`, in one transaction.
+    Returns the number of consensus rows."""
     from django.db import transaction
     from django.utils import timezone
 
-    from catalog.models import ConsensusInclination
+    from catalog.models import ConsensusInclination, VolunteerCalibration
 
     now = timezone.now()
     objs = [
@@ -427,9 +449,18 @@ def store_consensus(rows: list[ConsensusRow], method: ConsensusMethod) -> int:
         )
         for r in rows
     ]
+    cal = [
+        VolunteerCalibration(
+            user_id=c.user_id, a=c.a, b=c.b, sigma=c.sigma, n_votes=c.n_votes, method=method.name, version=method.version, computed=now
+        )
+        for c in calibration or []
+    ]
     with transaction.atomic():
         ConsensusInclination.objects.filter(method=method.name).delete()
         ConsensusInclination.objects.bulk_create(objs, batch_size=2000)
+        if calibration is not None:
+            VolunteerCalibration.objects.filter(method=method.name).delete()
+            VolunteerCalibration.objects.bulk_create(cal, batch_size=2000)
     return len(objs)
 
 
@@ -448,8 +479,8 @@ def write_csv(rows: list[ConsensusRow], out: IO[str]) -> None:
 def recompute(method_path: str | None = None, *, progress=None) -> dict:
     """Compute and store the consensus; the task and the command both call this."""
     method = get_method(method_path)
-    rows = compute_consensus(method)
-    n = store_consensus(rows, method)
+    rows, calibration = compute_all(method)
+    n = store_consensus(rows, method, calibration)
     flags = {f: sum(1 for r in rows if r.flag == f) for f in FLAG_LETTERS}
     return {"method": method.name, "version": method.version, "galaxies": n, **flags}
 

@@ -649,3 +649,25 @@ class ConsensusOverride(models.Model):
 
     def __str__(self) -> str:
         return f"override PGC {self.galaxy_id}: {self.inc} ({self.flag}) by {self.curator}"
+
+
+class VolunteerCalibration(models.Model):
+    """How the consensus method corrects one volunteer: i' = a * i + b, and their scatter."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calibrations", verbose_name="volunteer", help_text="The volunteer"
+    )
+    a = models.FloatField(verbose_name="a", help_text="Slope of the calibration i' = a*i + b (dimensionless)")
+    b = models.FloatField(verbose_name="b", help_text="Offset of the calibration i' = a*i + b [deg]")
+    sigma = models.FloatField(verbose_name="sigma", help_text="Scatter of one calibrated vote about the references [deg]")
+    n_votes = models.PositiveIntegerField(verbose_name="votes", help_text="Measurements used (each galaxy's latest vote)")
+    method = models.CharField(max_length=60, verbose_name="method", help_text="Name of the consensus method")
+    version = models.CharField(max_length=20, verbose_name="version", help_text="Version of the consensus method")
+    computed = models.DateTimeField(default=timezone.now, verbose_name="computed", help_text="When it was computed [UTC]")
+
+    class Meta:
+        ordering = ["user_id"]
+        constraints = [models.UniqueConstraint(fields=["user", "method"], name="volunteer_calibration_once_per_method")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: i' = {self.a:.3f} i + {self.b:.2f} ({self.method} {self.version})"

@@ -148,7 +148,8 @@ def read_ticket(ticket: str, pgc: int) -> tuple[str, datetime]:
 
 
 def leaderboard(limit: int = 100) -> list[dict]:
-    """Volunteers by number of votes: pseudonym, votes, galaxies, measured, last vote."""
+    """Volunteers by number of votes: pseudonym, votes, galaxies, measured, last vote, and the
+    scatter of their calibrated votes (deg) from the last consensus run."""
     from django.contrib.auth import get_user_model
 
     rows = (
@@ -163,6 +164,10 @@ def leaderboard(limit: int = 100) -> list[dict]:
         .select_related("volunteer")
         .order_by("-votes", "username")[:limit]
     )
+    from catalog.consensus import get_method
+    from catalog.models import VolunteerCalibration
+
+    sigma = dict(VolunteerCalibration.objects.filter(method=get_method().name).values_list("user_id", "sigma"))
     out = []
     for u in rows:
         vol = getattr(u, "volunteer", None)
@@ -173,6 +178,7 @@ def leaderboard(limit: int = 100) -> list[dict]:
                 "galaxies": u.galaxies,
                 "measured": u.measured,
                 "last": u.last,
+                "sigma": sigma.get(u.pk),
             }
         )
     return out

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from accounts.services import calibration_points, create_volunteer, vote_statistics
-from catalog.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer
+from catalog.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer, VolunteerCalibration
 from catalog.roles import VOLUNTEER, is_volunteer, role_of
 from tests.factories import GalaxyFactory, UserFactory
 
@@ -100,7 +100,10 @@ def test_profile_shows_own_votes_statistics_calibration_and_token_section(client
     assert calib["n"] == 3 and calib["mean_diff"] == pytest.approx((2 + 2 - 1) / 3, abs=0.01)
     assert calib["fit"]["a"] == pytest.approx(0.871, abs=0.01)
     client.force_login(me)
+    assert 'id="method-calibration"' not in client.get("/accounts/profile/").content.decode()
+    VolunteerCalibration.objects.create(user=me, a=1.04, b=-2.5, sigma=3.21, n_votes=3, method="calibrated", version="1.0")
     html = client.get("/accounts/profile/").content.decode()
+    assert "= 1.040 <i>i</i> − 2.50°" in html and "scatter by 3.2°" in html
     assert html.count('class="vote-row"') == 4 and f"PGC {gals[0].pk}" in html
     assert "55.5" not in html  # another volunteer's vote
     assert 'id="calibration-plot"' in html and "plotly.min.js" in html

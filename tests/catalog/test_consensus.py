@@ -26,7 +26,7 @@ from catalog.consensus import (
     segment_median,
     split_half,
 )
-from catalog.models import CalibrationGalaxy, ConsensusInclination, ConsensusOverride, InclinationVote
+from catalog.models import CalibrationGalaxy, ConsensusInclination, ConsensusOverride, InclinationVote, VolunteerCalibration
 from catalog.roles import CURATOR, grant
 from tests.factories import GalaxyFactory, UserFactory
 
@@ -196,6 +196,9 @@ def test_compute_store_and_override(voted):
     run_consensus_task([gals[3].pk])
     row = ConsensusInclination.objects.get(galaxy=gals[3], method="calibrated")
     assert row.inc == 55.0 and row.overridden_by_id == curator.pk and row.version == CalibratedConsensus.version
+    cal = {c.user_id: c for c in VolunteerCalibration.objects.filter(method="calibrated")}
+    assert set(cal) == {u.pk for u in users}
+    assert cal[users[0].pk].n_votes == 3 and all(0.6 <= c.a <= 1.7 and c.sigma > 0 for c in cal.values())
 
 
 def test_consensus_command_writes_csv(voted, tmp_path):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.consensus import compute_consensus, get_method, store_consensus, write_csv
+from catalog.consensus import compute_all, get_method, store_consensus, write_csv
 from catalog.jobs import tracked
 
 
@@ -23,9 +23,9 @@ class Command(BaseCommand):
         if out and out != "-" and not Path(out).parent.exists():
             raise CommandError(f"no such folder: {Path(out).parent}")
         with tracked("consensus", {"method": method.label, "out": out}) as job:
-            rows = compute_consensus(method)
+            rows, calibration = compute_all(method)
             if not opts["no_store"]:
-                store_consensus(rows, method)
+                store_consensus(rows, method, calibration)
             flags = {f: sum(1 for r in rows if r.flag == f) for f in "AFJ"}
             job.finish({"galaxies": len(rows), **flags}, f"{len(rows)} consensus values")
         if out == "-":
