@@ -91,7 +91,7 @@ def job_kind(path: str) -> str:
 
 def flush(job_id: int, *, force: bool = False) -> list[int]:
     """Turn one collector into batch jobs; returns their ids ([] when not due or already taken)."""
-    from catalog.tasks import queue_for, run_batched
+    from catalog.tasks import _cluster_retry, queue_for, run_batched
 
     now = timezone.now()
     with transaction.atomic():
@@ -112,7 +112,8 @@ def flush(job_id: int, *, force: bool = False) -> list[int]:
                 continue
             queue = queue_for("gpu") if path in settings.GALCAT_GPU_TASKS else "cpu"
             kind = job_kind(path) if job.kind == IMAGES else "consensus"
-            child = run_batched(kind, path, ids, batch_size=size, queue=queue, params={"trigger": job.pk})
+            timeout = min(int(settings.GALCAT_PIPELINE_TIMEOUT), _cluster_retry(queue) - 1)
+            child = run_batched(kind, path, ids, batch_size=size, queue=queue, params={"trigger": job.pk}, timeout=timeout)
             children.append(child.pk)
         job.status, job.started, job.finished, job.done = Job.Status.SUCCEEDED, now, timezone.now(), len(ids)
         job.result = {"jobs": children, "skipped": skipped}

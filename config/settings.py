@@ -212,6 +212,9 @@ GALCAT_IMAGE_PIPELINE = [
     p for p in os.environ.get("GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images").split(",") if p
 ]
 GALCAT_IMAGE_BATCH_SIZE = env_int("GALCAT_IMAGE_BATCH_SIZE", 64)
+# Timeout of one triggered batch (s): a fit or prediction batch of GALCAT_IMAGE_BATCH_SIZE images,
+# or a whole consensus run; kept below the cluster's retry.
+GALCAT_PIPELINE_TIMEOUT = env_int("GALCAT_PIPELINE_TIMEOUT", 900)
 GALCAT_CONSENSUS_TASK = os.environ.get("GALCAT_CONSENSUS_TASK", "catalog.consensus.run_consensus_task")
 GALCAT_TRIGGER_DEBOUNCE = env_float("GALCAT_TRIGGER_DEBOUNCE", 10.0)
 GALCAT_TRIGGER_MAX_WAIT = env_float("GALCAT_TRIGGER_MAX_WAIT", 300.0)

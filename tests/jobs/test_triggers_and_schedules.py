@@ -46,6 +46,7 @@ def test_new_images_are_collected_then_queued_in_batches(db, pipeline):
     assert list(flushed) == [collector.pk]
     (child_id,) = flushed[collector.pk]
     child = Job.objects.get(pk=child_id)
+    assert child.params["timeout"] == 900
     assert child.kind == "record" and child.params["trigger"] == collector.pk and child.status == Job.Status.SUCCEEDED and child.total == 10
     assert funcs.CALLS == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
     collector.refresh_from_db()
