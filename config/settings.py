@@ -247,8 +247,9 @@ LOGGING = {
 }
 
 # REST API (catalog/api, config/api.py). Throttle rates "N/sec|min|hour|day"; empty turns one off.
-GALCAT_API_THROTTLE_ANON = os.environ.get("GALCAT_API_THROTTLE_ANON", "120/min")
-GALCAT_API_THROTTLE_USER = os.environ.get("GALCAT_API_THROTTLE_USER", "1200/min")
+# Under the test runner they are off unless set (the cache outlives tests; throttle tests set them).
+GALCAT_API_THROTTLE_ANON = os.environ.get("GALCAT_API_THROTTLE_ANON", "" if TESTING else "120/min")
+GALCAT_API_THROTTLE_USER = os.environ.get("GALCAT_API_THROTTLE_USER", "" if TESTING else "1200/min")
 # Dotted paths of fn(galaxy, request) -> dict merged into the API's galaxy detail (consensus,
 # predictions, fits): apps the catalog must not import contribute this way.
 GALCAT_GALAXY_API_EXTRAS = [
