@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from catalog.models import GIZ_FLAGS, InclinationVote
+from catalog.roles import is_volunteer
 from catalog.voting import InvalidVote, VoteError, open_revote, override_consensus, record_vote
 from catalog.zoo import leaderboard, make_ticket, next_target, read_ticket, standards_payload, standards_ready, target_image
 
@@ -17,6 +18,8 @@ FLAG_LABELS = {f: InclinationVote._meta.get_field(f).verbose_name for f in GIZ_F
 
 @login_required
 def vote_page(request: HttpRequest) -> HttpResponse:
+    if not is_volunteer(request.user):
+        return render(request, "zoo/vote.html", {"not_volunteer": True}, status=403)
     galaxy = next_target(request.user)
     ctx = {"galaxy": galaxy, "ready": standards_ready(), "flags": FLAG_LABELS.items()}
     if galaxy is not None:

@@ -158,9 +158,12 @@ def test_ticket_round_trip_and_tampering():
 # ---------------------------------------------------------------------------------------------
 # Pages
 # ---------------------------------------------------------------------------------------------
-def test_vote_page_needs_login(client):
+def test_vote_page_needs_login_and_a_volunteer(client):
     r = client.get("/zoo/")
     assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+    client.force_login(UserFactory())
+    r = client.get("/zoo/")
+    assert r.status_code == 403 and "not in the volunteer group" in r.content.decode()
 
 
 def test_vote_page_round_trip(client, volunteer, standards, settings):
