@@ -15,7 +15,6 @@ timed as well (same server, same rows). Prints figures; asserts nothing about ti
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import subprocess
@@ -43,7 +42,7 @@ def setup_django(dbname: str = BENCH_DB) -> None:
     django.setup()
     from django.core.management import call_command
 
-    call_command("migrate", "catalog", verbosity=0)
+    call_command("migrate", verbosity=0)
 
 
 def synthetic_sky(n: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -84,9 +83,7 @@ def ensure_catalog(n: int, log=print) -> dict[str, np.ndarray]:
     table = Galaxy._meta.db_table
     with connection.cursor() as cur:
         cur.execute(f"TRUNCATE {table} CASCADE")
-        cur.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s AND is_nullable = 'NO'", [table]
-        )
+        cur.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s AND is_nullable = 'NO'", [table])
         required = {name: kind for name, kind in cur.fetchall()}
         names = ["pgc", "ra", "dec", "healpix", "vhel", "d25", "b_a", "pa", "inc", "inc_e", "inc_flg", "type"]
         fill = {c: ("" if "char" in k or k == "text" else None) for c, k in required.items() if c not in names}
@@ -305,7 +302,9 @@ def main() -> None:
             q3c.stop()
 
     print()
-    print("| radius | cones | rows/cone | own p50 ms | own p99 ms | q3c p50 ms | q3c p99 ms | p50 q3c/own | HEALPix SQL on PG15 p50 ms | exact |")
+    print(
+        "| radius | cones | rows/cone | own p50 ms | own p99 ms | q3c p50 ms | q3c p99 ms | p50 q3c/own | HEALPix SQL on PG15 p50 ms | exact |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, res in results.items():
         own50, own99 = pct(res["own"], 50), pct(res["own"], 99)
@@ -321,7 +320,9 @@ def main() -> None:
     scan = pct(one["scan"], 50)
     print(f"\nfull-scan haversine at 1 deg: p50 {scan:.1f} ms = {scan / pct(one['own'], 50):.0f}x the HEALPix cone")
     if "q3c_rows_agree" in one:
-        print("row counts of q3c, the catalog's function and its SQL on PG15 agree:", all(r.get("q3c_rows_agree") for r in results.values()))
+        print(
+            "row counts of q3c, the catalog's function and its SQL on PG15 agree:", all(r.get("q3c_rows_agree") for r in results.values())
+        )
     print(f"targets at 1 deg on {args.n:,} rows: p50 <= 4 ms, p99 <= 8 ms, faster than q3c_radial_query")
 
 
