@@ -1,11 +1,25 @@
 import shlex
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.jobs import tracked
 from ml.services import register_weights
 from ml.train import TrainConfig, train_ensemble
+
+_VALUED = ("members", "images", "epochs", "seed", "out", "batch_size", "lr", "val_images", "threads", "cache_dir", "device")
+_FLAGS = ("warm_start", "no_register", "no_activate")
+
+
+def _as_argv(o: dict) -> list[str]:
+    """The command line that reproduces these options (recorded in the model card)."""
+    argv = []
+    for k in _VALUED:
+        if o.get(k) is not None:
+            argv += [f"--{k.replace('_', '-')}", str(o[k])]
+    if o.get("warm_start"):
+        argv += ["--finetune-epochs", str(o["finetune_epochs"])]
+    argv += [f"--{k.replace('_', '-')}" for k in _FLAGS if o.get(k)]
+    return argv
 
 
 class Command(BaseCommand):
@@ -51,7 +65,7 @@ class Command(BaseCommand):
             warm_start=o["warm_start"],
             finetune_epochs=o["finetune_epochs"],
         )
-        command = "python manage.py train_inclination " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        command = "python manage.py train_inclination " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("members", "images", "epochs", "seed", "out")}
         with tracked("train_inclination", params, total=cfg.members) as job:
             card = train_ensemble(cfg, command=command, log=lambda s: (self.stderr.write(s), job.log(s)))
