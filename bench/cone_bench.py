@@ -35,6 +35,7 @@ PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 def setup_django(dbname: str = BENCH_DB) -> None:
     """Configure Django on the bench database (created and migrated when missing)."""
     os.environ["GALCAT_DB_NAME"] = dbname
+    os.environ.setdefault("DJANGO_DEBUG", "0")  # as deployed: DEBUG records and formats every query
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     import django
