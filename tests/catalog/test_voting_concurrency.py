@@ -89,3 +89,55 @@ def test_concurrent_replays_of_one_form_store_one_vote(settings):
         list(pool.map(lambda g: _in_thread(vote, g), galaxies))
     assert sorted(results) == ["replayed"] * 7 + ["stored"]
     assert InclinationVote.objects.filter(client_token="one-form-token").count() == 1
+
+
+def test_concurrent_http_votes_through_the_voting_page(live_server, settings):
+    """Real HTTP: volunteers post the voting form from many threads at once, each form twice."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    from django.test import Client
+
+    from catalog.zoo import make_ticket
+    from tests.factories import make_image
+
+    settings.GALCAT_VOTE_RATE = "1000/60"
+    galaxies = [GalaxyFactory() for _ in range(3)]
+    for g in galaxies:
+        make_image(g, size=32)
+    sessions = []
+    for _ in range(5):
+        user = UserFactory()
+        grant(user, VOLUNTEER)
+        client = Client()
+        client.force_login(user)
+        sessions.append((user, client.cookies["sessionid"].value))
+
+    def post(job):
+        (user, sessionid), galaxy, ticket = job
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener.addheaders = [("Cookie", f"sessionid={sessionid}")]
+        page = opener.open(f"{live_server.url}/accounts/profile/").read().decode()
+        csrf_cookie = next(c.value for c in jar if c.name == "csrftoken")
+        csrf_form = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        body = urllib.parse.urlencode({"pgc": galaxy.pgc, "ticket": ticket, "inc": "70.5", "csrfmiddlewaretoken": csrf_form}).encode()
+        req = urllib.request.Request(
+            f"{live_server.url}/zoo/vote/", data=body, headers={"Cookie": f"sessionid={sessionid}; csrftoken={csrf_cookie}"}
+        )
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, resp.geturl()
+
+    jobs = []
+    for s in sessions:
+        for g in galaxies:
+            ticket = make_ticket(g.pgc)
+            jobs += [(s, g, ticket), (s, g, ticket)]  # the same form submitted twice
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(lambda j: _in_thread(post, j), jobs))
+    assert all(code == 200 and url.endswith("/zoo/") for code, url in statuses)  # redirected back to the page
+    assert InclinationVote.objects.count() == len(sessions) * len(galaxies)
+    assert not InclinationVote.objects.values("user", "galaxy").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert set(InclinationVote.objects.values_list("source", flat=True)) == {"web"}
