@@ -137,3 +137,13 @@ def test_cone_results_page_by_distance(anon_client, db):
         url = body["next"]
     assert [p for p, _ in seen] == [g.pgc for g in made]
     assert [d for _, d in seen] == sorted(d for _, d in seen)
+
+
+@pytest.mark.parametrize("url", ["/api/v1/", "/api/v1/galaxies/", "/api/v1/galaxies/?inc_min=bad", "/api/v1/images/", "/api/v1/releases/"])
+def test_browsable_pages_for_people_and_json_errors(curator_client, url, db):
+    GalaxyFactory(ra=5.0, dec=5.0)
+    r = curator_client.get(url, HTTP_ACCEPT="text/html")
+    if "bad" in url:
+        assert r.status_code == 400 and r["Content-Type"].startswith("application/json")
+    else:
+        assert r.status_code == 200 and r["Content-Type"].startswith("text/html")
