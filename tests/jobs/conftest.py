@@ -89,6 +89,23 @@ class Cluster:
         fh.close()
         return self
 
+    def processes(self) -> list[int]:
+        """Pids of the processes in the cluster's session (main, sentinel, pusher, monitor, workers)."""
+        import psutil
+
+        pids = []
+        for pid in psutil.pids():
+            try:
+                if os.getsid(pid) == self.proc.pid:
+                    pids.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return pids
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the workers are forked (2 workers + main, sentinel, pusher, monitor)."""
+        wait_for(lambda: len(self.processes()) >= 6, timeout, 0.2, what=f"cluster {self.log.name} to start")
+
     def kill9(self) -> None:
         """SIGKILL to every process of the cluster at once: a worker machine dying."""
         if self.proc and self.proc.poll() is None:
