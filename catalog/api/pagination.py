@@ -104,8 +104,10 @@ class KeysetPagination(BasePagination):
             return None
         try:
             field = queryset.model._meta.get_field(column)
-        except FieldDoesNotExist:
-            return value  # an annotation (e.g. distance): JSON numbers are fine
+        except FieldDoesNotExist:  # an annotation (e.g. distance): a number
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _invalid("cursor", "invalid cursor: use the 'next' link of the previous page") from None
+            return value
         try:
             return field.to_python(value)
         except ValidationError:

@@ -147,3 +147,22 @@ def test_browsable_pages_for_people_and_json_errors(curator_client, url, db):
         assert r.status_code == 400 and r["Content-Type"].startswith("application/json")
     else:
         assert r.status_code == 200 and r["Content-Type"].startswith("text/html")
+
+
+def test_forged_cursors_answer_400(anon_client, db):
+    import base64
+    import json
+
+    GalaxyFactory(ra=50.0, dec=-10.0)
+
+    def cursor(v, k):
+        return base64.urlsafe_b64encode(json.dumps({"v": v, "k": k}).encode()).decode().rstrip("=")
+
+    for params in (
+        f"ra=50&dec=-10&radius=1&cursor={cursor('abc', 1)}",
+        f"ordering=vhel&cursor={cursor('abc', 1)}",
+        f"ordering=vhel&cursor={cursor(1.0, 'x')}",
+        f"cursor={cursor(None, [1])}",
+    ):
+        r = anon_client.get(f"/api/v1/galaxies/?{params}")
+        assert r.status_code == 400 and r.json()["field"] == "cursor", params
