@@ -280,6 +280,9 @@ class ReleaseRow(models.Model):
         ordering = ["release_id", "galaxy_id"]
         constraints = [models.UniqueConstraint(fields=["release", "galaxy"], name="release_row_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.release_id}: PGC {self.galaxy_id}"
+
 
 # ---------------------------------------------------------------------------------------------
 # Volunteer votes
