@@ -57,7 +57,10 @@ def stop_child(proc: subprocess.Popen, name: str, *, group: bool) -> None:
 
 def main() -> int:
     os.chdir(BASE_DIR)
-    subprocess.run([PY, "scripts/pg.py", "start"], check=True)
+    started = subprocess.run([PY, "scripts/pg.py", "start"], check=True, capture_output=True, text=True)
+    print(started.stdout.splitlines()[0], flush=True)
+    # A server that was already running (a developer's shell, tests) is left running on exit.
+    owns_postgres = started.stdout.strip().endswith("started")
     children: list[tuple[str, subprocess.Popen, bool]] = []
     stopping = False
 
@@ -90,7 +93,8 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for name, proc, group in reversed(children):
             stop_child(proc, name, group=group)
-        subprocess.run([PY, "scripts/pg.py", "stop"])
+        if owns_postgres:
+            subprocess.run([PY, "scripts/pg.py", "stop"])
     return code
 
 
