@@ -50,6 +50,7 @@ def _galaxy_fields() -> dict[str, serializers.Field]:
     return fields
 
 
+PGC_MAX = 2**31 - 1  # PGC numbers are stored as PostgreSQL integers
 GALAXY_COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 SELECTABLE_FIELDS = (*GALAXY_COLUMN_NAMES, "distance", "url")
 
@@ -116,7 +117,7 @@ class ImageSerializer(serializers.ModelSerializer):
 class ImageUploadSerializer(serializers.Serializer):
     """A multipart upload of one image file (PNG, JPEG, GIF or FITS)."""
 
-    pgc = serializers.IntegerField(min_value=1, help_text="PGC number of the galaxy shown (must be in the catalog)")
+    pgc = serializers.IntegerField(min_value=1, max_value=PGC_MAX, help_text="PGC number of the galaxy shown (must be in the catalog)")
     band = serializers.ChoiceField(choices=Image.Band.choices, help_text="Photometric band, or gri for a colour composite")
     file = serializers.FileField(help_text="The image file: PNG, JPEG, GIF or FITS")
     survey = serializers.CharField(max_length=40, default="SDSS", help_text="Survey the pixels come from")
@@ -229,7 +230,7 @@ class VoteSerializer(serializers.ModelSerializer):
 class VoteCreateSerializer(serializers.Serializer):
     """A new inclination vote of the signed-in volunteer."""
 
-    pgc = serializers.IntegerField(min_value=1, help_text="PGC number of the galaxy measured")
+    pgc = serializers.IntegerField(min_value=1, max_value=PGC_MAX, help_text="PGC number of the galaxy measured")
     inc = serializers.FloatField(
         required=False,
         allow_null=True,
@@ -238,8 +239,12 @@ class VoteCreateSerializer(serializers.Serializer):
         help_text="Measured inclination; omit or null when rejected or face-on [deg]",
     )
     rejected = serializers.BooleanField(default=False, help_text="The volunteer rejects or flags the galaxy")
-    std1 = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="PGC of the standard on one side of the target")
-    std2 = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="PGC of the standard on the other side")
+    std1 = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=PGC_MAX, help_text="PGC of the standard on one side of the target"
+    )
+    std2 = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=PGC_MAX, help_text="PGC of the standard on the other side"
+    )
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000, help_text="Free-text note")
     client_token = serializers.CharField(
         required=False, allow_null=True, max_length=64, help_text="One-time token of the client form; a replay is refused"

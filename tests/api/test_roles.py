@@ -158,3 +158,12 @@ def test_upload_over_the_size_limit_is_refused_with_413(member_client, galaxy, s
     r = _upload(member_client, galaxy.pgc)
     assert r.status_code == 413 and r.json()["field"] == "file"
     assert not Image.objects.exists()
+
+
+def test_out_of_range_numbers_are_400_not_500(volunteer_client, member_client, galaxy):
+    r = volunteer_client.post("/api/v1/votes/", {"pgc": galaxy.pgc, "inc": 60, "std1": 10**12}, format="json")
+    assert r.status_code == 400 and r.json()["field"] == "std1"
+    r = volunteer_client.post("/api/v1/votes/", {"pgc": 10**15, "inc": 60}, format="json")
+    assert r.status_code == 400 and r.json()["field"] == "pgc"
+    assert _upload(member_client, 10**15).json()["field"] == "pgc"
+    assert not InclinationVote.objects.exists()
