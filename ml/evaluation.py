@@ -52,20 +52,32 @@ def best_q0(q: np.ndarray, true: np.ndarray) -> tuple[float, np.ndarray]:
     return float(best), inclination_from_axis_ratio(q, best)
 
 
-def compare(ens_pred: np.ndarray, member_pred: np.ndarray, names: list[str], q: np.ndarray, true: np.ndarray, q0: float) -> dict:
-    """Side-by-side statistics of ensemble, members and baselines."""
+def compare(
+    ens_pred: np.ndarray,
+    member_pred: np.ndarray,
+    names: list[str],
+    q: np.ndarray,
+    true: np.ndarray,
+    q0: float,
+    q_true: np.ndarray | None = None,
+) -> dict:
+    """Side-by-side statistics of ensemble, members and baselines (moment axis ratio with q0 and
+    with its best constant q0; on synthetic images also the renderer's exact apparent axis ratio)."""
     rows = {"ensemble": ens_pred}
     for k, n in enumerate(names):
         rows[n] = member_pred[:, k]
     rows[f"axis_ratio q0={q0:g}"] = inclination_from_axis_ratio(q, q0)
     qb, inc_b = best_q0(q, true)
     rows[f"axis_ratio best q0={qb:g}"] = inc_b
+    if q_true is not None:
+        qt, inc_t = best_q0(q_true, true)
+        rows[f"exact b/a best q0={qt:g}"] = inc_t
     return {name: {"all": error_stats(p, true), "bins": by_bin(np.asarray(p, float), true)} for name, p in rows.items()}
 
 
 def evaluate_synthetic(ens: Ensemble, n: int = 2000, seed: int = TEST_SEED, q0: float = 0.3, tta: bool = True, progress=False):
     """Fresh-seed synthetic test set. Returns (stats, extra) for accepted disks; extra has rejection figures."""
-    xs, incs, rejs, qs = [], [], [], []
+    xs, incs, rejs, qs, qtrue = [], [], [], [], []
     it = range(n)
     if progress:
         from tqdm import tqdm
@@ -77,12 +89,13 @@ def evaluate_synthetic(ens: Ensemble, n: int = 2000, seed: int = TEST_SEED, q0: 
         incs.append(lab["inc"] if lab["reject"] == 0 else np.nan)
         rejs.append(lab["reject"])
         qs.append(axis_ratio_from_moments(im) if lab["reject"] == 0 else np.nan)
+        qtrue.append(lab["q"])
     x = np.stack(xs)
     res = ens.predict_arrays(x, tta=tta)
     inc = np.asarray(incs)
     rej = np.asarray(rejs)
     acc = rej == 0
-    stats = compare(res["median"][acc], res["per_member"][acc], ens.names, np.asarray(qs)[acc], inc[acc], q0)
+    stats = compare(res["median"][acc], res["per_member"][acc], ens.names, np.asarray(qs)[acc], inc[acc], q0, q_true=np.asarray(qtrue)[acc])
     rl = res["reject_likelihood"]
     extra = {
         "n_images": n,

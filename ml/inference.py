@@ -165,17 +165,20 @@ def axis_ratio_from_moments(image: np.ndarray) -> float:
     """Apparent axis ratio b/a of the central galaxy from second moments of its isophotal area.
 
     image: raw array (any size, grey or colour). The preprocessed input is smoothed, the pixels
-    above 3 sigma of the sky that connect to the centre form the galaxy's footprint, and the
-    moments of that footprint (uniform weights, like an outer isophote) give q = sqrt(l_min/l_max).
+    above max(3 sigma of the sky, 10 % of the peak) that connect to the centre form the galaxy's
+    footprint, and the moments of that footprint (uniform weights, like an isophote) give
+    q = sqrt(l_min / l_max).
     """
     from scipy import ndimage
 
     v = preprocess(image)[0].astype(np.float64)
-    s = ndimage.gaussian_filter(v, 1.0)
+    s = ndimage.gaussian_filter(v, 1.5)
     sky = s[np.abs(s) <= np.percentile(np.abs(s), 60)]
     noise = 1.4826 * float(np.median(np.abs(sky - np.median(sky))))
-    # 3 sigma of the smoothed sky, but never below 1 % of the (normalised) peak
-    mask = s > float(np.median(sky)) + max(3.0 * noise, 0.01)
+    # 3 sigma of the smoothed sky, but never below 10 % of the (normalised) peak: lower isophotes
+    # merge with noise, stars and neighbours; an opening cuts thin bridges to them
+    mask = s > float(np.median(sky)) + max(3.0 * noise, 0.1)
+    mask = ndimage.binary_opening(mask)
     lab, _ = ndimage.label(mask)
     c = v.shape[0] // 2
     centre = lab[c - 3 : c + 4, c - 3 : c + 4]
