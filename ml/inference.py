@@ -199,11 +199,13 @@ def axis_ratio_inclination(q: float | np.ndarray, q0: float = DEFAULT_Q0) -> np.
     return inclination_from_axis_ratio(q, q0)
 
 
-def predict_files(paths: list[str], ensemble: Ensemble | None = None, rotate: bool = False, tta: bool = True) -> list[dict]:
+def predict_files(
+    paths: list[str], ensemble: Ensemble | None = None, rotate: bool = False, tta: bool = True, mc_dropout: int = 0
+) -> list[dict]:
     """Rows (file, inc_median, inc_mean, inc_std, reject_likelihood, members...) for image files."""
     ens = ensemble or get_ensemble()
     images = [load_image_file(p) for p in paths]
-    res = ens.predict_images(images, rotate=rotate, tta=tta)
+    res = ens.predict_images(images, rotate=rotate, tta=tta, mc_dropout=mc_dropout)
     rows = []
     for k, p in enumerate(paths):
         rows.append(

@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--rotate", action="store_true", help="rotate so the moment major axis is horizontal first")
         parser.add_argument("--no-tta", action="store_true", help="no test-time flips")
         parser.add_argument("--members", action="store_true", help="add one column per member")
+        parser.add_argument("--mc-dropout", type=int, default=0, help="Monte-Carlo dropout passes per member and flip (0: off)")
 
     def handle(self, *args, **o):
         missing = [f for f in o["files"] if not Path(f).is_file()]
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         except (FileNotFoundError, WeightsChecksumError) as exc:
             raise CommandError(str(exc)) from exc
         try:
-            rows = predict_files(o["files"], ens, rotate=o["rotate"], tta=not o["no_tta"])
+            rows = predict_files(o["files"], ens, rotate=o["rotate"], tta=not o["no_tta"], mc_dropout=o["mc_dropout"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         cols = list(COLUMNS) + (list(ens.names) if o["members"] else [])
