@@ -4,6 +4,7 @@ schema, signed in as a curator (so every endpoint is reachable), find no 5xx ans
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -51,7 +52,7 @@ def test_no_server_error_on_any_endpoint(live_server, transactional_db, settings
         "--checks",
         "not_a_server_error",
         "--max-examples",
-        "3",
+        os.environ.get("GALCAT_FUZZ_EXAMPLES", "3"),  # more for a deeper run by hand
         "--phases",
         "examples,fuzzing",
         "--seed",
