@@ -112,25 +112,71 @@ def galaxy_list(request: HttpRequest) -> HttpResponse:
         per_page = min(MAX_PER_PAGE, max(1, int(request.GET.get("per_page", PER_PAGE))))
     except ValueError:
         return _bad_request(request, f"per_page={request.GET.get('per_page')!r} is not a whole number")
-    raw_page = request.GET.get("page", "1")
-    try:
-        number = int(raw_page)
-        if number < 1:
-            raise ValueError
-    except ValueError:
-        return _bad_request(request, f"page={raw_page!r} is not a page number (1, 2, ...)")
-    paginator = Paginator(qs, per_page)
-    try:
-        page = paginator.page(number)
-    except EmptyPage:
-        if number == 1:
-            page = paginator.page(1) if paginator.count else None
-        else:
-            return _bad_request(request, f"page {number} is beyond the last page ({paginator.num_pages}) of these results", 404)
-    objects = list(page.object_list) if page else []
+    ordering = request.GET.get("ordering", "")
+    keyset_mode = fs.cone is None and ordering in ("", "pgc") and "page" not in request.GET
     show = columns + ([DISTANCE] if fs.cone is not None else [])
+    if keyset_mode:
+        try:
+            objects, nav = _keyset_page(request, qs, per_page)
+        except ValueError as exc:
+            return _bad_request(request, str(exc))
+        count, page = qs.count(), None
+    else:
+        raw_page = request.GET.get("page", "1")
+        try:
+            number = int(raw_page)
+            if number < 1:
+                raise ValueError
+        except ValueError:
+            return _bad_request(request, f"page={raw_page!r} is not a page number (1, 2, ...)")
+        paginator = Paginator(qs, per_page)
+        try:
+            page = paginator.page(number)
+        except EmptyPage:
+            if number == 1:
+                page = paginator.page(1) if paginator.count else None
+            else:
+                return _bad_request(request, f"page {number} is beyond the last page ({paginator.num_pages}) of these results", 404)
+        objects, nav, count = (list(page.object_list) if page else []), None, paginator.count
     rows = [[(c, getattr(g, "distance_deg" if c is DISTANCE else c.name)) for c in show] for g in objects]
-    return render(request, "catalog/galaxy_list.html", _list_context(request, fs, show, page, rows))
+    context = _list_context(request, fs, show, page, rows)
+    context.update({"count": count, "keyset": nav})
+    return render(request, "catalog/galaxy_list.html", context)
+
+
+def _keyset_page(request: HttpRequest, qs, per_page: int) -> tuple[list, dict]:
+    """One page of a pgc-ordered list by pgc bounds (after=, before=, last=1): an index range
+    scan of the primary key, as fast on the last page of a million rows as on the first."""
+
+    def bound(name: str) -> int | None:
+        raw = request.GET.get(name)
+        if raw in (None, ""):
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a PGC number") from None
+
+    after, before = bound("after"), bound("before")
+    qs = qs.order_by("pk")
+    if request.GET.get("last"):
+        objects = list(qs.order_by("-pk")[:per_page])[::-1]
+    elif before is not None:
+        objects = list(qs.filter(pk__lt=before).order_by("-pk")[:per_page])[::-1]
+    else:
+        objects = list((qs.filter(pk__gt=after) if after is not None else qs)[:per_page])
+    has_prev = bool(objects) and qs.filter(pk__lt=objects[0].pk).exists()
+    has_next = bool(objects) and qs.filter(pk__gt=objects[-1].pk).exists()
+    base = _query_string(request, drop=("after", "before", "last", "page"))
+    join = f"?{base}&" if base else "?"
+    nav = {
+        "first": f"?{base}" if has_prev else None,
+        "prev": f"{join}before={objects[0].pk}" if has_prev else None,
+        "next": f"{join}after={objects[-1].pk}" if has_next else None,
+        "last": f"{join}last=1" if has_next else None,
+        "span": (objects[0].pk, objects[-1].pk) if objects else None,
+    }
+    return objects, nav
 
 
 def _list_context(request, fs, columns, page, rows) -> dict:
@@ -140,9 +186,12 @@ def _list_context(request, fs, columns, page, rows) -> dict:
         key = "distance" if c is DISTANCE else c.name
         new = f"-{key}" if ordering == key else key
         arrow = "▲" if ordering == key else ("▼" if ordering == f"-{key}" else "")
-        sort_links.append((c, "?" + _query_string(request, drop=("page",), ordering=new), arrow))
+        sort_links.append((c, "?" + _query_string(request, drop=("page", "after", "before", "last"), ordering=new), arrow))
     chosen = {c.name for c in columns}
-    downloads = [(fmt, f"/galaxies/download.{fmt}?" + _query_string(request, drop=("page", "per_page"))) for fmt in FORMATS]
+    downloads = [
+        (fmt, f"/galaxies/download.{fmt}?" + _query_string(request, drop=("page", "per_page", "after", "before", "last")))
+        for fmt in FORMATS
+    ]
     return {
         "filter": fs,
         "form": fs.form,

@@ -115,3 +115,20 @@ def test_sorting_puts_missing_values_last_and_model_filters_work(db):
     for name in ("has_cnn", "has_fit"):
         assert GalaxyFilter({name: "true"}, queryset=Galaxy.objects.all()).qs.count() == 0
         assert GalaxyFilter({name: "false"}, queryset=Galaxy.objects.all()).qs.count() == 3
+
+
+def test_pgc_ordered_lists_page_by_pgc_bounds(client, edd_galaxies):
+    pgcs = list(Galaxy.objects.located().order_by("pgc").values_list("pgc", flat=True))
+    seen, url = [], "/galaxies/?per_page=10&col=pgc"
+    while url:
+        r = client.get(url if url.startswith("/") else "/galaxies/" + url)
+        assert r.status_code == 200 and r.context["count"] == 98
+        seen += [row[0][1] for row in r.context["rows"]]
+        url = r.context["keyset"]["next"]
+    assert seen == pgcs
+    last = client.get("/galaxies/", {"per_page": 10, "last": 1})
+    assert [row[0][1] for row in last.context["rows"]] == pgcs[-10:]
+    back = client.get("/galaxies/" + last.context["keyset"]["prev"])
+    assert [row[0][1] for row in back.context["rows"]] == pgcs[-20:-10]
+    assert client.get("/galaxies/", {"after": "x"}).status_code == 400
+    assert client.get("/galaxies/", {"after": 10**12}).context["rows"] == []
