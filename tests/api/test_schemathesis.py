@@ -74,6 +74,7 @@ def test_no_server_error_on_any_endpoint(live_server, transactional_db, settings
         proc = subprocess.run(base + selection, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         outs.append(proc.stdout + proc.stderr)
         assert proc.returncode == 0, outs[-1][-6000:]
+    print(outs[0][-1200:])  # the summary, with pytest -s
     assert "Authentication failed" not in outs[0], outs[0][-6000:]
     tested = int(re.search(r"Tested: (\d+)", outs[0]).group(1))
     paths = {k for k in json.loads((tmp_path / "schema.json").read_text())["paths"] if k != "/api/v1/token/"}
