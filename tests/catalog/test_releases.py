@@ -105,6 +105,10 @@ def test_make_release_and_export_table_commands(edd_galaxies, tmp_path):
     path = tmp_path / "cmd.csv"
     call_command("export_table", "--release", "cmd-v1-0", "--format", "csv", "--output", str(path), verbosity=0)
     assert len([ln for ln in path.read_text().splitlines() if not ln.startswith("#")]) == release.row_count + 1
+    from catalog.models import Job
+
+    job = Job.objects.get(kind="export_table")
+    assert job.status == Job.Status.SUCCEEDED and job.result["bytes"] == path.stat().st_size
     with pytest.raises(CommandError, match="exists already"):
         call_command("make_release", "--name", "Cmd", "--ver", "1.0")
     with pytest.raises(CommandError, match="unknown column"):

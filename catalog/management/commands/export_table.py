@@ -5,6 +5,7 @@ from django import forms
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.exports import FORMATS, ExportError, stream_table
+from catalog.jobs import tracked
 from catalog.management.progress import ProgressBar
 from catalog.models import Release
 from catalog.releases import ReleaseError, query_queryset
@@ -36,12 +37,17 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         out = sys.stdout.buffer if opts["output"] == "-" else open(opts["output"], "wb")  # noqa: SIM115
         written = 0
+        params = {k: opts[k] for k in ("release", "query", "format", "columns", "output")}
         try:
-            with ProgressBar("export", disable=opts["verbosity"] == 0 or opts["output"] == "-") as bar:
+            with (
+                ProgressBar("export", disable=opts["verbosity"] == 0 or opts["output"] == "-") as bar,
+                tracked("export_table", params) as job,
+            ):
                 for chunk in chunks:
                     out.write(chunk)
                     written += len(chunk)
                     bar(written, 0)
+                job.finish({"bytes": written, "output": opts["output"]}, f"wrote {written:,} bytes")
         finally:
             if out is not sys.stdout.buffer:
                 out.close()
