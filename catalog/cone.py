@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import BooleanField, FloatField, Q, QuerySet
+from django.db.models import BooleanField, FloatField, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 
 from catalog.sky import HEALPIX_DEPTH, check_position
@@ -27,6 +27,8 @@ MIN_RADIUS_DEG = 1.0 / 3600 / 1000  # 1 milliarcsec: below the index resolution 
 MAX_RADIUS_DEG = 90.0
 # Above this many ranges the cover is coarsened one depth: the planner's cost grows with ranges.
 MAX_RANGES = 24
+# Positions per UNION ALL statement in a cross-match.
+CROSSMATCH_BATCH = 200
 
 
 class ConeError(ValueError):
@@ -168,11 +170,14 @@ class Match:
     distance_deg: float | None
 
 
-def crossmatch(positions: Iterable[tuple[float, float]], radius_deg: float, queryset: QuerySet | None = None) -> list[Match]:
+def crossmatch(
+    positions: Iterable[tuple[float, float]], radius_deg: float, queryset: QuerySet | None = None, batch: int = CROSSMATCH_BATCH
+) -> list[Match]:
     """Nearest galaxy within `radius_deg` of each (ra, dec) position, in input order.
 
-    Each position is one `galaxies_in_cone` query (an index range scan), so a cross-match of
-    n positions costs n cheap queries. Raises ConeError naming the first bad position.
+    Each position is one `galaxies_in_cone(...)[:1]`; `batch` of them travel as one UNION ALL
+    statement, so a cross-match costs one round trip per batch rather than per position.
+    Raises ConeError naming the first bad position.
     """
     checked = []
     for i, (ra, dec) in enumerate(positions):
@@ -180,8 +185,22 @@ def crossmatch(positions: Iterable[tuple[float, float]], radius_deg: float, quer
             checked.append(check_cone(ra, dec, radius_deg))
         except ConeError as exc:
             raise ConeError(f"position {i + 1}: {exc}") from None
+    if queryset is None:
+        from catalog.models import Galaxy
+
+        queryset = Galaxy.objects.all()
+    best: dict[int, tuple[int, float]] = {}
+    for start in range(0, len(checked), max(1, batch)):
+        parts = [
+            galaxies_in_cone(ra, dec, r, queryset).annotate(xm_index=Value(i)).values_list("xm_index", "pk", "distance_deg")[:1]
+            for i, (ra, dec, r) in enumerate(checked[start : start + batch], start=start)
+        ]
+        rows = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+        for i, pk, distance in rows:
+            best[i] = (pk, distance)
+    found = queryset.model._default_manager.in_bulk([pk for pk, _ in best.values()])
     out = []
-    for i, (ra, dec, r) in enumerate(checked):
-        best = galaxies_in_cone(ra, dec, r, queryset).first()
-        out.append(Match(i, ra, dec, best, getattr(best, "distance_deg", None)))
+    for i, (ra, dec, _) in enumerate(checked):
+        pk, distance = best.get(i, (None, None))
+        out.append(Match(i, ra, dec, found.get(pk), distance))
     return out

@@ -109,6 +109,12 @@ def test_crossmatch_gives_nearest_within_radius_in_input_order():
     matches = crossmatch([(100.0 + 4 / 3600, -30.0), (0.0001, 0.0), (50.0, 50.0)], 10 / 3600)
     assert [m.galaxy.pgc if m.galaxy else None for m in matches] == [12, 13, None]
     assert matches[1].distance_deg == pytest.approx(0.0002, abs=1e-9)
+    # batches of UNION ALL statements give the same answer as one cone per position
+    positions = [(100.0 + 4 / 3600, -30.0), (0.0001, 0.0), (50.0, 50.0), (100.0, -30.0), (359.99995, 0.0)]
+    batched = crossmatch(positions, 10 / 3600, batch=2)
+    single = [galaxies_in_cone(ra, dec, 10 / 3600).first() for ra, dec in positions]
+    assert [m.galaxy for m in batched] == single
+    assert [m.index for m in batched] == [0, 1, 2, 3, 4]
     with pytest.raises(ConeError, match="position 2"):
         crossmatch([(1.0, 1.0), (1.0, 91.0)], 0.01)
 
