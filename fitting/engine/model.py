@@ -36,9 +36,10 @@ from torch import Tensor
 
 from .profiles import compiled_sersic_channels, sersic_b_and_derivative, sersic_channels, sersic_with_grad
 
-#: Pixels on a side of the box around the centre integrated on a sub-pixel grid.
-MID_BOX = 9
-MID_OVERSAMPLE = 4
+#: Pixels on a side of the box around the centre integrated on a sub-pixel grid (sampling the
+#: convex wings at pixel centres alone lost 0.2 % of an exponential disk's light, re = 4 px).
+MID_BOX = 21
+MID_OVERSAMPLE = 3
 #: Pixels on a side of the box cut into fine cells of 1/FINE pixel (see the module notes).
 FINE_BOX = 7
 FINE = 4
