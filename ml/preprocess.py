@@ -52,7 +52,8 @@ def is_inverted(grey: np.ndarray) -> bool:
 
 
 def moment_angle(grey: np.ndarray) -> float:
-    """Angle (deg, counter-clockwise from +x in array coordinates with y down) of the major axis.
+    """Angle (deg) of the major axis from +x towards +y in array coordinates (rows down, i.e.
+    clockwise on the displayed image); scipy.ndimage.rotate(image, angle) makes it horizontal.
 
     From second moments of the positive, sky-subtracted light within the central half.
     """
@@ -101,7 +102,7 @@ def preprocess(image: np.ndarray, rotate: bool = False, size: int = NET_SIZE) ->
 
         ang = moment_angle(g)
         if abs(ang) > 1.0:
-            g = ndimage.rotate(g, -ang, reshape=False, order=1, mode="constant", cval=float(np.median(g)))
+            g = ndimage.rotate(g, ang, reshape=False, order=1, mode="constant", cval=float(np.median(g)))
             g = g.astype(np.float32)
     if s != size:
         g = _resize(g, size)

@@ -113,3 +113,18 @@ def test_predict_inclination_bad_input(tmp_path, weights):
     bad.write_bytes(b"not an image")
     with pytest.raises(CommandError, match="not a readable"):
         call_command("predict_inclination", str(bad), "--weights", str(weights))
+
+
+def test_moment_rotation_makes_the_major_axis_horizontal():
+    from scipy import ndimage
+
+    from ml.preprocess import moment_angle
+    from ml.synth.render import _disk_galaxy, _grid
+
+    x, y = _grid(128)
+    _, _, disk, *_ = _disk_galaxy(np.random.default_rng(5), x, y, 75.0, 0.8)
+    img = (255 * disk / disk.max()).astype(np.uint8)
+    tilted = ndimage.rotate(img, 35.0, reshape=False, order=1)
+    assert abs(abs(moment_angle(tilted / 255.0)) - 35.0) < 3.0
+    straight = preprocess(tilted, rotate=True)[0]
+    assert abs(moment_angle(straight)) < 3.0
