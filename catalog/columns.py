@@ -97,9 +97,14 @@ _SB_SPECS = [
     ("R50_{b}", "arcmin", "phys.angSize", "Half-light radius in {B}", ".2f"),
     ("R90_{b}", "arcmin", "phys.angSize", "Radius enclosing 90% of the light in {B}", ".2f"),
     ("R255_{b}", "arcmin", "phys.angSize", "Radius of the 25.5 mag/arcsec^2 isophote in {B}", ".2f"),
-    ("C82_{b}", "", "phys.size.ratio", "Concentration index R80/R20 in {B}", ".2f"),
+    ("C82_{b}", "", "phys.size;arith.ratio", "Concentration index R80/R20 in {B}", ".2f"),
     ("d_m_ext_{b}", "mag", "phot.mag;arith.diff", "Magnitude correction for extrapolation to infinity in {B}", ".4f"),
 ]
+
+
+# UCD words of the bands: the IVOA list has no SDSS letters; g and z map to the nearest
+# Johnson-Cousins words (as VizieR labels SDSS photometry), W1/W2 (3.4 and 4.6 um) to em.IR.3-4um/4-8um.
+_BAND_UCD = {"u": "em.opt.U", "g": "em.opt.B", "r": "em.opt.R", "i": "em.opt.I", "z": "em.opt.I", "w1": "em.IR.3-4um", "w2": "em.IR.4-8um"}
 
 
 def _band_name(b: str) -> str:
@@ -111,7 +116,7 @@ def _band_columns(bands, specs, group_prefix):
     for pattern, unit, ucd, desc, fmt in specs:
         for b in bands:
             source = pattern.format(b=b)
-            band_ucd = f"{ucd};em.opt.{b.upper()}" if b in BANDS_SDSS else f"{ucd};em.IR"
+            band_ucd = f"{ucd};{_BAND_UCD[b]}"
             out.append(
                 _c(source.lower(), source, "float", unit, band_ucd, desc.format(B=_band_name(b)), f"{group_prefix}_{b}", True, fmt=fmt)
             )

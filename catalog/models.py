@@ -43,12 +43,12 @@ GalaxyColumns = type(
 
 class GalaxyQuerySet(models.QuerySet):
     def located(self) -> GalaxyQuerySet:
-        """Galaxies with a position."""
-        return self.filter(ra__isnull=False)
+        """Galaxies with a position (healpix is set exactly when ra/dec are, and is indexed)."""
+        return self.filter(healpix__isnull=False)
 
     def awaiting_position(self) -> GalaxyQuerySet:
         """Galaxies known only by their pgc (named by votes or images before a table held them)."""
-        return self.filter(ra__isnull=True)
+        return self.filter(healpix__isnull=True)
 
     def update(self, **kwargs):
         if ("ra" in kwargs or "dec" in kwargs) and "healpix" not in kwargs:

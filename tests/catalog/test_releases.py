@@ -132,3 +132,29 @@ def test_admin_actions_freeze_and_publish(edd_galaxies, rf: RequestFactory):
     assert release.is_published
     assert "slug" in release_admin.get_readonly_fields(request, release)
     assert not release_admin.has_delete_permission(request, release)
+
+
+def test_database_refuses_changes_to_a_published_release(edd_galaxies):
+    from django.db import IntegrityError, connection, transaction
+
+    from catalog.models import ReleaseRow
+
+    release = make_release("Sealed", "1", publish=True)
+    row = ReleaseRow.objects.filter(release=release).first()
+    with pytest.raises(IntegrityError, match="frozen"), transaction.atomic():
+        ReleaseRow.objects.filter(pk=row.pk).update(values={"pgc": 1})
+    with pytest.raises(IntegrityError, match="frozen"), transaction.atomic():
+        ReleaseRow.objects.filter(pk=row.pk).delete()
+    with pytest.raises(IntegrityError, match="frozen"), transaction.atomic():
+        ReleaseRow.objects.create(release=release, galaxy_id=4, values={})
+    with pytest.raises(IntegrityError, match="cannot change"), transaction.atomic():
+        Release.objects.filter(pk=release.pk).update(query={"inc_min": 1})
+    with pytest.raises(IntegrityError, match="published"), transaction.atomic():
+        Release.objects.filter(pk=release.pk).delete()  # Django deletes the rows first: refused
+    with pytest.raises(IntegrityError, match="cannot be deleted"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("DELETE FROM catalog_release WHERE id = %s", [release.pk])
+    Release.objects.filter(pk=release.pk).update(citation="Corrected citation line")  # prose may be fixed
+    assert ReleaseRow.objects.filter(release=release).count() == release.row_count
+    draft = make_release("Draft", "1")
+    delete_draft(draft)
+    assert not Release.objects.filter(pk=draft.pk).exists()
