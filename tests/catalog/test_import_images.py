@@ -80,7 +80,9 @@ def test_bad_names_and_unknown_bands(tmp_path):
 def test_fits_image_with_wcs_and_manifest(tmp_path):
     data = np.random.default_rng(1).normal(size=(40, 50)).astype(np.float32)
     hdu = fits.PrimaryHDU(data)
-    hdu.header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 10.0, "CRVAL2": 20.0, "CDELT1": -0.396 / 3600, "CDELT2": 0.396 / 3600})
+    hdu.header.update(
+        {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 10.0, "CRVAL2": 20.0, "CDELT1": -0.396 / 3600, "CDELT2": 0.396 / 3600}
+    )
     buf = io.BytesIO()
     hdu.writeto(buf)
     (tmp_path / "cutout.fits").write_bytes(buf.getvalue())
