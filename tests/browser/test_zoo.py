@@ -3,9 +3,6 @@ the vote on the profile page."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 from django.db import connections
 
@@ -15,38 +12,18 @@ from tests.factories import GalaxyFactory, UserFactory, make_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PASSWORD = "Edge-on-galaxy-9"
 
 
 @pytest.fixture
-def zoo_browser():
-    """A headless Chromium page (Debian chromium driven by playwright); skips when either is missing."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    path = shutil.which("chromium") or CHROMIUM
-    if not os.path.exists(path):
-        pytest.skip("chromium is not installed (make browser)")
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(30000)
-        yield page
-        browser.close()
-        # Inside playwright's sync context Django's connection handler is a separate one (asgiref
-        # Local follows the running event loop): close what the test body opened there, or the
-        # test database cannot be dropped.
-        connections.close_all()
+def zoo_browser(page):
+    """The shared headless Chromium page (tests/browser/conftest.py), with a longer timeout."""
+    page.set_default_timeout(30000)
+    yield page
+    # Inside playwright's sync context Django's connection handler is a separate one (asgiref
+    # Local follows the running event loop): close what the test body opened there, or the
+    # test database cannot be dropped.
+    connections.close_all()
 
 
 def test_vote_with_the_keyboard_through_both_steps(zoo_browser, live_server, settings):
