@@ -50,7 +50,7 @@ def test_pixel_integration_of_compact_n4_centre():
     peak = ref.max()
     assert (img - ref).abs().max() / peak < 1e-2
     assert (centre - ref).abs().max() / peak > 0.1
-    assert abs(img.sum() / ref.sum() - 1) < 2e-3
+    assert abs(img.sum() / ref.sum() - 1) < 3e-3  # the wings beyond the 15 px box are sampled at pixel centres
 
 
 def test_analytic_jacobian_matches_finite_differences():
