@@ -266,6 +266,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
     x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, cfg.progress)
     val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress)
     t_render = time.time() - t0
+    pool_cached = bool(cfg.cache_dir) and t_render < 0.02 * cfg.images  # < 20 ms per image: loaded, not rendered
     records = []
     for k in range(cfg.members):
         final = out / f"member{k}.pt"
@@ -322,6 +323,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
         "threads": cfg.threads,
         "host": {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine()},
         "render_seconds": round(t_render, 1),
+        "pool_from_cache": pool_cached,
         "wall_seconds": round(wall, 1),
         "members": records,
         "ensemble_val": ens_val,
@@ -360,7 +362,9 @@ def model_card_markdown(card: dict) -> str:
         "```",
         card["command"],
         "```",
-        f"Device {card['device']}, {card['threads']} thread(s); render {card['render_seconds']} s; "
+        f"Device {card['device']}, {card['threads']} thread(s); render {card['render_seconds']} s"
+        + (" (pool loaded from the render cache of an earlier run with the same seed and size)" if card.get("pool_from_cache") else "")
+        + "; "
         f"wall time {card['wall_seconds']} s; created {card['created']}.",
         "",
         "## Metrics (validation seed, accepted images; degrees)",
