@@ -144,3 +144,11 @@ def test_galaxy_panel_and_compare_page(client, version, galaxy):
     assert r.status_code == 200
     html = r.content.decode()
     assert "plotly.min.js" in html and "compare-data" in html and "4242" in html
+
+
+def test_rest_api_lists_versions_and_predictions(client, version, galaxy):
+    client.get("/api/pgc/4242")
+    r = client.get("/api/v1/model-versions/")
+    assert r.status_code == 200 and version.sha256 in r.content.decode()
+    r = client.get("/api/v1/predictions/?pgc=4242")
+    assert r.status_code == 200 and r.content.decode().count('"model_version"') == 2
