@@ -13,14 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from django.db import transaction
 
 from catalog.models import Galaxy, Image
-from fitting.engine import ENGINE_VERSION, fit
-from fitting.engine.fit import physical_to_m
-from fitting.engine.model import Renderer, model_spec
+from fitting.engine.version import ENGINE_VERSION
 from fitting.models import FitResult
+
+# torch and the engine load on the first fit or rendering, not when pages import this module.
 
 #: Fitted images are block-averaged to at most this many pixels on a side.
 FIT_SIZE = 128
@@ -122,6 +121,10 @@ def fit_and_store(
     """
     if model_kind not in FitResult.Kind.values:
         raise ValueError(f"unknown model {model_kind!r}; expected one of {', '.join(FitResult.Kind.values)}")
+    import torch
+
+    from fitting.engine import fit
+
     ids = list(dict.fromkeys(int(i) for i in image_ids))
     images = {im.pk: im for im in Image.objects.filter(pk__in=ids)}
     missing = len(ids) - len(images)
@@ -209,9 +212,14 @@ def stale_image_ids(model_kind: str = FitResult.Kind.SERSIC) -> list[int]:
 
 def model_images(result: FitResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(data, model, residual) [H, W] float32 of a stored fit, re-rendered from its parameters."""
+    import torch
+
+    from fitting.engine.fit import physical_to_m
+    from fitting.engine.lm import physical_names
+    from fitting.engine.model import Renderer, model_spec
+
     prep = prepare_image(result.image)
     spec = model_spec(result.model_kind)
-    from fitting.engine.lm import physical_names
 
     names = physical_names(spec)
     if not result.params or any(result.params.get(k) is None for k in names):

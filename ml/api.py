@@ -17,9 +17,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from ml.inference import WeightsChecksumError
 from ml.preprocess import load_image_bytes
 from ml.services import active_version, ensemble_for, galaxy_summary, predict_and_store
+from ml.weights_files import WeightsChecksumError
 
 
 class ApiInputError(ValueError):

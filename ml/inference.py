@@ -19,21 +19,13 @@ import torch
 from ml.nets import InclinationNet, fuse_for_inference
 from ml.preprocess import load_image_file, preprocess
 from ml.synth import inclination_from_axis_ratio
-
-#: The shipped default ensemble.
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+from ml.weights_files import DEFAULT_WEIGHTS_DIR, WeightsChecksumError, sha256_file  # noqa: F401 (re-exported)
 
 #: Default intrinsic axis ratio of the axis-ratio baseline (DESIGN: q0 = 0.3, configurable).
 DEFAULT_Q0 = 0.3
 
 
-class WeightsChecksumError(RuntimeError):
-    """A weights file does not have the sha256 it must have."""
-
-
 def _sha256(path: Path) -> str:
-    from ml.train import sha256_file
-
     return sha256_file(path)
 
 

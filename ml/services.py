@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from ml.inference import DEFAULT_WEIGHTS_DIR, Ensemble, WeightsChecksumError, axis_ratio_from_moments, axis_ratio_inclination
 from ml.models import ModelVersion, Prediction
-from ml.train import sha256_file
+from ml.weights_files import DEFAULT_WEIGHTS_DIR, WeightsChecksumError, sha256_file
+
+if TYPE_CHECKING:
+    from ml.inference import Ensemble
 
 PREDICT_BATCH = 64
 
@@ -99,6 +102,8 @@ def ensemble_for(mv: ModelVersion) -> Ensemble:
         got = sha256_file(d / "ensemble.json")
         if got != mv.sha256:
             raise WeightsChecksumError(f"{d / 'ensemble.json'}: sha256 {got} differs from model version {mv}'s {mv.sha256}")
+        from ml.inference import Ensemble  # torch is imported only when a prediction is made
+
         _ENSEMBLES[key] = Ensemble.load(d, expected_sha256=mv.files)
     return _ENSEMBLES[key]
 
@@ -136,6 +141,8 @@ def predict_and_store(image_ids: list[int], mv: ModelVersion | None = None, prog
             res = ens.predict_images(arrays)
             objs = []
             for k, im in enumerate(rows):
+                from ml.inference import axis_ratio_from_moments, axis_ratio_inclination
+
                 q = axis_ratio_from_moments(arrays[k])
                 qinc = float(axis_ratio_inclination(q, q0())) if np.isfinite(q) else None
                 objs.append(

@@ -15,7 +15,6 @@ command ``train_inclination`` both call :func:`train_ensemble`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -33,21 +32,13 @@ from ml.nets import InclinationNet, inclination_loss
 from ml.nets.inclinet import DEFAULT_STAGES
 from ml.preprocess import preprocess
 from ml.synth import SynthConfig, render_one
+from ml.weights_files import sha256_file  # noqa: F401 (used here and re-exported)
 
 #: Offset between the training seed and the validation seed; evaluation uses other seeds.
 VAL_SEED_OFFSET = 1000
 #: Fraction of the pool each bagged member sees.
 BAG_FRACTION = 0.8
 ARCHITECTURE = "InclinationNet VGG-like (3x3 convs, 128x128 grey input, 45-90 deg + logvar + reject)"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def render_inputs(

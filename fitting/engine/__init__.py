@@ -15,8 +15,26 @@ matches GalSim to chi^2 of a few (sigma = 1) per galaxy; re and n come out low b
 average at those signal-to-noise ratios, from the residual quadrature error near the centre.
 """
 
-from .fit import ENGINE_VERSION, BatchFit, auto_batch_size, default_device, fit
-from .lm import physical_names
-from .model import model_spec
+from importlib import import_module
+
+from .version import ENGINE_VERSION
 
 __all__ = ["ENGINE_VERSION", "BatchFit", "auto_batch_size", "default_device", "fit", "model_spec", "physical_names"]
+
+# The rest loads on first use (PEP 562), so that reading ENGINE_VERSION does not import torch.
+_LAZY = {
+    "BatchFit": ".fit",
+    "auto_batch_size": ".fit",
+    "default_device": ".fit",
+    "fit": ".fit",
+    "physical_names": ".lm",
+    "model_spec": ".model",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

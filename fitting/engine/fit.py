@@ -29,8 +29,7 @@ from .lm import (
 )
 from .model import ModelSpec, Renderer, model_spec
 from .profiles import qtheta_to_e12
-
-ENGINE_VERSION = "1.0"
+from .version import ENGINE_VERSION  # noqa: E402,F401 (re-exported)
 
 #: Batch size on CPU: 2 cores stay in cache up to about 100 galaxies of 64 x 64.
 CPU_BATCH = 128

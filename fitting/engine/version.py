@@ -1,0 +1,3 @@
+"""Version of the fitting engine, stored with every fit (importing it does not import torch)."""
+
+ENGINE_VERSION = "1.0"
