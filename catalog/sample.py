@@ -34,19 +34,23 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def load_shared_sample(folder: Path, say: Say = print) -> dict:
-    """Import the EDD table, the GIZ votes and the SDSS images of the shared folder."""
-    out = {}
-    report = import_catalog(folder / "edd_cf4_sample.txt", "edd")
+def _load_folder(table: Path, fmt: str, votes: Path, images: Path, survey: str, say: Say) -> dict:
+    """Import a catalog table, a GIZ vote table and a folder of images, in that order."""
+    report = import_catalog(table, fmt)
     say(report.summary())
-    out["galaxies"] = report.created + report.updated
-    report = import_votes(folder / "giz_votes.csv")
+    out = {"galaxies": report.created + report.updated}
+    report = import_votes(votes)
     say(report.summary())
     out["votes"] = report.created
-    report = import_images([folder / "sdss"], survey="SDSS", orientation=Image.Orientation.MAJOR_HORIZONTAL)
+    report = import_images([images], survey=survey, orientation=Image.Orientation.MAJOR_HORIZONTAL)
     say(report.summary())
     out["images"] = report.created
     return out
+
+
+def load_shared_sample(folder: Path, say: Say = print) -> dict:
+    """Import the EDD table, the GIZ votes and the SDSS images of the shared folder."""
+    return _load_folder(folder / "edd_cf4_sample.txt", "edd", folder / "giz_votes.csv", folder / "sdss", "SDSS", say)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,17 +133,7 @@ def load_synthetic_sample(say: Say = print) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_synthetic_sample(folder)
-        out = {}
-        report = import_catalog(folder / "catalog.csv", "csv")
-        say(report.summary())
-        out["galaxies"] = report.created
-        report = import_votes(folder / "votes.csv")
-        say(report.summary())
-        out["votes"] = report.created
-        report = import_images([folder / "sdss"], survey="synthetic", orientation=Image.Orientation.MAJOR_HORIZONTAL)
-        say(report.summary())
-        out["images"] = report.created
-    return out
+        return _load_folder(folder / "catalog.csv", "csv", folder / "votes.csv", folder / "sdss", "synthetic", say)
 
 
 def load_sample(*, if_empty: bool = True, synthetic: bool = False, say: Say = print) -> dict | None:

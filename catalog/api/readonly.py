@@ -85,3 +85,13 @@ def rows_of_galaxy(model: type[models.Model], galaxy: Galaxy, request=None, limi
     order = "-created" if "created" in fields else "-pk"
     rows = model.objects.filter(**{path: galaxy.pk}).order_by(order)[:limit]
     return list(model_serializer(model)(rows, many=True).data)
+
+
+def app_routes(app_label: str, endpoints: tuple[tuple[str, str, str], ...]) -> list[tuple[str, type, str]]:
+    """(prefix, read-only viewset, basename) for each (model name, prefix, summary) of an app."""
+    from django.apps import apps
+
+    return [
+        (prefix, readonly_viewset(apps.get_model(app_label, name), summary=summary), f"{app_label}-{prefix}")
+        for name, prefix, summary in endpoints
+    ]
