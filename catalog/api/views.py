@@ -449,39 +449,33 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
                 qs = qs.filter(kind=params["kind"])
         return qs
 
-    def _act(self, fn_name: str) -> Response:
+    def _act(self, fn) -> Response:
         job = self.get_object()
-        fn = getattr(jobs_module, fn_name)
         try:
-            result = fn(job, user=self.request.user)
+            job = fn(job, user=self.request.user)
         except (PermissionError, DjangoPermissionDenied) as exc:
             raise exceptions.PermissionDenied(str(exc) or "not your job") from None
         except ValueError as exc:
             raise ApiError(str(exc), status_code=409) from None
-        job = result if isinstance(result, Job) else Job.objects.select_related("created_by").get(pk=job.pk)
         return Response(s.JobSerializer(job, context=self.get_serializer_context()).data)
 
-    if hasattr(jobs_module, "cancel_job"):
+    @extend_schema(
+        summary="Cancel a job (owner or curator)",
+        request=None,
+        responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be cancelled")},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(jobs_module.cancel_job)
 
-        @extend_schema(
-            summary="Cancel a job (owner or curator)",
-            request=None,
-            responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be cancelled")},
-        )
-        @action(detail=True, methods=["post"])
-        def cancel(self, request: Request, pk: str | None = None) -> Response:
-            return self._act("cancel_job")
-
-    if hasattr(jobs_module, "retry_job"):
-
-        @extend_schema(
-            summary="Retry a failed job (owner or curator)",
-            request=None,
-            responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be retried")},
-        )
-        @action(detail=True, methods=["post"])
-        def retry(self, request: Request, pk: str | None = None) -> Response:
-            return self._act("retry_job")
+    @extend_schema(
+        summary="Retry a failed job (owner or curator)",
+        request=None,
+        responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be retried")},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(jobs_module.retry_job)
 
 
 # ---------------------------------------------------------------------------------------------
