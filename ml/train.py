@@ -42,9 +42,9 @@ ARCHITECTURE = "InclinationNet VGG-like (3x3 convs, 128x128 grey input, 45-90 de
 
 
 def render_inputs(
-    seed: int, n: int, config: SynthConfig | None = None, progress: bool = False
+    seed: int, n: int, config: SynthConfig | None = None, progress: bool = False, start: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-    """Render n images of the set ``seed`` through :func:`ml.preprocess.preprocess`.
+    """Render images start..start+n-1 of the set ``seed`` through :func:`ml.preprocess.preprocess`.
 
     Returns x float16 [N, 1, 128, 128], inc float32 [N] (deg, NaN for junk), reject uint8 [N],
     and the label dicts.
@@ -59,7 +59,7 @@ def render_inputs(
 
         it = tqdm(it, desc=f"render seed={seed}", unit="img", mininterval=5)
     for k in it:
-        im, lab = render_one(seed, k, config)
+        im, lab = render_one(seed, start + k, config)
         x[k] = preprocess(im)
         inc[k] = lab["inc"]
         rej[k] = lab["reject"]
@@ -67,14 +67,40 @@ def render_inputs(
     return x, inc, rej, labels
 
 
+def _largest_smaller_cache(cache_dir: Path, seed: int, n: int) -> tuple[Path, int] | None:
+    """The cache file of the set ``seed`` with the most images below n, if any."""
+    best = None
+    for p in cache_dir.glob(f"synth_seed{seed}_n*.npz"):
+        try:
+            m = int(p.stem.split("_n")[-1])
+        except ValueError:
+            continue
+        if m < n and (best is None or m > best[1]):
+            best = (p, m)
+    return best
+
+
 def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = False):
-    """render_inputs with an on-disk cache (npz) keyed by seed and n."""
+    """render_inputs with an on-disk cache (npz) keyed by seed and n.
+
+    Image k depends only on (seed, k), so a cache of the same seed with fewer images is reused
+    as the first part of the set and only the remaining images are rendered.
+    """
+    start = 0
+    head = None
     if cache_dir:
         path = Path(cache_dir) / f"synth_seed{seed}_n{n}.npz"
         if path.exists():
             z = np.load(path)
             return z["x"], z["inc"], z["rej"]
-    x, inc, rej, _ = render_inputs(seed, n, progress=progress)
+        smaller = _largest_smaller_cache(Path(cache_dir), seed, n) if Path(cache_dir).is_dir() else None
+        if smaller is not None:
+            z = np.load(smaller[0])
+            head = (z["x"], z["inc"], z["rej"])
+            start = smaller[1]
+    x, inc, rej, _ = render_inputs(seed, n - start, progress=progress, start=start)
+    if head is not None:
+        x, inc, rej = (np.concatenate([a, b]) for a, b in zip(head, (x, inc, rej)))
     if cache_dir:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
@@ -105,6 +131,8 @@ class TrainConfig:
     warm_start: bool = False
     finetune_epochs: int = 1
     finetune_lr_factor: float = 0.3
+    #: regression loss = squared error / loss_scale_deg^2 (see ml.nets.inclination_loss)
+    loss_scale_deg: float = 5.0
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -200,7 +228,7 @@ def train_member(
             yb = torch.from_numpy(np.nan_to_num(inc[idx], nan=67.5)).to(device)
             rb = torch.from_numpy(rej[idx].astype(np.float32)).to(device)
             outb = model(xb)
-            loss, parts = inclination_loss(outb, yb, rb)
+            loss, parts = inclination_loss(outb, yb, rb, scale_deg=cfg.loss_scale_deg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -405,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--warm-start", action="store_true", help="members 1..K-1 start from member 0 and fine-tune on their own bag")
     p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-lr-factor", type=float, default=0.3, help="max lr of warm-started members relative to --lr")
+    p.add_argument("--dropout", type=float, default=0.2, help="dropout before and after the hidden layer")
+    p.add_argument("--loss-scale-deg", type=float, default=5.0, help="regression loss = squared error / scale^2")
     return p
 
 
@@ -424,6 +455,9 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         progress=not a.no_progress,
         warm_start=a.warm_start,
         finetune_epochs=a.finetune_epochs,
+        finetune_lr_factor=a.finetune_lr_factor,
+        dropout=a.dropout,
+        loss_scale_deg=a.loss_scale_deg,
     )
 
 

@@ -111,10 +111,12 @@ def inclination_loss(
     inc: torch.Tensor,
     reject: torch.Tensor,
     reject_weight: float = 1.0,
+    scale_deg: float = LOSS_SCALE_DEG,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch. inc [B] deg (ignored where reject), reject [B] in {0, 1}.
 
-    - mean: squared error / LOSS_SCALE_DEG^2 on accepted images;
+    - mean: squared error / scale_deg^2 on accepted images (a smaller scale weighs the
+      regression more against the reject head);
     - log-variance: Gaussian negative log-likelihood 0.5 (log var + (y - mu)^2 / var) with the
       mean held fixed (stop-gradient), as GaMPEN trains its variance (Ghosh et al. 2022) but
       without letting a large predicted variance starve the mean (cf. beta-NLL, Seitzer et al.
@@ -131,7 +133,7 @@ def inclination_loss(
         # keep the logit out of the flat tails of the sigmoid, where no gradient would bring it
         # back (|z| = 6 is 45.1 or 89.9 deg)
         tail = (F.relu(out["z"].abs() - Z_MAX) ** 2).mean() if "z" in out else torch.zeros((), device=inc.device)
-        reg = mse / LOSS_SCALE_DEG**2 + 0.1 * nll + tail
+        reg = mse / scale_deg**2 + 0.1 * nll + tail
     else:
         reg = nll = mse = torch.zeros((), device=inc.device)
     loss = reg + reject_weight * bce

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
 from ml.inference import Ensemble
 from ml.models import ModelVersion
-from ml.train import sha256_file
+from ml.train import cached_inputs, render_inputs, sha256_file
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -42,3 +43,17 @@ def test_train_inclination_bad_arguments(tmp_path):
     with pytest.raises(CommandError, match="--members"):
         call_command("train_inclination", "--members", "0", "--out", str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_cache_of_fewer_images_is_extended(tmp_path):
+    """A larger set of the same seed reuses a smaller cache and renders only the rest."""
+    small = cached_inputs(31, 3, str(tmp_path))
+    assert (tmp_path / "synth_seed31_n3.npz").exists()
+    # poison the cached images: the extended set must come from the cache, not a re-render
+    np.savez(tmp_path / "synth_seed31_n3.npz", x=small[0] + np.float16(1), inc=small[1], rej=small[2])
+    x, inc, rej = cached_inputs(31, 5, str(tmp_path))
+    assert x.shape == (5, 1, 128, 128) and (tmp_path / "synth_seed31_n5.npz").exists()
+    fresh = render_inputs(31, 5)
+    assert np.array_equal(x[:3], small[0] + np.float16(1))
+    assert np.array_equal(x[3:], fresh[0][3:]) and np.array_equal(rej, fresh[2])
+    assert np.array_equal(np.isnan(inc), np.isnan(fresh[1]))

@@ -6,7 +6,21 @@ from catalog.jobs import tracked
 from ml.services import register_weights
 from ml.train import TrainConfig, train_ensemble
 
-_VALUED = ("members", "images", "epochs", "seed", "out", "batch_size", "lr", "val_images", "threads", "cache_dir", "device")
+_VALUED = (
+    "members",
+    "images",
+    "epochs",
+    "seed",
+    "out",
+    "batch_size",
+    "lr",
+    "dropout",
+    "loss_scale_deg",
+    "val_images",
+    "threads",
+    "cache_dir",
+    "device",
+)
 _FLAGS = ("warm_start", "no_register", "no_activate")
 
 
@@ -17,7 +31,7 @@ def _as_argv(o: dict) -> list[str]:
         if o.get(k) is not None:
             argv += [f"--{k.replace('_', '-')}", str(o[k])]
     if o.get("warm_start"):
-        argv += ["--finetune-epochs", str(o["finetune_epochs"])]
+        argv += ["--finetune-epochs", str(o["finetune_epochs"]), "--finetune-lr-factor", str(o["finetune_lr_factor"])]
     argv += [f"--{k.replace('_', '-')}" for k in _FLAGS if o.get(k)]
     return argv
 
@@ -36,12 +50,15 @@ class Command(BaseCommand):
         parser.add_argument("--out", default="ml/weights", help="output directory")
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument("--lr", type=float, default=2e-3)
+        parser.add_argument("--dropout", type=float, default=0.2, help="dropout before and after the hidden layer")
+        parser.add_argument("--loss-scale-deg", type=float, default=5.0, help="regression loss = squared error / scale^2")
         parser.add_argument("--val-images", type=int, default=1000)
         parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
         parser.add_argument("--cache-dir", default="var/ml_cache", help="cache of rendered inputs ('' for none)")
         parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
         parser.add_argument("--warm-start", action="store_true", help="members 1.. start from member 0 and fine-tune on their own bag")
         parser.add_argument("--finetune-epochs", type=int, default=1, help="epochs of members 1.. with --warm-start")
+        parser.add_argument("--finetune-lr-factor", type=float, default=0.3, help="max lr of members 1.. relative to --lr")
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active version")
 
@@ -64,6 +81,9 @@ class Command(BaseCommand):
             progress=True,
             warm_start=o["warm_start"],
             finetune_epochs=o["finetune_epochs"],
+            finetune_lr_factor=o["finetune_lr_factor"],
+            dropout=o["dropout"],
+            loss_scale_deg=o["loss_scale_deg"],
         )
         command = "python manage.py train_inclination " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("members", "images", "epochs", "seed", "out")}
