@@ -151,14 +151,17 @@ def _normal_equations(jac: Tensor, res_w: Tensor, weight: Tensor, sky_free: bool
     With sky_free the sky (derivative 1, third free parameter) is added to the matrices.
     """
     bsz = jac.shape[0]
-    jw = (jac * weight[:, None]).reshape(bsz, jac.shape[1], -1).double()
-    rw = res_w.reshape(bsz, -1, 1).double()
-    jtj = torch.bmm(jw, jw.transpose(1, 2))
-    jtr = torch.bmm(jw, rw)[:, :, 0]
+    # products in the renderer's precision (float32: ~5x faster), accumulated by BLAS; the solve
+    # that follows is in float64 with Marquardt's diagonal scaling, so only the scaled matrix's
+    # condition matters
+    jw = (jac * weight[:, None]).reshape(bsz, jac.shape[1], -1)
+    rw = res_w.reshape(bsz, -1, 1)
+    jtj = torch.bmm(jw, jw.transpose(1, 2)).double()
+    jtr = torch.bmm(jw, rw)[:, :, 0].double()
     if not sky_free:
         return jtj, jtr
-    ww = weight.reshape(bsz, -1, 1).double()
-    cross = torch.bmm(jw, ww)[:, :, 0]  # [B, Pf']
+    ww = weight.reshape(bsz, -1, 1)
+    cross = torch.bmm(jw, ww)[:, :, 0].double()  # [B, Pf']
     npf = jtj.shape[1] + 1
     full = torch.empty(bsz, npf, npf, dtype=torch.float64, device=jac.device)
     keep = [0, 1] + list(range(3, npf))
@@ -181,7 +184,7 @@ def levenberg_marquardt(
     bounds: Bounds,
     *,
     max_iter: int = 60,
-    dchi2_tol: float = 1e-3,
+    dchi2_tol: float = 1e-2,
     lam0: float = 1e-3,
 ) -> LMState:
     """Minimise chi^2 = sum (w (data - model))^2 for every galaxy of the batch independently.

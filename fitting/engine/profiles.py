@@ -121,6 +121,7 @@ def sersic_with_grad(
     b: Tensor,
     db: Tensor,
     need_grad: bool = True,
+    centre: bool = True,
 ) -> tuple[Tensor, list[Tensor]]:
     """Sérsic surface brightness (flux per pixel^2) and its analytic derivatives.
 
@@ -128,7 +129,8 @@ def sersic_with_grad(
     log_flux, log_re, n, e1, e2, b, db: [B] per galaxy (b = b_n, db = db_n/dn).
 
     Returns (I, grads) with I [B, ...] and grads the list of dI/d(x0, y0, log_flux, log_re, n, e1, e2),
-    each [B, ...] (dI/dlog_flux is I itself). grads is empty when need_grad is False.
+    each [B, ...] (dI/dlog_flux is I itself). grads is empty when need_grad is False, and starts at
+    log_flux when centre is False (the renderer then takes the centre derivatives from the image).
     """
     shape = (-1,) + (1,) * (dx.dim() - 1)
     lf, lre, nn_, e1_, e2_, bb, dbb = (t.reshape(shape) for t in (log_flux, log_re, n, e1, e2, b, db))
@@ -149,10 +151,11 @@ def sersic_with_grad(
         return intensity, []
     # d log I / d r^2
     g_r2 = -bb * z * inv_n / (2.0 * r2)
-    ig = intensity * g_r2 * inv1me
-    # d r^2 / d x0 = -(2 dx - 2 e1 dx - 2 e2 dy) / (1 - e), same pattern for y0
-    d_x0 = ig * (-2.0) * (dx - e1_ * dx - e2_ * dy)
-    d_y0 = ig * (-2.0) * (dy + e1_ * dy - e2_ * dx)
+    if centre:
+        ig = intensity * g_r2 * inv1me
+        # d r^2 / d x0 = -(2 dx - 2 e1 dx - 2 e2 dy) / (1 - e), same pattern for y0
+        d_x0 = ig * (-2.0) * (dx - e1_ * dx - e2_ * dy)
+        d_y0 = ig * (-2.0) * (dy + e1_ * dy - e2_ * dx)
     d_lre = intensity * (bb * z * inv_n - 2.0)
     dlogn = sersic_dlog_norm_dn(nn_, bb, dbb)
     d_n = intensity * (dlogn - dbb * z + bb * z * log_rr * inv_n * inv_n)
@@ -163,7 +166,8 @@ def sersic_with_grad(
     dlogq_de = -1.0 / (1.0 - e * e)
     d_e1 = intensity * (g_r2 * (-(dx2 - dy2) + r2 * u1) * inv1me - dlogq_de * u1)
     d_e2 = intensity * (g_r2 * (-dxy2 + r2 * u2) * inv1me - dlogq_de * u2)
-    return intensity, [d_x0, d_y0, intensity, d_lre, d_n, d_e1, d_e2]
+    grads = [intensity, d_lre, d_n, d_e1, d_e2]
+    return intensity, ([d_x0, d_y0] + grads) if centre else grads
 
 
 def sersic_channels(
@@ -177,12 +181,14 @@ def sersic_channels(
     b: Tensor,
     db: Tensor,
     free_n: bool = True,
+    centre: bool = True,
 ) -> Tensor:
     """Stacked derivative channels [B, 7, ...] (or [B, 6, ...] without n) of :func:`sersic_with_grad`:
-    d/d(x0, y0, log_flux, log_re[, n], e1, e2); channel 2 (d/dlog_flux) is the image itself."""
-    _, grads = sersic_with_grad(dx, dy, log_flux, log_re, n, e1, e2, b, db, need_grad=True)
+    d/d(x0, y0, log_flux, log_re[, n], e1, e2); channel 2 (d/dlog_flux) is the image itself.
+    Without centre the x0, y0 channels are left out ([B, 5, ...] or [B, 4, ...])."""
+    _, grads = sersic_with_grad(dx, dy, log_flux, log_re, n, e1, e2, b, db, need_grad=True, centre=centre)
     if not free_n:
-        del grads[4]
+        del grads[4 if centre else 2]
     return torch.stack(grads, dim=1)
 
 
