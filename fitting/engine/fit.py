@@ -28,7 +28,7 @@ from .lm import (
     pinned,
     u_to_m,
 )
-from .model import ModelSpec, Renderer, model_spec
+from .model import ModelSpec, model_spec, renderer_for
 from .profiles import qtheta_to_e12
 from .version import ENGINE_VERSION  # noqa: E402,F401 (re-exported)
 
@@ -230,7 +230,7 @@ def fit(
             fatal[i] = "no finite start values"
     good = torch.tensor([not f for f in fatal], device=dev)
     bounds = default_bounds(h, w)
-    renderer = Renderer(spec, h, w, psf, device=dev, dtype=dtype, compile=compile)
+    renderer = renderer_for(spec, h, w, psf, device=dev, dtype=dtype, compile=compile)
     nch = len(spec.free) + 1
     bs = batch_size or auto_batch_size(h, w, nch, dev)
 

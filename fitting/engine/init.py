@@ -6,7 +6,6 @@ All functions take batches [B, H, W] and work on any device.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 #: Width of the border (pixels) used for the sky level and the noise.
@@ -80,6 +79,22 @@ def _label_scipy(mask: Tensor) -> Tensor:
     return out.reshape(b, h, w)
 
 
+def _mean3x3(x: Tensor) -> Tensor:
+    """Mean over each pixel's 3 x 3 neighbourhood within the image, [B, H, W] -> [B, H, W]
+    (separable shifted sums: much faster on a CPU than a pooling kernel on one channel)."""
+
+    def box(t: Tensor) -> Tensor:
+        r = t.clone()
+        r[:, :, 1:] += t[:, :, :-1]
+        r[:, :, :-1] += t[:, :, 1:]
+        c = r.clone()
+        c[:, 1:] += r[:, :-1]
+        c[:, :-1] += r[:, 1:]
+        return c
+
+    return box(x) / box(torch.ones_like(x[:1]))
+
+
 def _max3x3(x: Tensor) -> Tensor:
     """Maximum over each pixel's 3 x 3 neighbourhood (zero outside), [B, H, W] -> [B, H, W]."""
     r = x.clone()
@@ -100,7 +115,7 @@ def segment(images: Tensor, sky: Tensor, noise: Tensor, valid: Tensor, nsigma: f
     """
     b, h, w = images.shape
     x = torch.where(valid, images - sky[:, None, None], torch.zeros_like(images))
-    sm = F.avg_pool2d(x[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+    sm = _mean3x3(x)
     nz = noise if noise.dim() == 3 else noise[:, None, None].expand(b, h, w)
     det = (sm > nsigma * nz / 3.0) & valid
     lab = connected_components(det)
@@ -120,8 +135,10 @@ def segment(images: Tensor, sky: Tensor, noise: Tensor, valid: Tensor, nsigma: f
     area = torch.zeros(b, h * w + 1, device=images.device, dtype=sm.dtype).scatter_add(1, flat, det.reshape(b, -1).to(sm.dtype))
     real = (peak.gather(1, flat) >= NEIGHBOUR_NSIGMA) & (area.gather(1, flat) >= NEIGHBOUR_MIN_AREA)
     others = (lab > 0) & ~target & real.reshape(b, h, w)
-    k = 2 * MASK_GROW + 1
-    grown = F.max_pool2d(others[:, None].float(), k, stride=1, padding=MASK_GROW)[:, 0] > 0
+    grown = others.to(torch.uint8)
+    for _ in range(MASK_GROW):  # a (2 MASK_GROW + 1)^2 square, as repeated 3 x 3 maxima
+        grown = _max3x3(grown)
+    grown = grown > 0
     return target, grown & ~target, found
 
 
@@ -134,18 +151,23 @@ def moments_init(images: Tensor, sky: Tensor, target: Tensor, found: Tensor) -> 
     """
     b, h, w = images.shape
     dev = images.device
-    x = (images - sky[:, None, None]).double()
+    # image-sized arithmetic in the images' precision, sums accumulated in float64
+    x = images - sky[:, None, None].to(images.dtype)
     wgt = torch.where(target, x.clamp_min(0.0), torch.zeros_like(x))
-    tot = wgt.sum(dim=(1, 2)).clamp_min(1e-30)
-    ys = torch.arange(h, device=dev, dtype=torch.float64)[None, :, None]
-    xs = torch.arange(w, device=dev, dtype=torch.float64)[None, None, :]
-    x0 = (wgt * xs).sum(dim=(1, 2)) / tot
-    y0 = (wgt * ys).sum(dim=(1, 2)) / tot
-    dx = xs - x0[:, None, None]
-    dy = ys - y0[:, None, None]
-    mxx = (wgt * dx * dx).sum(dim=(1, 2)) / tot
-    myy = (wgt * dy * dy).sum(dim=(1, 2)) / tot
-    mxy = (wgt * dx * dy).sum(dim=(1, 2)) / tot
+    f64 = torch.float64
+    tot = wgt.sum(dim=(1, 2), dtype=f64).clamp_min(1e-30)
+    ys = torch.arange(h, device=dev, dtype=images.dtype)[None, :, None]
+    xs = torch.arange(w, device=dev, dtype=images.dtype)[None, None, :]
+    wx = wgt * xs
+    wy = wgt * ys
+    x0 = wx.sum(dim=(1, 2), dtype=f64) / tot
+    y0 = wy.sum(dim=(1, 2), dtype=f64) / tot
+    sxx = (wx * xs).sum(dim=(1, 2), dtype=f64) / tot
+    syy = (wy * ys).sum(dim=(1, 2), dtype=f64) / tot
+    sxy = (wx * ys).sum(dim=(1, 2), dtype=f64) / tot
+    mxx = sxx - x0 * x0
+    myy = syy - y0 * y0
+    mxy = sxy - x0 * y0
     half = 0.5 * (mxx + myy)
     rad = torch.sqrt((0.5 * (mxx - myy)) ** 2 + mxy**2)
     l1 = (half + rad).clamp_min(0.25)

@@ -44,7 +44,10 @@ band-limited reading of a Moffat sampled at FWHM 2.5 px is itself the limit.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -465,3 +468,37 @@ class Renderer:
             model = ch if model is None else model + ch
             col += sum(1 for j in range(5) if not self.spec.fixed[self.spec.comp_slice(c).start + j])
         return model + sky, stack
+
+
+_RENDERERS: OrderedDict = OrderedDict()
+_RENDERERS_LOCK = threading.Lock()
+#: Renderers kept per process (each holds a few MB of constant tensors).
+RENDERER_CACHE_SIZE = 8
+
+
+def renderer_for(
+    spec: ModelSpec,
+    height: int,
+    width: int,
+    psf: Tensor | None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    compile: bool = False,
+) -> Renderer:
+    """A cached :class:`Renderer` for this model, image size, PSF (by content), device and dtype:
+    building one (the PSF's correction kernels) costs tens of milliseconds, a worker fits many
+    batches with the same PSF."""
+    digest = None if psf is None else hashlib.sha1(torch.as_tensor(psf).detach().double().cpu().contiguous().numpy().tobytes()).hexdigest()
+    key = (spec, int(height), int(width), digest, str(torch.device(device)), dtype, bool(compile))
+    with _RENDERERS_LOCK:
+        r = _RENDERERS.get(key)
+        if r is not None:
+            _RENDERERS.move_to_end(key)
+            return r
+    r = Renderer(spec, height, width, psf, device=device, dtype=dtype, compile=compile)
+    with _RENDERERS_LOCK:
+        _RENDERERS[key] = r
+        while len(_RENDERERS) > RENDERER_CACHE_SIZE:
+            _RENDERERS.popitem(last=False)
+    return r
