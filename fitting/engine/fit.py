@@ -11,7 +11,6 @@ parameters, converged False and its reason; the rest of the batch is fitted as u
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -37,15 +36,6 @@ from .version import ENGINE_VERSION  # noqa: E402,F401 (re-exported)
 CPU_BATCH = 64
 #: Galaxies needing fewer valid pixels than this many per free parameter are not fitted.
 MIN_PIXELS_PER_PARAM = 4
-
-
-def cpu_plan(threads: int) -> dict:
-    """How to use ``threads`` CPU threads: one intra-op thread per worker and that many workers
-    fitting batches side by side (better than intra-op threads on batches of this size). Sets
-    torch's intra-op thread count; returns the keyword arguments for :func:`fit`."""
-    threads = max(1, int(threads))
-    torch.set_num_threads(1)
-    return {"workers": threads, "batch_size": CPU_BATCH // 2 if threads > 1 else CPU_BATCH}
 
 
 def default_device() -> torch.device:
@@ -164,7 +154,6 @@ def fit(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     batch_size: int | None = None,
-    workers: int = 1,
     max_iter: int = 60,
     bootstrap: int = 0,
     return_model: bool = False,
@@ -179,8 +168,7 @@ def fit(
     True = ignore. With fit_sky False the sky stays at its start value. bootstrap > 0 refits that
     many noise realisations of each best-fit model (parametric bootstrap) for a second error
     estimate. The model is rendered in ``dtype``; normal equations are solved in float64.
-    workers > 1 fits that many batches at once in threads (on a CPU, with torch.set_num_threads(1),
-    this uses the cores better than intra-op threads on small batches; see :func:`cpu_plan`).
+    Several CPU cores are best used by worker processes (:class:`fitting.engine.parallel.CpuPool`).
     compile: fuse the profile arithmetic with torch.compile (faster on big runs; the first call
     of a process compiles for up to a minute).
     """
@@ -252,15 +240,8 @@ def fit(
         for j, b in enumerate(sel.tolist()):
             reasons[b] = st.status[j]
 
-    batches = [gidx[start : start + bs] for start in range(0, gidx.numel(), bs)]
-    if workers > 1 and len(batches) > 1:
-        # batches are independent and write disjoint rows: run them side by side, each op on one
-        # intra-op thread (torch releases the GIL inside its kernels)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(fit_batch, batches))
-    else:
-        for sel in batches:
-            fit_batch(sel)
+    for start in range(0, gidx.numel(), bs):
+        fit_batch(gidx[start : start + bs])
     params, _ = m_to_physical(m_all, spec)
     cov = torch.full((bsz, spec.n_params, spec.n_params), float("nan"), dtype=torch.float64, device=dev)
     err = torch.full((bsz, spec.n_params), float("nan"), dtype=torch.float64, device=dev)

@@ -185,6 +185,7 @@ def levenberg_marquardt(
     *,
     max_iter: int = 60,
     dchi2_tol: float = 1e-2,
+    final_step_tol: float = 3.0,
     lam0: float = 1e-3,
 ) -> LMState:
     """Minimise chi^2 = sum (w (data - model))^2 for every galaxy of the batch independently.
@@ -192,7 +193,9 @@ def levenberg_marquardt(
     data, weight: [B, H, W] (weight = 1/sigma, 0 for masked pixels), renderer dtype.
     u0: [B, P] float64 start in u space. Each galaxy has its own damping lambda (Marquardt's
     diagonal scaling) and stops when the step predicted by the linearised model would lower chi^2 by
-    less than ``dchi2_tol`` (a small fraction of one sigma). Converged galaxies leave the batch.
+    less than ``dchi2_tol`` (a small fraction of one sigma), or takes that last step unrendered when
+    it would lower chi^2 by less than ``final_step_tol`` (then chi2 is the predicted value and the
+    curvature matrix is the one before the step). Converged galaxies leave the batch.
     """
     spec = renderer.spec
     free = torch.tensor(spec.free, device=u0.device)
@@ -237,16 +240,28 @@ def levenberg_marquardt(
         pred = (step * (2.0 * g_u - (h_u @ step[:, :, None])[:, :, 0])).sum(1)
         # galaxies whose (lightly damped) step cannot improve chi^2 noticeably have converged;
         # a heavily damped step predicts little only because it is short, so it does not count
-        small = (pred < dchi2_tol) & (lam[act] < 1.0)
+        gn = lam[act] < 1.0
+        small = (pred < dchi2_tol) & gn
         fin = act[small]
         if fin.numel():
             done[fin] = True
             conv[fin] = True
-        trial = act[~small]
+        # a (nearly undamped) Gauss-Newton step that the linearised model says lowers chi^2 by less
+        # than final_step_tol is taken without rendering again: it moves the parameters by less
+        # than their errors, where the linearisation is exact to second order, and the Jacobian
+        # for the covariance changes negligibly. Saves the confirming render of most fits.
+        last = ~small & (pred < final_step_tol) & (lam[act] < 1e-2)
+        fl = act[last]
+        if fl.numel():
+            u[fl[:, None], free[None, :]] += step[last]
+            chi2[fl] = chi2[fl] - pred[last]
+            done[fl] = True
+            conv[fl] = True
+        trial = act[~small & ~last]
         if trial.numel() == 0:
             continue
         ut = u[trial].clone()
-        ut[:, free] += step[~small]
+        ut[:, free] += step[~small & ~last]
         c2, jtj_t, jtr_t, d_t = evaluate(ut, data[trial], weight[trial])
         iters[trial] += 1
         ok = torch.isfinite(c2) & (c2 < chi2[trial]) & torch.isfinite(jtj_t).all(dim=(1, 2))
