@@ -28,8 +28,6 @@ from .parallel import CpuPool
 COLUMNS = ("x", "y", "flux", "re", "n", "q", "theta")
 #: Engine physical columns (x0, y0, sky, flux, re, n, q, theta) for each bench column.
 _ENGINE_COL = (0, 1, 3, 4, 5, 6, 7)
-#: Galaxies per chunk a worker process fits at once (fastest at 32-48 on the 2-core machine).
-POOL_CHUNK = 40
 #: A fit is an outlier when it misses the truth by more than any of these.
 OUTLIER = {"x": 1.0, "y": 1.0, "flux": 0.2, "re": 0.2, "n": 1.0, "q": 0.1}
 
@@ -93,13 +91,14 @@ def run(
         # the timed fit, as a running worker cluster has them behind it)
         warm = {"shape": images.shape[1:], "psf": args[2], "compile": compile}
         with CpuPool(threads, warm=warm) as pool:
-            out = pool.fit(*args, chunk=batch_size or POOL_CHUNK, **kw)
+            out = pool.fit(*args, chunk=batch_size, **kw)
     else:
         if device == "cpu":
             torch.set_num_threads(threads or 1)
-        if compile:  # compile (or load the compiled kernels) outside the timed fit: batches of 1 and 3
-            for k in (1, 3):
-                fit(images[:k], sigma[:k], psf, fit_sky=fit_sky, device=device, compile=True, init=None if init is None else init[:k])
+        # outside the timed fit, as for the worker processes: build the renderer, load scipy's
+        # labelling, compile if asked (batches of 1 and 3: the compiled kernels specialise on 1)
+        for k in (1, 3):
+            fit(images[:k], sigma[:k], psf, fit_sky=fit_sky, device=device, compile=compile, init=None if init is None else init[:k])
         out = fit(*args, device=device, batch_size=batch_size, **kw)
     cols = list(_ENGINE_COL)
     return {

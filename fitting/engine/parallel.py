@@ -13,6 +13,7 @@ Workers are spawned (not forked: a fork after torch has started its thread pools
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +21,10 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 from torch import Tensor
 
-from .fit import CPU_BATCH, BatchFit, fit
+from .fit import BatchFit, fit
+
+#: Chunk sizes a worker fits at once (one thread: 32-64 galaxies of 64 x 64 were fastest).
+MIN_CHUNK, MAX_CHUNK = 8, 64
 
 
 def _init_worker(warm: dict | None) -> None:
@@ -89,14 +93,17 @@ class CpuPool:
         *,
         init: Tensor | None = None,
         mask: Tensor | None = None,
-        chunk: int = CPU_BATCH,
+        chunk: int | None = None,
         **kwargs,
     ) -> BatchFit:
         """:func:`fitting.engine.fit` of the batch, cut into chunks of ``chunk`` galaxies fitted by
-        the workers side by side. Keyword arguments go to ``fit`` (device is always the CPU)."""
+        the workers side by side (default: two chunks per worker, at most MAX_CHUNK galaxies each,
+        so that the workers finish together). Keyword arguments go to ``fit`` (on the CPU)."""
         t0 = time.perf_counter()
         images = torch.as_tensor(images)
         n = images.shape[0]
+        if not chunk:
+            chunk = max(MIN_CHUNK, min(MAX_CHUNK, math.ceil(n / (2 * self.processes))))
         jobs = []
         for s in range(0, n, chunk):
             sl = slice(s, s + chunk)
