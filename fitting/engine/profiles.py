@@ -122,6 +122,8 @@ def sersic_with_grad(
     db: Tensor,
     need_grad: bool = True,
     centre: bool = True,
+    free_n: bool = True,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """Sérsic surface brightness (flux per pixel^2) and its analytic derivatives.
 
@@ -130,7 +132,9 @@ def sersic_with_grad(
 
     Returns (I, grads) with I [B, ...] and grads the list of dI/d(x0, y0, log_flux, log_re, n, e1, e2),
     each [B, ...] (dI/dlog_flux is I itself). grads is empty when need_grad is False, and starts at
-    log_flux when centre is False (the renderer then takes the centre derivatives from the image).
+    log_flux when centre is False (the renderer then takes the centre derivatives from the image),
+    and leaves out n when free_n is False. With ``out`` [B, K, ...] (K the number of those
+    channels) the channels are written into it instead (no stacking copy) and grads is empty.
     """
     shape = (-1,) + (1,) * (dx.dim() - 1)
     lf, lre, nn_, e1_, e2_, bb, dbb = (t.reshape(shape) for t in (log_flux, log_re, n, e1, e2, b, db))
@@ -146,28 +150,47 @@ def sersic_with_grad(
     inv_n = 1.0 / nn_
     log_rr = 0.5 * torch.log(r2) - lre  # log(r / re)
     z = torch.exp(inv_n * log_rr)  # (r / re)^(1/n)
-    intensity = torch.exp(lf + log_norm - log_q - 2.0 * lre - bb * z)
+    bz = bb * z
+    k0 = 2 if centre else 0
+    if out is not None and need_grad:
+        intensity = torch.exp(lf + log_norm - log_q - 2.0 * lre - bz, out=out[:, k0])
+    else:
+        intensity = torch.exp(lf + log_norm - log_q - 2.0 * lre - bz)
     if not need_grad:
         return intensity, []
+    a = bz * inv_n  # b z / n
     # d log I / d r^2
-    g_r2 = -bb * z * inv_n / (2.0 * r2)
+    g_r2 = -0.5 * a / r2
+    grads: list[Tensor] = []
+
+    def put(k: int, x: Tensor, y: Tensor) -> None:  # channel k = x * y
+        if out is None:
+            grads.append(x * y)
+        else:
+            torch.mul(x, y, out=out[:, k])
+
     if centre:
         ig = intensity * g_r2 * inv1me
         # d r^2 / d x0 = -(2 dx - 2 e1 dx - 2 e2 dy) / (1 - e), same pattern for y0
-        d_x0 = ig * (-2.0) * (dx - e1_ * dx - e2_ * dy)
-        d_y0 = ig * (-2.0) * (dy + e1_ * dy - e2_ * dx)
-    d_lre = intensity * (bb * z * inv_n - 2.0)
-    dlogn = sersic_dlog_norm_dn(nn_, bb, dbb)
-    d_n = intensity * (dlogn - dbb * z + bb * z * log_rr * inv_n * inv_n)
+        put(0, ig, -2.0 * (dx - e1_ * dx - e2_ * dy))
+        put(1, ig, -2.0 * (dy + e1_ * dy - e2_ * dx))
+    if out is None:
+        grads.append(intensity)
+    put(k0 + 1, intensity, a - 2.0)
+    k = k0 + 2
+    if free_n:
+        dlogn = sersic_dlog_norm_dn(nn_, bb, dbb)
+        put(k, intensity, dlogn - dbb * z + a * log_rr * inv_n)
+        k += 1
     # d r^2 / d e_i = (-d_i + r^2 e_i / e) / (1 - e); d log q / d e_i = -(e_i / e) / (1 - e^2)
     e_safe = e.clamp_min(1e-12)
     u1 = e1_ / e_safe
     u2 = e2_ / e_safe
     dlogq_de = -1.0 / (1.0 - e * e)
-    d_e1 = intensity * (g_r2 * (-(dx2 - dy2) + r2 * u1) * inv1me - dlogq_de * u1)
-    d_e2 = intensity * (g_r2 * (-dxy2 + r2 * u2) * inv1me - dlogq_de * u2)
-    grads = [intensity, d_lre, d_n, d_e1, d_e2]
-    return intensity, ([d_x0, d_y0] + grads) if centre else grads
+    gi = g_r2 * inv1me
+    put(k, intensity, gi * (r2 * u1 - (dx2 - dy2)) - dlogq_de * u1)
+    put(k + 1, intensity, gi * (r2 * u2 - dxy2) - dlogq_de * u2)
+    return intensity, grads
 
 
 def sersic_channels(
@@ -186,10 +209,11 @@ def sersic_channels(
     """Stacked derivative channels [B, 7, ...] (or [B, 6, ...] without n) of :func:`sersic_with_grad`:
     d/d(x0, y0, log_flux, log_re[, n], e1, e2); channel 2 (d/dlog_flux) is the image itself.
     Without centre the x0, y0 channels are left out ([B, 5, ...] or [B, 4, ...])."""
-    _, grads = sersic_with_grad(dx, dy, log_flux, log_re, n, e1, e2, b, db, need_grad=True, centre=centre)
-    if not free_n:
-        del grads[4 if centre else 2]
-    return torch.stack(grads, dim=1)
+    shape = torch.broadcast_shapes(dx.shape, dy.shape)
+    nch = (2 if centre else 0) + (5 if free_n else 4)
+    out = torch.empty((shape[0], nch) + tuple(shape[1:]), dtype=dx.dtype, device=dx.device)
+    sersic_with_grad(dx, dy, log_flux, log_re, n, e1, e2, b, db, need_grad=True, centre=centre, free_n=free_n, out=out)
+    return out
 
 
 _COMPILED: dict[str, object] = {}
