@@ -1,18 +1,22 @@
 """Profile-fitting engine: pure PyTorch, batch first, no Django.
 
 Entry point :func:`fit` (images [B, H, W] -> :class:`BatchFit`); building blocks in profiles
-(Sérsic, b_n), model (rendering with analytic Jacobian: sub-pixel integration of the centre and a
-fine-cell PSF correction of the cusp), lm (batched Levenberg-Marquardt, bounds by reparametrisation,
-covariance in physical parameters), init (sky and noise from the border, segmentation, moments).
-``python -m fitting.engine.bench`` runs it on a file of images (see bench.py).
+(Sérsic, b_n), model (rendering with analytic Jacobian: pixel integrals with their curvature term,
+fine cells at the centre, FFT convolution with the PSF and an exact convolution of the cusp), lm
+(batched Levenberg-Marquardt, bounds by reparametrisation, covariance in physical parameters), init
+(sky and noise from the border, segmentation, moments), parallel (worker processes for several CPU
+cores). ``python -m fitting.engine.bench`` runs it on a file of images (see bench.py).
 
 Conventions: pixel [0, 0] centred at (0, 0), x along the second axis, theta in radians
 counter-clockwise from +x to the major axis, re along the major axis, q = b/a. The PSF image is
 sampled at pixel centres (no pixel response: the engine integrates pixels itself).
 
-Known limits (bench/fit_bench.py on GalSim renders, 64 x 64, Moffat FWHM 2.5 px): the model
-matches GalSim to chi^2 of a few (sigma = 1) per galaxy; re and n come out low by ~0.6 sigma on
-average at those signal-to-noise ratios, from the residual quadrature error near the centre.
+Accuracy (bench/fit_bench.py on GalSim renders, 64 x 64, Moffat FWHM 2.5 px, 10^3-10^4 counts at
+unit noise): noiseless renders are recovered within 0.1 sigma rms (0.4 sigma at worst, for the
+most compact n = 4 galaxies, where reading a Moffat sampled at FWHM 2.5 px as band-limited is the
+limit); on noisy renders the errors are calibrated to within the scatter of 150-realisation tests
+(std of (fit - truth) / error 0.85-1.09 per parameter), with the usual maximum-likelihood bias of
++0.1-0.2 sigma in flux, re and n for high-n galaxies.
 """
 
 from importlib import import_module
