@@ -397,7 +397,9 @@ def main(argv=None) -> int:
         )
     print(
         "\n'ours x' = peer seconds per galaxy / ours (how many times faster we are); dflux, dre fractional;"
-        "\n'ours[:k]' = our accuracy on the k galaxies a slow peer was given (same images, same starts)."
+        "\n'ours[:k]' = our accuracy on the k galaxies a slow peer was given (same images, same starts);"
+        "\npull std = std((fit - truth) / reported error) over the non-outliers; from N fits it scatters by"
+        f"\nabout 1/sqrt(2(N-1)) by chance alone: +-{1 / math.sqrt(2 * (args.n - 1)):.2f} for N = {args.n}."
     )
     return 0
 

@@ -135,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         acc = accuracy(res["params"], res["errors"], np.asarray(data["truth"], dtype=np.float64), ok)
         print("column     " + " ".join(f"{c:>8s}" for c in COLUMNS))
         print("median|d|  " + " ".join(f"{acc['median_abs'][c]:8.4f}" for c in COLUMNS) + "   (flux, re fractional)")
-        print("pull std   " + " ".join(f"{acc['pull_std'][c]:8.3f}" for c in COLUMNS))
+        print(
+            "pull std   "
+            + " ".join(f"{acc['pull_std'][c]:8.3f}" for c in COLUMNS)
+            + f"   (+-{1 / math.sqrt(2 * max(n - 1, 1)):.2f} by chance for N = {n})"
+        )
         print(
             f"outlier fraction {acc['outlier_fraction']:.3f}  "
             f"(|dx|,|dy| > 1 px, |dflux/flux|, |dre/re| > 0.2, |dn| > 1, |dq| > 0.1, or failed)"
