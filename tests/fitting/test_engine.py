@@ -202,6 +202,7 @@ def test_noise_is_not_masked_but_a_neighbour_is():
             assert int(neighbours.sum()) == 0
 
 
+@pytest.mark.slow
 def test_cpu_pool_gives_the_single_process_fit():
     """Two worker processes fitting chunks side by side return what one process returns, in order,
     bad galaxies flagged as usual."""
@@ -219,3 +220,18 @@ def test_cpu_pool_gives_the_single_process_fit():
     ok = torch.isfinite(one.params).all(dim=1)
     assert torch.allclose(two.params[ok], one.params[ok], rtol=1e-4, atol=1e-4)
     assert torch.equal(two.converged, one.converged)
+
+
+@pytest.mark.slow
+def test_compiled_profile_arithmetic_gives_the_same_fit():
+    """fit(compile=True) (torch.compile of the profile channels, used by the benchmark) returns the
+    eager fit, including for a batch of one (compiled kernels specialise on size 1)."""
+    truth = _truth(3)
+    psf = gaussian_psf(9)
+    images = render(truth, psf=psf).float()
+    sigma = torch.full_like(images, 0.5)
+    eager = fit(images, sigma, psf, device="cpu")
+    for sl in (slice(0, 1), slice(0, 3)):
+        comp = fit(images[sl], sigma[sl], psf, device="cpu", compile=True)
+        assert torch.allclose(comp.params, eager.params[sl], rtol=1e-4, atol=1e-4)
+        assert torch.allclose(comp.errors, eager.errors[sl], rtol=1e-3, atol=1e-6)
