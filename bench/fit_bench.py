@@ -107,6 +107,8 @@ def fit_ours(data, init, threads, compile_):
     from fitting.engine import bench
 
     res = bench.run({**data, "init": init}, device="cpu", threads=threads, compile=compile_)
+    mode = f"{threads} worker processes x 1 thread" if threads > 1 else "1 thread"
+    print(f"ours: {mode}{', compiled' if compile_ else ''}; set-up before the timed fit {float(res['setup_seconds']):.1f} s", flush=True)
     return res["params"], res["errors"], res["seconds"]
 
 

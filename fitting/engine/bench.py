@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 
 import numpy as np
 import torch
@@ -86,11 +87,13 @@ def run(
     init = to_engine(np.asarray(data["init"], dtype=np.float64)) if "init" in data else None
     args = (torch.from_numpy(images), torch.from_numpy(sigma), torch.from_numpy(psf))
     kw = dict(model="sersic", init=None if init is None else torch.from_numpy(init), fit_sky=fit_sky, compile=compile)
+    t_setup = time.perf_counter()
     if device == "cpu" and threads and threads > 1:
         # `threads` worker processes with one torch thread each (start-up and compilation outside
         # the timed fit, as a running worker cluster has them behind it)
         warm = {"shape": images.shape[1:], "psf": args[2], "compile": compile}
         with CpuPool(threads, warm=warm) as pool:
+            setup = time.perf_counter() - t_setup
             out = pool.fit(*args, chunk=batch_size, **kw)
     else:
         if device == "cpu":
@@ -99,6 +102,7 @@ def run(
         # labelling, compile if asked (batches of 1 and 3: the compiled kernels specialise on 1)
         for k in (1, 3):
             fit(images[:k], sigma[:k], psf, fit_sky=fit_sky, device=device, compile=compile, init=None if init is None else init[:k])
+        setup = time.perf_counter() - t_setup
         out = fit(*args, device=device, batch_size=batch_size, **kw)
     cols = list(_ENGINE_COL)
     return {
@@ -107,6 +111,7 @@ def run(
         "converged": out.converged.numpy(),
         "seconds": np.float64(out.seconds),
         "reasons": np.array(out.reasons),
+        "setup_seconds": np.float64(setup),
     }
 
 
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"galaxies {n}  device {device}  threads {args.threads or torch.get_num_threads()}  "
         f"seconds/galaxy {res['seconds'] / n:.5f}  galaxies/s {n / res['seconds']:.1f}  "
-        f"converged {res['converged'].mean():.3f}"
+        f"converged {res['converged'].mean():.3f}  (set-up before the timed fit {res['setup_seconds']:.1f} s)"
     )
     if "truth" in data:
         ok = np.isfinite(res["params"]).all(axis=1)
