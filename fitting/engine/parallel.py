@@ -97,13 +97,14 @@ class CpuPool:
         **kwargs,
     ) -> BatchFit:
         """:func:`fitting.engine.fit` of the batch, cut into chunks of ``chunk`` galaxies fitted by
-        the workers side by side (default: two chunks per worker, at most MAX_CHUNK galaxies each,
-        so that the workers finish together). Keyword arguments go to ``fit`` (on the CPU)."""
+        the workers side by side (default: equal chunks of at most MAX_CHUNK galaxies, as many per
+        worker, so that the workers finish together). Keyword arguments go to ``fit`` (on the CPU)."""
         t0 = time.perf_counter()
         images = torch.as_tensor(images)
         n = images.shape[0]
-        if not chunk:
-            chunk = max(MIN_CHUNK, min(MAX_CHUNK, math.ceil(n / (2 * self.processes))))
+        if not chunk:  # equal chunks, a multiple of the worker count, each at most MAX_CHUNK
+            rounds = max(1, math.ceil(n / (self.processes * MAX_CHUNK)))
+            chunk = max(MIN_CHUNK, math.ceil(n / (rounds * self.processes)))
         jobs = []
         for s in range(0, n, chunk):
             sl = slice(s, s + chunk)
