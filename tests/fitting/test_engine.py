@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -223,6 +224,7 @@ def test_cpu_pool_gives_the_single_process_fit():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_profile_arithmetic_gives_the_same_fit():
     """fit(compile=True) (torch.compile of the profile channels, used by the benchmark) returns the
     eager fit, including for a batch of one (compiled kernels specialise on size 1)."""
