@@ -183,6 +183,10 @@ def fit_and_store(
             FitResult.objects.bulk_create(
                 rows, update_conflicts=True, unique_fields=["image", "model_kind", "engine_version"], update_fields=update
             )
+            # the axis-ratio baseline beside stored CNN predictions follows the new fits
+            from ml.services import refresh_axis_ratios
+
+            refresh_axis_ratios([r.image_id for r in rows if r.converged])
         stored += len(rows)
         converged += sum(1 for r in rows if r.converged)
         failed += sum(1 for r in rows if not r.converged)

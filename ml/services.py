@@ -117,6 +117,49 @@ def read_image_field(image) -> np.ndarray:
     return load_image_bytes(data, image.file.name)
 
 
+#: Fitted axis ratios preferred for the baseline, best first: the disk of a bulge+disk fit is the
+#: disk's own b/a; a single Sérsic's b/a mixes in a rounder bulge.
+FIT_KIND_PREFERENCE = ("bulge_disk", "sersic")
+
+
+def fitted_axis_ratios(image_ids: list[int]) -> dict[int, tuple[float, str]]:
+    """{image id: (q, 'fit:<kind>')} from converged profile fits with a finite b/a (the preferred
+    model kind, then the newest fit), for the images that have one."""
+    from fitting.models import FitResult
+
+    best: dict[int, tuple[int, object, float, str]] = {}
+    rows = FitResult.objects.filter(image_id__in=list(image_ids), converged=True, q__isnull=False).values_list(
+        "image_id", "model_kind", "q", "updated"
+    )
+    for image_id, kind, q, updated in rows:
+        if not (0.0 < q <= 1.0):
+            continue
+        rank = FIT_KIND_PREFERENCE.index(kind) if kind in FIT_KIND_PREFERENCE else len(FIT_KIND_PREFERENCE)
+        cur = best.get(image_id)
+        if cur is None or (rank, -updated.timestamp()) < (cur[0], -cur[1].timestamp()):
+            best[image_id] = (rank, updated, float(q), f"fit:{kind}")
+    return {i: (v[2], v[3]) for i, v in best.items()}
+
+
+def refresh_axis_ratios(image_ids: list[int]) -> int:
+    """Put the fitted b/a (where there is one) into the stored predictions of these images, with the
+    axis-ratio inclination for the current q0; returns the number of predictions changed. Called
+    after new fits are stored, so the baseline beside the CNN values follows the best measurement."""
+    fitted = fitted_axis_ratios(image_ids)
+    if not fitted:
+        return 0
+    preds = list(Prediction.objects.filter(image_id__in=list(fitted)))
+    from ml.inference import axis_ratio_inclination
+
+    for p in preds:
+        q, source = fitted[p.image_id]
+        p.axis_ratio = q
+        p.axis_ratio_inc = float(axis_ratio_inclination(q, q0()))
+        p.extra = {**(p.extra or {}), "axis_ratio_source": source, "q0": q0()}
+    Prediction.objects.bulk_update(preds, ["axis_ratio", "axis_ratio_inc", "extra"])
+    return len(preds)
+
+
 def predict_and_store(image_ids: list[int], mv: ModelVersion | None = None, progress=None) -> dict:
     """Predict the given catalog images with a model version and upsert one Prediction each.
 
@@ -139,11 +182,13 @@ def predict_and_store(image_ids: list[int], mv: ModelVersion | None = None, prog
                 skipped += 1
         if rows:
             res = ens.predict_images(arrays)
+            fitted = fitted_axis_ratios([im.pk for im in rows])
             objs = []
             for k, im in enumerate(rows):
                 from ml.inference import axis_ratio_from_moments, axis_ratio_inclination
 
-                q = axis_ratio_from_moments(arrays[k])
+                # the baseline's b/a: from a converged profile fit when there is one, else moments
+                q, source = fitted.get(im.pk, (axis_ratio_from_moments(arrays[k]), "moments"))
                 qinc = float(axis_ratio_inclination(q, q0())) if np.isfinite(q) else None
                 objs.append(
                     Prediction(
@@ -161,6 +206,7 @@ def predict_and_store(image_ids: list[int], mv: ModelVersion | None = None, prog
                             "reject_likelihood": float(res["reject_likelihood"][k]),
                             "sigma_model": float(res["sigma_model"][k]),
                             "q0": q0(),
+                            "axis_ratio_source": source,
                         },
                     )
                 )

@@ -152,3 +152,29 @@ def test_rest_api_lists_versions_and_predictions(client, version, galaxy):
     assert r.status_code == 200 and version.sha256 in r.content.decode()
     r = client.get("/api/v1/predictions/?pgc=4242")
     assert r.status_code == 200 and r.content.decode().count('"model_version"') == 2
+
+
+def test_axis_ratio_baseline_uses_profile_fits_when_present(version, galaxy):
+    """The baseline beside the CNN values takes b/a from a converged fit (bulge+disk before Sérsic),
+    from image moments otherwise, and stored predictions follow fits stored later."""
+    from fitting.engine.version import ENGINE_VERSION
+    from fitting.models import FitResult
+    from ml.inference import axis_ratio_inclination
+    from ml.services import predict_and_store, q0, refresh_axis_ratios
+
+    g_img, r_img = sorted(galaxy.images.all(), key=lambda im: im.band)
+    FitResult.objects.create(image=g_img, model_kind="sersic", engine_version=ENGINE_VERSION, converged=True, q=0.5)
+    FitResult.objects.create(image=r_img, model_kind="sersic", engine_version=ENGINE_VERSION, converged=False, q=0.9)
+    predict_and_store([g_img.pk, r_img.pk], version)
+    pg = Prediction.objects.get(image=g_img)
+    pr = Prediction.objects.get(image=r_img)
+    assert pg.axis_ratio == 0.5 and pg.extra["axis_ratio_source"] == "fit:sersic"
+    assert abs(pg.axis_ratio_inc - float(axis_ratio_inclination(0.5, q0()))) < 1e-9
+    assert pr.extra["axis_ratio_source"] == "moments" and pr.axis_ratio != 0.9  # unconverged fit ignored
+
+    # a bulge+disk fit stored later wins over the Sérsic one
+    FitResult.objects.create(image=g_img, model_kind="bulge_disk", engine_version=ENGINE_VERSION, converged=True, q=0.3)
+    assert refresh_axis_ratios([g_img.pk, r_img.pk]) == 1
+    pg.refresh_from_db()
+    assert pg.axis_ratio == 0.3 and pg.extra["axis_ratio_source"] == "fit:bulge_disk"
+    assert pg.axis_ratio_inc == pytest.approx(float(axis_ratio_inclination(0.3, q0())))
