@@ -60,6 +60,12 @@ def queue_for(preferred: str = "cpu") -> str:
     return "cpu"
 
 
+def queue_for_task(path: str) -> str:
+    """The queue for the task at dotted ``path``: ``gpu`` when it is one of GALCAT_GPU_TASKS and a
+    GPU cluster runs somewhere (:func:`queue_for`), else ``cpu``."""
+    return queue_for("gpu") if path in getattr(settings, "GALCAT_GPU_TASKS", []) else "cpu"
+
+
 def _sync() -> bool:
     """Run tasks inline (tests): settings.GALCAT_TASKS_SYNC."""
     return bool(getattr(settings, "GALCAT_TASKS_SYNC", False))
@@ -505,7 +511,7 @@ def nightly() -> dict:
             missing[path] = str(exc)
             logger.warning("nightly: %s is not available: %s", path, exc)
             continue
-        queue = queue_for("gpu") if path in settings.GALCAT_GPU_TASKS else "cpu"
+        queue = queue_for_task(path)
         queued[path] = enqueue_job(f"nightly:{path.rsplit('.', 1)[-1]}", path, queue=queue).pk
     return {"queued": queued, "missing": missing}
 

@@ -91,7 +91,7 @@ def job_kind(path: str) -> str:
 
 def flush(job_id: int, *, force: bool = False) -> list[int]:
     """Turn one collector into batch jobs; returns their ids ([] when not due or already taken)."""
-    from catalog.tasks import _cluster_retry, queue_for, run_batched
+    from catalog.tasks import _cluster_retry, queue_for_task, run_batched
 
     now = timezone.now()
     with transaction.atomic():
@@ -110,7 +110,7 @@ def flush(job_id: int, *, force: bool = False) -> list[int]:
             except ImportError as exc:
                 skipped.append(f"{path}: {exc}")
                 continue
-            queue = queue_for("gpu") if path in settings.GALCAT_GPU_TASKS else "cpu"
+            queue = queue_for_task(path)
             kind = job_kind(path) if job.kind == IMAGES else "consensus"
             timeout = min(int(settings.GALCAT_PIPELINE_TIMEOUT), _cluster_retry(queue) - 1)
             child = run_batched(kind, path, ids, batch_size=size, queue=queue, params={"trigger": job.pk}, timeout=timeout)

@@ -28,7 +28,7 @@ def fit_images(image_ids: list[int], model_kind: str = FitResult.Kind.SERSIC, jo
 
 def fit_stale(model_kind: str = FitResult.Kind.SERSIC) -> dict:
     """Nightly: queue fits of every image the current engine has not fitted with this model."""
-    from catalog.tasks import run_batched
+    from catalog.tasks import queue_for_task, run_batched
 
     ids = stale_image_ids(model_kind)
     if not ids:
@@ -38,7 +38,7 @@ def fit_stale(model_kind: str = FitResult.Kind.SERSIC) -> dict:
         "fitting.tasks.fit_images",
         ids,
         batch_size=int(getattr(settings, "GALCAT_IMAGE_BATCH_SIZE", 64)),
-        queue="gpu" if "fitting.tasks.fit_images" in getattr(settings, "GALCAT_GPU_TASKS", []) else "cpu",
+        queue=queue_for_task("fitting.tasks.fit_images"),
         func_kwargs={"model_kind": model_kind},
         params={"model": model_kind},
     )

@@ -33,7 +33,7 @@ def stale_image_ids(mv: ModelVersion | None = None) -> list[int]:
 
 def predict_stale() -> dict:
     """Nightly: queue predictions for every image the active version has not predicted."""
-    from catalog.tasks import run_batched
+    from catalog.tasks import queue_for_task, run_batched
 
     ids = stale_image_ids()
     if not ids:
@@ -43,6 +43,6 @@ def predict_stale() -> dict:
         "ml.tasks.predict_images",
         ids,
         batch_size=int(getattr(settings, "GALCAT_IMAGE_BATCH_SIZE", 64)),
-        queue="gpu" if "ml.tasks.predict_images" in getattr(settings, "GALCAT_GPU_TASKS", []) else "cpu",
+        queue=queue_for_task("ml.tasks.predict_images"),
     )
     return {"queued": len(ids), "job": job.pk}

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from catalog.jobs import JobError, cancel_job, create_job, mark_lost_jobs, retry_job, tracked, visible_jobs
 from catalog.models import Job
-from catalog.tasks import demo_job, demo_rows, enqueue_job, queue_for, run_batch, run_batched
+from catalog.tasks import demo_job, demo_rows, enqueue_job, queue_for, queue_for_task, run_batch, run_batched
 from tests.jobs import funcs
 
 
@@ -176,6 +176,15 @@ def test_queues(settings):
     assert queue_for("gpu") == "cpu"
     settings.GALCAT_GPU_QUEUE = True
     assert queue_for("gpu") == "gpu" and queue_for("cpu") == "cpu"
+
+
+def test_gpu_tasks_go_to_the_gpu_queue_only_when_a_gpu_cluster_runs(settings):
+    settings.GALCAT_GPU_TASKS = ["fitting.tasks.fit_images", "fitting.tasks.fit_stale"]
+    settings.GALCAT_GPU_QUEUE = False
+    assert queue_for_task("fitting.tasks.fit_images") == "cpu"  # nobody would serve a gpu queue
+    settings.GALCAT_GPU_QUEUE = True
+    assert queue_for_task("fitting.tasks.fit_images") == "gpu"
+    assert queue_for_task("catalog.consensus.run_consensus_task") == "cpu"
 
 
 def test_visibility(db, member, other_member, curator):
