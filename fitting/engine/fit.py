@@ -232,16 +232,13 @@ def fit(
     data = clean
     wgt = torch.where(valid, 1.0 / torch.where(valid, sig, torch.ones_like(sig)), torch.zeros_like(sig))
     u_start = m_to_u(physical_to_m(p0, spec), spec, bounds)
-
-    def fit_batch(sel: Tensor) -> None:
+    for start in range(0, gidx.numel(), bs):
+        sel = gidx[start : start + bs]
         st = levenberg_marquardt(renderer, data[sel], wgt[sel], u_start[sel], bounds, max_iter=max_iter)
         m_all[sel] = u_to_m(st.u, spec, bounds)[0]
         chi2[sel], iters[sel], conv[sel], jtj[sel] = st.chi2, st.iterations, st.converged, st.jtj_m
         for j, b in enumerate(sel.tolist()):
             reasons[b] = st.status[j]
-
-    for start in range(0, gidx.numel(), bs):
-        fit_batch(gidx[start : start + bs])
     params, _ = m_to_physical(m_all, spec)
     cov = torch.full((bsz, spec.n_params, spec.n_params), float("nan"), dtype=torch.float64, device=dev)
     err = torch.full((bsz, spec.n_params), float("nan"), dtype=torch.float64, device=dev)
