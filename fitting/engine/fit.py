@@ -182,6 +182,8 @@ def fit(
     if img.dim() != 3:
         raise ValueError(f"images must be [B, H, W], got shape {tuple(img.shape)}")
     bsz, h, w = img.shape
+    if bsz == 0:
+        raise ValueError("no images to fit: the batch is empty")
     user_mask = None if mask is None else torch.as_tensor(mask, device=dev).bool().reshape(bsz, h, w)
     if sigma is None:
         finite = torch.isfinite(img)

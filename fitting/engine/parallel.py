@@ -102,6 +102,8 @@ class CpuPool:
         t0 = time.perf_counter()
         images = torch.as_tensor(images)
         n = images.shape[0]
+        if n == 0:  # fit() says what is wrong with the batch
+            return fit(images, sigma, psf, init=init, mask=mask, device="cpu", **kwargs)
         if not chunk:  # equal chunks, a multiple of the worker count, each at most MAX_CHUNK
             rounds = max(1, math.ceil(n / (self.processes * MAX_CHUNK)))
             chunk = max(MIN_CHUNK, math.ceil(n / (rounds * self.processes)))

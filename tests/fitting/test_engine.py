@@ -203,6 +203,11 @@ def test_noise_is_not_masked_but_a_neighbour_is():
             assert int(neighbours.sum()) == 0
 
 
+def test_empty_batch_is_refused_clearly():
+    with pytest.raises(ValueError, match="empty"):
+        fit(torch.zeros(0, 16, 16), torch.ones(0, 16, 16), None, device="cpu")
+
+
 @pytest.mark.slow
 def test_cpu_pool_gives_the_single_process_fit():
     """Two worker processes fitting chunks side by side return what one process returns, in order,
@@ -217,6 +222,8 @@ def test_cpu_pool_gives_the_single_process_fit():
     one = fit(images, sigma, psf, device="cpu")
     with CpuPool(2) as pool:
         two = pool.fit(images, sigma, psf, chunk=2)
+        with pytest.raises(ValueError, match="empty"):
+            pool.fit(images[:0], sigma[:0], psf)
     assert two.params.shape == one.params.shape and two.reasons[2] == one.reasons[2] != ""
     ok = torch.isfinite(one.params).all(dim=1)
     assert torch.allclose(two.params[ok], one.params[ok], rtol=1e-4, atol=1e-4)
