@@ -42,13 +42,21 @@ ARCHITECTURE = "InclinationNet VGG-like (3x3 convs, 128x128 grey input, 45-90 de
 
 
 def render_inputs(
-    seed: int, n: int, config: SynthConfig | None = None, progress: bool = False, start: int = 0
+    seed: int,
+    n: int,
+    config: SynthConfig | None = None,
+    progress: bool = False,
+    start: int = 0,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
     """Render images start..start+n-1 of the set ``seed`` through :func:`ml.preprocess.preprocess`.
 
     Returns x float16 [N, 1, 128, 128], inc float32 [N] (deg, NaN for junk), reject uint8 [N],
-    and the label dicts.
+    and the label dicts. ``workers`` > 1 renders chunks in that many spawned processes; image k
+    depends only on (seed, k), so the result is the same for any number of workers.
     """
+    if workers > 1 and n >= 2 * RENDER_CHUNK:
+        return _render_parallel(seed, n, config, progress, start, workers)
     x = np.empty((n, 1, 128, 128), dtype=np.float16)
     inc = np.full(n, np.nan, dtype=np.float32)
     rej = np.zeros(n, dtype=np.uint8)
@@ -67,6 +75,41 @@ def render_inputs(
     return x, inc, rej, labels
 
 
+#: Images per task of the parallel renderer.
+RENDER_CHUNK = 500
+
+
+def _render_chunk(args: tuple) -> tuple:
+    seed, n, config, start = args
+    return render_inputs(seed, n, config, progress=False, start=start)
+
+
+def _render_parallel(seed: int, n: int, config, progress: bool, start: int, workers: int):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    tasks = [(seed, min(RENDER_CHUNK, n - k), config, start + k) for k in range(0, n, RENDER_CHUNK)]
+    x = np.empty((n, 1, 128, 128), dtype=np.float16)
+    inc = np.empty(n, dtype=np.float32)
+    rej = np.empty(n, dtype=np.uint8)
+    labels: list[dict] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=f"render seed={seed} ({workers} processes)", unit="img", mininterval=5)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        for (_, m, _, s0), (xc, ic, rc, lc) in zip(tasks, pool.map(_render_chunk, tasks)):
+            k = s0 - start
+            x[k : k + m], inc[k : k + m], rej[k : k + m] = xc, ic, rc
+            labels += lc
+            if bar is not None:
+                bar.update(m)
+    if bar is not None:
+        bar.close()
+    return x, inc, rej, labels
+
+
 def _largest_smaller_cache(cache_dir: Path, seed: int, n: int) -> tuple[Path, int] | None:
     """The cache file of the set ``seed`` with the most images below n, if any."""
     best = None
@@ -80,7 +123,7 @@ def _largest_smaller_cache(cache_dir: Path, seed: int, n: int) -> tuple[Path, in
     return best
 
 
-def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = False):
+def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = False, workers: int = 1):
     """render_inputs with an on-disk cache (npz) keyed by seed and n.
 
     Image k depends only on (seed, k), so a cache of the same seed with fewer images is reused
@@ -98,7 +141,7 @@ def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = Fal
             z = np.load(smaller[0])
             head = (z["x"], z["inc"], z["rej"])
             start = smaller[1]
-    x, inc, rej, _ = render_inputs(seed, n - start, progress=progress, start=start)
+    x, inc, rej, _ = render_inputs(seed, n - start, progress=progress, start=start, workers=workers)
     if head is not None:
         x, inc, rej = (np.concatenate([a, b]) for a, b in zip(head, (x, inc, rej)))
     if cache_dir:
@@ -121,6 +164,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     val_images: int = 1000
     threads: int = 1
+    #: processes that render the synthetic pool (images depend only on seed and index)
+    render_workers: int = 1
+    #: members trained at once, each in its own process with threads // jobs torch threads (with
+    #: warm_start: members 1.. after member 0, which trains alone with all the threads)
+    jobs: int = 1
     stages: list = field(default_factory=lambda: [list(s) if isinstance(s, tuple) else s for s in DEFAULT_STAGES])
     dropout: float = 0.2
     cache_dir: str | None = "var/ml_cache"
@@ -129,6 +177,9 @@ class TrainConfig:
     max_steps: int | None = None  # for tests: stop each member after this many steps
     #: members 1..K-1 start from member 0's final weights and train finetune_epochs on their own bag
     warm_start: bool = False
+    #: member k starts from DIR/member{k}.pt of an earlier ensemble (checked against its manifest)
+    #: and trains on this pool: continued training, e.g. on a larger pool of a new seed
+    init_from: str | None = None
     finetune_epochs: int = 1
     finetune_lr_factor: float = 0.3
     #: regression loss = squared error / loss_scale_deg^2 (see ml.nets.inclination_loss)
@@ -187,13 +238,29 @@ def train_member(
     torch.manual_seed(cfg.seed * 100 + k)
     model = InclinationNet(stages=cfg.stages, dropout=cfg.dropout).to(device)
     epochs, lr = cfg.epochs, cfg.lr
-    if cfg.warm_start and k > 0:
+    if cfg.init_from:
+        init = Path(cfg.init_from) / f"member{k}.pt"
+        expected = {m["file"]: m["sha256"] for m in json.loads((Path(cfg.init_from) / "ensemble.json").read_text())["members"]}
+        if init.name not in expected or not init.exists():
+            raise ValueError(f"--init-from {cfg.init_from}: no {init.name} in its ensemble.json or folder")
+        if sha256_file(init) != expected[init.name]:
+            raise ValueError(f"{init}: sha256 differs from {cfg.init_from}/ensemble.json")
+        model.load_state_dict(torch.load(init, map_location=device, weights_only=True)["state_dict"])
+        log(f"member {k}: continues from {init}")
+    elif cfg.warm_start and k > 0:
         state0 = torch.load(out / "member0.pt", map_location=device, weights_only=True)
         model.load_state_dict(state0["state_dict"])
         epochs, lr = cfg.finetune_epochs, cfg.lr * cfg.finetune_lr_factor
         log(f"member {k}: warm start from member 0, {epochs} epoch(s) on its own bag at max lr {lr:g}")
     model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    on_gpu = device.type == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, fused=on_gpu)
+    if on_gpu:
+        # the float16 pool lives on the GPU (0.5 GB per 16,000 images): batches are gathered there
+        # instead of being copied from host memory at every step
+        x_dev = torch.from_numpy(x).to(device)
+        inc_dev = torch.from_numpy(np.nan_to_num(inc, nan=67.5)).to(device)
+        rej_dev = torch.from_numpy(rej.astype(np.float32)).to(device)
     steps_per_epoch = math.ceil(len(subset) / cfg.batch_size)
     total = steps_per_epoch * epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
@@ -223,10 +290,14 @@ def train_member(
         te = time.time()
         for b0 in it:
             idx = np.sort(order[b0 : b0 + cfg.batch_size])
-            xb = torch.from_numpy(x[idx].astype(np.float32))
-            xb = _augment(xb, g).to(device).contiguous(memory_format=torch.channels_last)
-            yb = torch.from_numpy(np.nan_to_num(inc[idx], nan=67.5)).to(device)
-            rb = torch.from_numpy(rej[idx].astype(np.float32)).to(device)
+            if on_gpu:
+                ib = torch.from_numpy(idx).to(device)
+                xb, yb, rb = x_dev[ib].float(), inc_dev[ib], rej_dev[ib]
+            else:
+                xb = torch.from_numpy(x[idx].astype(np.float32))
+                yb = torch.from_numpy(np.nan_to_num(inc[idx], nan=67.5))
+                rb = torch.from_numpy(rej[idx].astype(np.float32))
+            xb = _augment(xb, g).contiguous(memory_format=torch.channels_last)
             outb = model(xb)
             loss, parts = inclination_loss(outb, yb, rb, scale_deg=cfg.loss_scale_deg)
             opt.zero_grad(set_to_none=True)
@@ -274,31 +345,76 @@ def train_member(
     }
 
 
+def _member_done(out: Path, k: int) -> bool:
+    return (out / f"member{k}.pt").exists() and (out / f"member{k}.json").exists() and not (out / f"member{k}.ckpt").exists()
+
+
+def _finish_member(out: Path, rec: dict) -> None:
+    (out / f"member{rec['member']}.json").write_text(json.dumps(rec, indent=1))
+    (out / f"member{rec['member']}.ckpt").unlink(missing_ok=True)
+
+
+def _member_job(k: int, cfg: TrainConfig, device: str) -> None:
+    """Train member k in a worker process (pool and validation set from the render cache)."""
+    torch.set_num_threads(_threads_per_job(cfg))
+    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir)
+    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir)
+    quiet = TrainConfig(**{**asdict(cfg), "progress": False})
+    _finish_member(Path(cfg.out), train_member(k, quiet, x, inc, rej, val, torch.device(device), lambda s: print(s, flush=True)))
+
+
+def _threads_per_job(cfg: TrainConfig) -> int:
+    """cfg.threads is the run's CPU budget: parallel members share it."""
+    return max(1, cfg.threads // max(cfg.jobs, 1))
+
+
+def _train_members_in_parallel(cfg: TrainConfig, members: list[int], device: torch.device, log) -> None:
+    """Members in up to cfg.jobs spawned processes; each reads the pool from the render cache
+    (renders it again without one) and writes its own checkpoints, weights and record."""
+    if not members:
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = min(cfg.jobs, len(members))
+    log(f"members {members}: {jobs} processes x {_threads_per_job(cfg)} thread(s) on {device}")
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        for f in [pool.submit(_member_job, k, cfg, str(device)) for k in members]:
+            f.result()
+
+
 def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> dict:
     """Render the pool, train cfg.members bagged members, write weights, manifest and model card."""
+    if cfg.init_from and cfg.warm_start:
+        raise ValueError("init_from and warm_start exclude each other")
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     log(f"rendering {cfg.images} training images (seed {cfg.seed}) and {cfg.val_images} validation images")
-    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, cfg.progress)
-    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress)
+    pool_cached = bool(cfg.cache_dir) and (Path(cfg.cache_dir) / f"synth_seed{cfg.seed}_n{cfg.images}.npz").exists()
+    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, cfg.progress, cfg.render_workers)
+    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress, cfg.render_workers)
     t_render = time.time() - t0
-    pool_cached = bool(cfg.cache_dir) and t_render < 0.02 * cfg.images  # < 20 ms per image: loaded, not rendered
+    fresh: set[int] = set()
+    if cfg.jobs > 1:
+        first = 1 if cfg.warm_start else 0
+        if first and not _member_done(out, 0):
+            _finish_member(out, train_member(0, cfg, x, inc, rej, val, device, log))
+            fresh.add(0)
+        pending = [k for k in range(first, cfg.members) if not _member_done(out, k)]
+        _train_members_in_parallel(cfg, pending, device, log)
+        fresh.update(pending)
     records = []
     for k in range(cfg.members):
-        final = out / f"member{k}.pt"
-        ckpt = out / f"member{k}.ckpt"
-        done_rec = out / f"member{k}.json"
-        if final.exists() and done_rec.exists() and not ckpt.exists():
-            rec = json.loads(done_rec.read_text())
-            log(f"member {k}: already trained, skipping")
+        if _member_done(out, k):
+            rec = json.loads((out / f"member{k}.json").read_text())
+            if k not in fresh:
+                log(f"member {k}: already trained, skipping")
         else:
             rec = train_member(k, cfg, x, inc, rej, val, device, log)
-            done_rec.write_text(json.dumps(rec, indent=1))
-            if ckpt.exists():
-                ckpt.unlink()
+            _finish_member(out, rec)
         records.append(rec)
         # a usable (partial) ensemble after every member
         manifest = {
@@ -324,6 +440,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
     }
     card = {
         "name": manifest["name"],
+        "initialised_from": _init_record(cfg.init_from) if cfg.init_from else None,
         "architecture": ARCHITECTURE,
         "net_config": manifest["config"],
         "parameters_per_member": int(sum(p.numel() for p in ens.models[0].parameters())),
@@ -342,6 +459,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
         "threads": cfg.threads,
         "host": {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine()},
         "render_seconds": round(t_render, 1),
+        "render_workers": cfg.render_workers,
         "pool_from_cache": pool_cached,
         "wall_seconds": round(wall, 1),
         "members": records,
@@ -352,6 +470,42 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
     (out / "MODEL_CARD.md").write_text(model_card_markdown(card))
     log(f"ensemble validation: {ens_val}; wall {wall:.0f} s")
     return card
+
+
+def _init_record(directory: str) -> dict:
+    """What an ensemble continued from: its members' sha256, command and metrics."""
+    d = Path(directory)
+    manifest = json.loads((d / "ensemble.json").read_text())
+    prev = json.loads((d / "model_card.json").read_text()) if (d / "model_card.json").exists() else {}
+    return {
+        "directory": str(directory),
+        "members": manifest["members"],
+        "command": prev.get("command"),
+        "device": prev.get("device"),
+        "wall_seconds": prev.get("wall_seconds"),
+        "training_data": prev.get("training_data"),
+        "ensemble_val": prev.get("ensemble_val"),
+        "initialised_from": prev.get("initialised_from"),
+    }
+
+
+def _init_lines(init: dict | None) -> list[str]:
+    if not init:
+        return []
+    td = init.get("training_data") or {}
+    ev = init.get("ensemble_val") or {}
+    lines = [
+        "## Continued from an earlier ensemble",
+        f"Each member k started from member k of `{init['directory']}` "
+        f"(sha256 {', '.join(m['sha256'][:12] for m in init['members'])}), trained by",
+        "```",
+        str(init.get("command")),
+        "```",
+        f"on {init.get('device')} in {init.get('wall_seconds')} s (pool {td.get('pool_images')} images from seed "
+        f"{td.get('pool_seed')}; ensemble validation RMS {ev.get('rms', float('nan')):.2f} deg).",
+        "",
+    ]
+    return _init_lines(init.get("initialised_from")) + lines if init.get("initialised_from") else lines
 
 
 def model_card_markdown(card: dict) -> str:
@@ -377,12 +531,17 @@ def model_card_markdown(card: dict) -> str:
             else ""
         ),
         "",
+        *_init_lines(card.get("initialised_from")),
         "## Exact command",
         "```",
         card["command"],
         "```",
         f"Device {card['device']}, {card['threads']} thread(s); render {card['render_seconds']} s"
-        + (" (pool loaded from the render cache of an earlier run with the same seed and size)" if card.get("pool_from_cache") else "")
+        + (
+            " (pool loaded from the render cache of an earlier run with the same seed and size)"
+            if card.get("pool_from_cache")
+            else f" ({card.get('render_workers', 1)} process(es))"
+        )
         + "; "
         f"wall time {card['wall_seconds']} s; created {card['created']}.",
         "",
@@ -429,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache-dir", default="var/ml_cache")
+    p.add_argument("--render-workers", type=int, default=1, help="processes that render the synthetic pool")
+    p.add_argument("--jobs", type=int, default=1, help="members trained at once, one process each (sharing --threads)")
+    p.add_argument("--init-from", default=None, help="continue training: member k starts from DIR/member{k}.pt")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--warm-start", action="store_true", help="members 1..K-1 start from member 0 and fine-tune on their own bag")
@@ -450,6 +612,9 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         lr=a.lr,
         val_images=a.val_images,
         threads=a.threads,
+        render_workers=a.render_workers,
+        jobs=a.jobs,
+        init_from=a.init_from,
         cache_dir=a.cache_dir or None,
         device=a.device,
         progress=not a.no_progress,

@@ -6,11 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 
+import ml.train as ml_train
 from ml.inference import Ensemble
 from ml.models import ModelVersion
-from ml.train import cached_inputs, render_inputs, sha256_file
+from ml.train import TrainConfig, cached_inputs, render_inputs, sha256_file, train_ensemble
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -57,3 +59,49 @@ def test_cache_of_fewer_images_is_extended(tmp_path):
     assert np.array_equal(x[:3], small[0] + np.float16(1))
     assert np.array_equal(x[3:], fresh[0][3:]) and np.array_equal(rej, fresh[2])
     assert np.array_equal(np.isnan(inc), np.isnan(fresh[1]))
+
+
+def test_parallel_render_gives_the_same_images(monkeypatch):
+    """Images depend only on (seed, index): chunks rendered in worker processes match a serial render."""
+    monkeypatch.setattr(ml_train, "RENDER_CHUNK", 3)
+    serial = render_inputs(41, 8, start=2)
+    parallel = render_inputs(41, 8, start=2, workers=2)
+    assert np.array_equal(serial[0], parallel[0]) and np.array_equal(serial[2], parallel[2])
+    assert np.array_equal(np.nan_to_num(serial[1], nan=-1), np.nan_to_num(parallel[1], nan=-1))
+    assert [lab["kind"] for lab in parallel[3]] == [lab["kind"] for lab in serial[3]] and len(parallel[3]) == 8
+
+
+def _tiny(out, **kw) -> TrainConfig:
+    base = dict(members=2, images=24, val_images=8, epochs=1, batch_size=8, seed=43, out=str(out), progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_members_trained_in_parallel_processes_equal_serial_ones(tmp_path):
+    cache = str(tmp_path / "cache")
+    serial = train_ensemble(_tiny(tmp_path / "serial", cache_dir=cache), log=lambda s: None)
+    lines: list[str] = []
+    parallel = train_ensemble(_tiny(tmp_path / "parallel", cache_dir=cache, jobs=2), log=lines.append)
+    assert any("2 processes" in line for line in lines)
+    assert [m["sha256"] for m in parallel["members"]] == [m["sha256"] for m in serial["members"]]
+    assert not list((tmp_path / "parallel").glob("*.ckpt"))
+
+
+def test_continued_training_starts_from_the_given_members(tmp_path):
+    cache = str(tmp_path / "cache")
+    first = train_ensemble(_tiny(tmp_path / "a", cache_dir=cache), log=lambda s: None)
+    second = train_ensemble(_tiny(tmp_path / "b", cache_dir=cache, seed=44, init_from=str(tmp_path / "a")), log=lambda s: None)
+    init = second["initialised_from"]
+    assert [m["sha256"] for m in init["members"]] == [m["sha256"] for m in first["members"]]
+    assert init["command"] == first["command"] and "Continued from an earlier ensemble" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    # one step from the earlier weights stays near them; a fresh start would not
+    a0 = torch.load(tmp_path / "a" / "member0.pt", weights_only=True)["state_dict"]
+    b0 = torch.load(tmp_path / "b" / "member0.pt", weights_only=True)["state_dict"]
+    w = "features.0.weight"
+    assert torch.linalg.norm(b0[w] - a0[w]) < 0.5 * torch.linalg.norm(a0[w])
+    # a member file that no longer matches the manifest refuses to seed a run
+    with open(tmp_path / "a" / "member1.pt", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(ValueError, match="sha256 differs"):
+        train_ensemble(_tiny(tmp_path / "c", cache_dir=cache, init_from=str(tmp_path / "a")), log=lambda s: None)
+    with pytest.raises(CommandError, match="exclude each other"):
+        call_command("train_inclination", "--init-from", str(tmp_path / "a"), "--warm-start", "--out", str(tmp_path / "d"))

@@ -1,4 +1,5 @@
 import shlex
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -18,8 +19,11 @@ _VALUED = (
     "loss_scale_deg",
     "val_images",
     "threads",
+    "jobs",
+    "render_workers",
     "cache_dir",
     "device",
+    "init_from",
 )
 _FLAGS = ("warm_start", "no_register", "no_activate")
 
@@ -59,11 +63,16 @@ class Command(BaseCommand):
         parser.add_argument("--warm-start", action="store_true", help="members 1.. start from member 0 and fine-tune on their own bag")
         parser.add_argument("--finetune-epochs", type=int, default=1, help="epochs of members 1.. with --warm-start")
         parser.add_argument("--finetune-lr-factor", type=float, default=0.3, help="max lr of members 1.. relative to --lr")
+        parser.add_argument("--jobs", type=int, default=1, help="members trained at once, one process each (sharing --threads)")
+        parser.add_argument("--render-workers", type=int, default=1, help="processes that render the synthetic pool")
+        parser.add_argument(
+            "--init-from", default=None, help="continue training: member k starts from DIR/member{k}.pt (checked against DIR/ensemble.json)"
+        )
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active version")
 
     def handle(self, *args, **o):
-        for key in ("members", "images", "epochs", "batch_size", "val_images", "threads"):
+        for key in ("members", "images", "epochs", "batch_size", "val_images", "threads", "jobs", "render_workers"):
             if o[key] < 1:
                 raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
         cfg = TrainConfig(
@@ -84,7 +93,14 @@ class Command(BaseCommand):
             finetune_lr_factor=o["finetune_lr_factor"],
             dropout=o["dropout"],
             loss_scale_deg=o["loss_scale_deg"],
+            jobs=o["jobs"],
+            render_workers=o["render_workers"],
+            init_from=o["init_from"],
         )
+        if cfg.init_from and cfg.warm_start:
+            raise CommandError("--init-from and --warm-start exclude each other")
+        if cfg.init_from and not (Path(cfg.init_from) / "ensemble.json").exists():
+            raise CommandError(f"--init-from {cfg.init_from}: no ensemble.json there")
         command = "python manage.py train_inclination " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("members", "images", "epochs", "seed", "out")}
         with tracked("train_inclination", params, total=cfg.members) as job:
