@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml.inference import DEFAULT_WEIGHTS_DIR, TTA_FLIPS, Ensemble  # noqa: E402
+from ml.inference import TTA_FLIPS, Ensemble, default_weights_dir  # noqa: E402
 from ml.preprocess import preprocess  # noqa: E402
 from ml.synth import render_one  # noqa: E402
 
@@ -42,8 +42,9 @@ def rate(fn, n_per_call: int, seconds: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    ap.add_argument("--weights", default=str(default_weights_dir()))
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd members (compiled before timing)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -54,10 +55,12 @@ def main() -> None:
     x = np.stack([preprocess(im) for im in raw])
     t2 = time.perf_counter()
     print(f"render {64 / (t1 - t0):.0f} img/s, preprocess {64 / (t2 - t1):.0f} img/s (1 thread, numpy)")
-    for dev in devices:
-        ens = Ensemble.load(a.weights, device=dev)
-        net = ens.models[0]
-        print(f"\n[{dev}] {len(ens.models)} members, {sum(p.numel() for p in net.parameters())} parameters each")
+    variants = [(dev, False) for dev in devices] + ([(dev, True) for dev in devices] if a.compile else [])
+    for dev, compiled in variants:
+        ens = Ensemble.load(a.weights, device=dev, compile=compiled)
+        net = ens.runners[0] if compiled else ens.models[0]
+        label = f"{dev}, torch.compile" if compiled else f"{dev}, eager"
+        print(f"\n[{label}] {len(ens.models)} members, {sum(p.numel() for p in ens.models[0].parameters())} parameters each")
         for bs in (1, 32, 256):
             xb = torch.from_numpy(np.resize(x, (bs, 1, 128, 128)).astype(np.float32)).to(dev)
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -68,9 +71,9 @@ def main() -> None:
 
             per_pass = rate(one_pass, bs, a.seconds)
 
-            def ensemble_tta(xb=xb, ens=ens):
+            def ensemble_tta(xb=xb, ens=ens, compiled=compiled):
                 with torch.inference_mode():
-                    for m in ens.models:
+                    for m in ens.runners if compiled else ens.models:
                         for fl in TTA_FLIPS:
                             m((xb.flip(fl) if fl else xb).contiguous(memory_format=torch.channels_last))
 

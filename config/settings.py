@@ -133,6 +133,12 @@ GALCAT_SAMPLE_DATA = Path(os.environ.get("GALCAT_SAMPLE_DATA", BASE_DIR.parent /
 # Intrinsic edge-on axis ratio of disks for the axis-ratio inclination (0.1-0.3 in practice;
 # Hubble 1926 relation, q0 = 0.2 in Tully & Fisher 1977, 0.3 is a common default).
 GALCAT_Q0 = env_float("GALCAT_Q0", 0.3)
+# The CNN ensemble registered when no model version is active comes from $GALCAT_ML_WEIGHTS
+# (ml/weights, the default trained on a CPU, when unset; ml/weights_gpu, the longer GPU run), read
+# by ml.weights_files without Django; `manage.py register_model DIR` switches a running site.
+# Run the CNN members through torch.compile in worker processes (~1.2x the images/s on a CPU
+# after ~15 s of compilation per member and batch shape).
+GALCAT_ML_COMPILE = env_bool("GALCAT_ML_COMPILE", False)
 # Images: largest file and largest decoded size accepted by the importer and uploads.
 GALCAT_IMAGE_MAX_BYTES = env_int("GALCAT_IMAGE_MAX_BYTES", 50 * 1024 * 1024)
 GALCAT_IMAGE_MAX_PIXELS = env_int("GALCAT_IMAGE_MAX_PIXELS", 8192 * 8192)

@@ -19,7 +19,7 @@ import torch
 from ml.nets import InclinationNet, fuse_for_inference
 from ml.preprocess import load_image_file, preprocess
 from ml.synth import inclination_from_axis_ratio
-from ml.weights_files import DEFAULT_WEIGHTS_DIR, WeightsChecksumError, sha256_file  # noqa: F401 (re-exported)
+from ml.weights_files import DEFAULT_WEIGHTS_DIR, WeightsChecksumError, default_weights_dir, sha256_file  # noqa: F401 (re-exported)
 
 #: Default intrinsic axis ratio of the axis-ratio baseline (DESIGN: q0 = 0.3, configurable).
 DEFAULT_Q0 = 0.3
@@ -43,20 +43,26 @@ class Ensemble:
     directory: Path
     device: torch.device
     manifest: dict
+    #: what runs each member's passes: the members themselves, or their torch.compile'd forms
+    runners: list | None = None
 
     @classmethod
     def load(
         cls,
-        directory: str | Path = DEFAULT_WEIGHTS_DIR,
+        directory: str | Path | None = None,
         device: str | None = None,
         expected_sha256: dict[str, str] | None = None,
+        compile: bool = False,
     ) -> Ensemble:
         """Load every member listed in directory/ensemble.json, checking each file's sha256.
 
         expected_sha256 maps file name -> sha256 (e.g. from the database); it overrides the manifest.
+        compile: run the members through torch.compile (on CPU it fuses the ReLUs and pooling into
+        the convolutions: about 1.2x the images/s at batch 32 on 2 threads, for ~15 s of compilation
+        per member and batch shape at first use; worth it for long runs, not for a few files).
         Raises WeightsChecksumError on any mismatch and FileNotFoundError when files are missing.
         """
-        directory = Path(directory)
+        directory = Path(directory) if directory is not None else default_weights_dir()
         manifest = json.loads((directory / "ensemble.json").read_text())
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         models, names, shas = [], [], []
@@ -75,7 +81,8 @@ class Ensemble:
             shas.append(got)
         if not models:
             raise FileNotFoundError(f"no members in {directory / 'ensemble.json'}")
-        return cls(models, names, shas, directory, dev, manifest)
+        runners = [torch.compile(m) for m in models] if compile else None
+        return cls(models, names, shas, directory, dev, manifest, runners)
 
     @torch.no_grad()
     def predict_arrays(
@@ -98,7 +105,9 @@ class Ensemble:
         for b0 in range(0, len(xt), batch_size):
             xb = xt[b0 : b0 + batch_size].to(self.device)
             incs, rejs, sigs = [], [], []
-            for net in self.models:
+            for k, net in enumerate(self.models):
+                # MC dropout switches dropout on: the eager member then (a compiled one would recompile)
+                run = self.runners[k] if self.runners and not n_mc else net
                 net.eval()
                 if n_mc:
                     for mod in net.modules():
@@ -109,7 +118,7 @@ class Ensemble:
                     xf = xb.flip(fl) if fl else xb
                     xf = xf.contiguous(memory_format=torch.channels_last)
                     for _ in range(max(n_mc, 1)):
-                        o = net(xf)
+                        o = run(xf)
                         m_inc.append(o["inc"])
                         m_rej.append(torch.sigmoid(o["reject_logit"]))
                         m_sig.append(torch.exp(0.5 * o["logvar"]))
@@ -145,8 +154,10 @@ class Ensemble:
 _CACHE: dict[tuple, Ensemble] = {}
 
 
-def get_ensemble(directory: str | Path = DEFAULT_WEIGHTS_DIR, device: str | None = None) -> Ensemble:
-    """Process-wide cached Ensemble.load (each distinct directory loaded and checked once)."""
+def get_ensemble(directory: str | Path | None = None, device: str | None = None) -> Ensemble:
+    """Process-wide cached Ensemble.load (each distinct directory loaded and checked once); the
+    default directory is :func:`ml.weights_files.default_weights_dir`."""
+    directory = directory if directory is not None else default_weights_dir()
     key = (str(Path(directory).resolve()), device)
     if key not in _CACHE:
         _CACHE[key] = Ensemble.load(directory, device)

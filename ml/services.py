@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from ml.models import ModelVersion, Prediction
-from ml.weights_files import DEFAULT_WEIGHTS_DIR, WeightsChecksumError, sha256_file
+from ml.weights_files import WeightsChecksumError, default_weights_dir, sha256_file
 
 if TYPE_CHECKING:
     from ml.inference import Ensemble
@@ -84,10 +84,11 @@ def register_weights(directory: str | Path, *, name: str | None = None, version:
 
 
 def active_version() -> ModelVersion:
-    """The active model version; registers the shipped ml/weights ensemble when none is."""
+    """The active model version; registers the default ensemble (ml/weights, or
+    $GALCAT_ML_WEIGHTS) when none is."""
     mv = ModelVersion.objects.filter(active=True).order_by("-created").first()
     if mv is None:
-        mv = register_weights(DEFAULT_WEIGHTS_DIR)
+        mv = register_weights(default_weights_dir())
     return mv
 
 
@@ -104,7 +105,7 @@ def ensemble_for(mv: ModelVersion) -> Ensemble:
             raise WeightsChecksumError(f"{d / 'ensemble.json'}: sha256 {got} differs from model version {mv}'s {mv.sha256}")
         from ml.inference import Ensemble  # torch is imported only when a prediction is made
 
-        _ENSEMBLES[key] = Ensemble.load(d, expected_sha256=mv.files)
+        _ENSEMBLES[key] = Ensemble.load(d, expected_sha256=mv.files, compile=bool(getattr(settings, "GALCAT_ML_COMPILE", False)))
     return _ENSEMBLES[key]
 
 

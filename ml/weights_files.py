@@ -10,8 +10,20 @@ import hashlib
 import os
 from pathlib import Path
 
-#: The shipped default ensemble.
+#: The shipped default ensemble (trained on a 2-core CPU; see its MODEL_CARD.md).
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: The shipped ensemble of the longer GPU run (see its MODEL_CARD.md and EVALUATION.md).
+GPU_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights_gpu"
+
+
+def default_weights_dir() -> Path:
+    """The ensemble used where none is named: $GALCAT_ML_WEIGHTS (relative to the project root
+    unless absolute), else the shipped ml/weights."""
+    value = os.environ.get("GALCAT_ML_WEIGHTS", "").strip()
+    if not value:
+        return DEFAULT_WEIGHTS_DIR
+    path = Path(value)
+    return path if path.is_absolute() else Path(__file__).resolve().parent.parent / path
 
 
 class WeightsChecksumError(RuntimeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -64,6 +65,22 @@ def test_ensemble_loads_and_summarises(weights):
     assert np.all((res["reject_likelihood"] >= 0) & (res["reject_likelihood"] <= 1))
     mc = ens.predict_arrays(x[:1], tta=False, mc_dropout=3)
     assert mc["passes"].shape == (1, 6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_ensemble_predicts_like_the_eager_one(tmp_path):
+    weights = make_weights(tmp_path / "one", members=1)
+    x = np.stack([preprocess(render_one(2, k)[0]) for k in range(3)])
+    eager = Ensemble.load(weights, device="cpu").predict_arrays(x, tta=False)
+    compiled = Ensemble.load(weights, device="cpu", compile=True)
+    assert compiled.runners is not None and compiled.runners[0] is not compiled.models[0]
+    res = compiled.predict_arrays(x, tta=False)
+    assert np.allclose(res["passes"], eager["passes"], atol=1e-3)
+    assert np.allclose(res["reject_likelihood"], eager["reject_likelihood"], atol=1e-4)
+    # MC dropout runs the eager member (dropout on), so its passes differ from each other
+    mc = compiled.predict_arrays(x[:1], tta=False, mc_dropout=4)
+    assert mc["passes"].shape == (1, 4) and mc["passes"].std() > 0
 
 
 def test_wrong_sha256_refuses_to_load(weights):

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.evaluation import TEST_SEED, evaluate_sdss, evaluate_synthetic, format_table
-from ml.inference import DEFAULT_WEIGHTS_DIR, Ensemble, WeightsChecksumError
+from ml.inference import Ensemble, WeightsChecksumError, default_weights_dir
 
 
 class Command(BaseCommand):
@@ -16,7 +16,9 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+        parser.add_argument(
+            "--weights", default=None, help="weights directory with ensemble.json (default: $GALCAT_ML_WEIGHTS or ml/weights)"
+        )
         parser.add_argument("--synthetic", type=int, default=2000, help="images in the synthetic test set (0 to skip)")
         parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the synthetic test set (never a training seed)")
         parser.add_argument("--sdss", default=None, help="folder with pgc*_{g,r,i}.png, pgc*_gri.jpg and labels.csv")
@@ -30,7 +32,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         q0 = float(getattr(settings, "GALCAT_Q0", 0.3))
         tta = not o["no_tta"]
-        report: dict = {"weights": o["weights"], "members": ens.names, "q0": q0, "tta": tta}
+        report: dict = {"weights": str(o["weights"] or default_weights_dir()), "members": ens.names, "q0": q0, "tta": tta}
         if o["synthetic"] > 0:
             stats, extra = evaluate_synthetic(ens, n=o["synthetic"], seed=o["seed"], q0=q0, tta=tta, progress=True)
             report["synthetic"] = {"seed": o["seed"], "stats": stats, "extra": extra}

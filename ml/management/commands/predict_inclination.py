@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ml.inference import DEFAULT_WEIGHTS_DIR, Ensemble, WeightsChecksumError, predict_files
+from ml.inference import Ensemble, WeightsChecksumError, predict_files
 
 COLUMNS = ("file", "inc_median", "inc_mean", "inc_std", "reject_likelihood")
 
@@ -17,7 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+")
         parser.add_argument("--out", help="CSV file to write (default: stdout)")
-        parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR), help="weights directory with ensemble.json")
+        parser.add_argument(
+            "--weights", default=None, help="weights directory with ensemble.json (default: $GALCAT_ML_WEIGHTS or ml/weights)"
+        )
         parser.add_argument("--rotate", action="store_true", help="rotate so the moment major axis is horizontal first")
         parser.add_argument("--no-tta", action="store_true", help="no test-time flips")
         parser.add_argument("--members", action="store_true", help="add one column per member")
