@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from ml.models import ModelVersion, Prediction
-from ml.weights_files import WeightsChecksumError, default_weights_dir, sha256_file
+from ml.weights_files import WeightsChecksumError, checked_manifest, default_weights_dir, sha256_file
 
 if TYPE_CHECKING:
     from ml.inference import Ensemble
@@ -46,16 +46,10 @@ def register_weights(directory: str | Path, *, name: str | None = None, version:
     """Create or update the ModelVersion of a weights directory (ensemble.json + model card)."""
     directory = Path(directory)
     manifest_path = directory / "ensemble.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found: train an ensemble first (manage.py train_inclination)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = checked_manifest(directory)
     card_path = directory / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     files = {m["file"]: m["sha256"] for m in manifest["members"]}
-    for f, sha in files.items():
-        got = sha256_file(directory / f)
-        if got != sha:
-            raise WeightsChecksumError(f"{directory / f}: sha256 {got} differs from the manifest's {sha}")
     sha = sha256_file(manifest_path)
     td = card.get("training_data", {})
     mv, _ = ModelVersion.objects.update_or_create(

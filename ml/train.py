@@ -32,7 +32,7 @@ from ml.nets import InclinationNet, inclination_loss
 from ml.nets.inclinet import DEFAULT_STAGES
 from ml.preprocess import preprocess
 from ml.synth import SynthConfig, render_one
-from ml.weights_files import sha256_file  # noqa: F401 (used here and re-exported)
+from ml.weights_files import WeightsChecksumError, checked_manifest, sha256_file  # noqa: F401 (sha256_file re-exported)
 
 #: Offset between the training seed and the validation seed; evaluation uses other seeds.
 VAL_SEED_OFFSET = 1000
@@ -238,13 +238,8 @@ def train_member(
     torch.manual_seed(cfg.seed * 100 + k)
     model = InclinationNet(stages=cfg.stages, dropout=cfg.dropout).to(device)
     epochs, lr = cfg.epochs, cfg.lr
-    if cfg.init_from:
+    if cfg.init_from:  # files checked by check_config
         init = Path(cfg.init_from) / f"member{k}.pt"
-        expected = {m["file"]: m["sha256"] for m in json.loads((Path(cfg.init_from) / "ensemble.json").read_text())["members"]}
-        if init.name not in expected or not init.exists():
-            raise ValueError(f"--init-from {cfg.init_from}: no {init.name} in its ensemble.json or folder")
-        if sha256_file(init) != expected[init.name]:
-            raise ValueError(f"{init}: sha256 differs from {cfg.init_from}/ensemble.json")
         model.load_state_dict(torch.load(init, map_location=device, weights_only=True)["state_dict"])
         log(f"member {k}: continues from {init}")
     elif cfg.warm_start and k > 0:
@@ -345,6 +340,23 @@ def train_member(
     }
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """ValueError for a configuration that cannot run: --init-from with --warm-start, or an
+    --init-from folder without a checked member file for every member."""
+    if not cfg.init_from:
+        return
+    if cfg.warm_start:
+        raise ValueError("--init-from and --warm-start exclude each other")
+    if not (Path(cfg.init_from) / "ensemble.json").exists():
+        raise ValueError(f"--init-from {cfg.init_from}: no ensemble.json there")
+    try:
+        checked_manifest(cfg.init_from, [f"member{k}.pt" for k in range(cfg.members)])
+    except FileNotFoundError as exc:
+        raise ValueError(f"--init-from {cfg.init_from}: {exc}") from exc
+    except WeightsChecksumError as exc:
+        raise ValueError(f"--init-from: sha256 differs from {cfg.init_from}/ensemble.json ({exc})") from exc
+
+
 def _member_done(out: Path, k: int) -> bool:
     return (out / f"member{k}.pt").exists() and (out / f"member{k}.json").exists() and not (out / f"member{k}.ckpt").exists()
 
@@ -385,8 +397,7 @@ def _train_members_in_parallel(cfg: TrainConfig, members: list[int], device: tor
 
 def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> dict:
     """Render the pool, train cfg.members bagged members, write weights, manifest and model card."""
-    if cfg.init_from and cfg.warm_start:
-        raise ValueError("init_from and warm_start exclude each other")
+    check_config(cfg)
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(cfg.out)
@@ -601,35 +612,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(a: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        members=a.members,
-        images=a.images,
-        epochs=a.epochs,
-        seed=a.seed,
-        out=a.out,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        val_images=a.val_images,
-        threads=a.threads,
-        render_workers=a.render_workers,
-        jobs=a.jobs,
-        init_from=a.init_from,
-        cache_dir=a.cache_dir or None,
-        device=a.device,
-        progress=not a.no_progress,
-        warm_start=a.warm_start,
-        finetune_epochs=a.finetune_epochs,
-        finetune_lr_factor=a.finetune_lr_factor,
-        dropout=a.dropout,
-        loss_scale_deg=a.loss_scale_deg,
-    )
+#: TrainConfig fields set by the options of the same name (``python -m ml.train`` and the
+#: ``train_inclination`` command share them).
+_OPTION_FIELDS = (
+    "members",
+    "images",
+    "epochs",
+    "seed",
+    "out",
+    "batch_size",
+    "lr",
+    "val_images",
+    "threads",
+    "render_workers",
+    "jobs",
+    "init_from",
+    "device",
+    "warm_start",
+    "finetune_epochs",
+    "finetune_lr_factor",
+    "dropout",
+    "loss_scale_deg",
+)
+
+
+def config_from_options(o: dict, progress: bool = True) -> TrainConfig:
+    """TrainConfig from parsed options (a dict of option name -> value; '' cache dir = none)."""
+    return TrainConfig(**{k: o[k] for k in _OPTION_FIELDS}, cache_dir=o["cache_dir"] or None, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
     cmd = "python -m ml.train " + " ".join(shlex.quote(s) for s in (argv if argv is not None else sys.argv[1:]))
-    train_ensemble(config_from_args(a), command=cmd, log=lambda s: print(s, flush=True))
+    train_ensemble(config_from_options(vars(a), progress=not a.no_progress), command=cmd, log=lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ without importing torch (several hundred MB and seconds of start-up per process)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +29,25 @@ def default_weights_dir() -> Path:
 
 class WeightsChecksumError(RuntimeError):
     """A weights file does not have the sha256 it must have."""
+
+
+def checked_manifest(directory: str | os.PathLike, files: list[str] | None = None) -> dict:
+    """directory/ensemble.json, after checking the sha256 of its member files (or of ``files``
+    only, each of which it must list). FileNotFoundError without a manifest or a file,
+    WeightsChecksumError on a mismatch."""
+    directory = Path(directory)
+    manifest_path = directory / "ensemble.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path} not found: train an ensemble first (manage.py train_inclination)")
+    manifest = json.loads(manifest_path.read_text())
+    listed = {m["file"]: m["sha256"] for m in manifest["members"]}
+    for f in files if files is not None else list(listed):
+        if f not in listed:
+            raise FileNotFoundError(f"{manifest_path} lists no {f}")
+        got = sha256_file(directory / f)
+        if got != listed[f]:
+            raise WeightsChecksumError(f"{directory / f}: sha256 {got} differs from the manifest's {listed[f]}")
+    return manifest
 
 
 def sha256_file(path: str | os.PathLike) -> str:

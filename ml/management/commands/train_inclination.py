@@ -1,11 +1,10 @@
 import shlex
-from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.jobs import tracked
 from ml.services import register_weights
-from ml.train import TrainConfig, train_ensemble
+from ml.train import check_config, config_from_options, train_ensemble
 
 _VALUED = (
     "members",
@@ -75,32 +74,11 @@ class Command(BaseCommand):
         for key in ("members", "images", "epochs", "batch_size", "val_images", "threads", "jobs", "render_workers"):
             if o[key] < 1:
                 raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
-        cfg = TrainConfig(
-            members=o["members"],
-            images=o["images"],
-            epochs=o["epochs"],
-            seed=o["seed"],
-            out=o["out"],
-            batch_size=o["batch_size"],
-            lr=o["lr"],
-            val_images=o["val_images"],
-            threads=o["threads"],
-            cache_dir=o["cache_dir"] or None,
-            device=o["device"],
-            progress=True,
-            warm_start=o["warm_start"],
-            finetune_epochs=o["finetune_epochs"],
-            finetune_lr_factor=o["finetune_lr_factor"],
-            dropout=o["dropout"],
-            loss_scale_deg=o["loss_scale_deg"],
-            jobs=o["jobs"],
-            render_workers=o["render_workers"],
-            init_from=o["init_from"],
-        )
-        if cfg.init_from and cfg.warm_start:
-            raise CommandError("--init-from and --warm-start exclude each other")
-        if cfg.init_from and not (Path(cfg.init_from) / "ensemble.json").exists():
-            raise CommandError(f"--init-from {cfg.init_from}: no ensemble.json there")
+        cfg = config_from_options(o)
+        try:
+            check_config(cfg)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         command = "python manage.py train_inclination " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("members", "images", "epochs", "seed", "out")}
         with tracked("train_inclination", params, total=cfg.members) as job:
