@@ -12,11 +12,11 @@ special case.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import BooleanField, FloatField, Q, QuerySet, Value
+from django.db.models import BooleanField, FloatField, QuerySet, Value
 from django.db.models.expressions import RawSQL
 
 from catalog.sky import HEALPIX_DEPTH, check_position
@@ -61,7 +61,8 @@ def _cover(ra: float, dec: float, radius_deg: float, depth: int):
     """(ipix, depths) of cdshealpix's MOC cover of a cone.
 
     Calls cdshealpix's compiled cone_search directly when it is there: the public wrapper builds
-    astropy Longitude/Latitude/Quantity objects, which cost about 2 ms a call, 20 times the cover.
+    astropy Longitude/Latitude/Quantity objects on every call, which cost many times the cover
+    itself (figures in bench/README.md).
     """
     try:
         from cdshealpix.cdshealpix import cone_search as _rust_cone
@@ -119,14 +120,6 @@ def _distance_sql(ra: float, dec: float, table: str = "") -> tuple[str, list[flo
         f'cos(radians({p}"dec")) * %s * power(sin(radians({p}"ra" - %s) / 2), 2)))))'
     )
     return sql, [dec, math.cos(math.radians(dec)), ra]
-
-
-def ranges_q(ranges: Sequence[tuple[int, int]], field: str = "healpix") -> Q:
-    """OR of BETWEENs over the index column (inclusive upper bound hi - 1)."""
-    q = Q()
-    for lo, hi in ranges:
-        q |= Q(**{f"{field}__range": (lo, hi - 1)})
-    return q
 
 
 def cone_condition(ra: float, dec: float, radius_deg: float, table: str) -> tuple[RawSQL, RawSQL]:

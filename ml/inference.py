@@ -58,8 +58,8 @@ class Ensemble:
 
         expected_sha256 maps file name -> sha256 (e.g. from the database); it overrides the manifest.
         compile: run the members through torch.compile (on CPU it fuses the ReLUs and pooling into
-        the convolutions: about 1.2x the images/s at batch 32 on 2 threads, for ~15 s of compilation
-        per member and batch shape at first use; worth it for long runs, not for a few files).
+        the convolutions: more images/s, after a compilation per member and batch shape at first
+        use; worth it for long runs, not for a few files; figures in bench/README.md).
         Raises WeightsChecksumError on any mismatch and FileNotFoundError when files are missing.
         """
         directory = Path(directory) if directory is not None else default_weights_dir()

@@ -24,20 +24,23 @@ import numpy as np
 import torch
 
 from .fit import fit
+from .model import FLUX, N_COMPONENT, N_GLOBAL, RE, SERSIC_N, SKY, THETA, X0, Y0, Q
 from .parallel import CpuPool
 
 COLUMNS = ("x", "y", "flux", "re", "n", "q", "theta")
 #: Engine physical columns (x0, y0, sky, flux, re, n, q, theta) for each bench column.
-_ENGINE_COL = (0, 1, 3, 4, 5, 6, 7)
+_ENGINE_COL = (X0, Y0, *(N_GLOBAL + k for k in (FLUX, RE, SERSIC_N, Q, THETA)))
+#: Bench columns of theta (defined modulo pi) and of flux and re (compared as fractions).
+_THETA, _FLUX, _RE = COLUMNS.index("theta"), COLUMNS.index("flux"), COLUMNS.index("re")
 #: A fit is an outlier when it misses the truth by more than any of these.
 OUTLIER = {"x": 1.0, "y": 1.0, "flux": 0.2, "re": 0.2, "n": 1.0, "q": 0.1}
 
 
 def to_engine(p7: np.ndarray, sky: float = 0.0) -> np.ndarray:
     """[N, 7] bench columns -> [N, 8] engine start values (sky inserted)."""
-    out = np.empty((p7.shape[0], 8), dtype=np.float64)
+    out = np.empty((p7.shape[0], N_GLOBAL + N_COMPONENT), dtype=np.float64)
     out[:, list(_ENGINE_COL)] = p7
-    out[:, 2] = sky
+    out[:, SKY] = sky
     return out
 
 
@@ -52,10 +55,10 @@ def accuracy(params: np.ndarray, errors: np.ndarray | None, truth: np.ndarray, o
     params, errors, truth: [N, 7]; ok: [N] bool (fits that returned finite values).
     """
     d = params - truth
-    d[:, 6] = wrap_theta(d[:, 6])
+    d[:, _THETA] = wrap_theta(d[:, _THETA])
     rel = d.copy()
-    rel[:, 2] /= truth[:, 2]
-    rel[:, 3] /= truth[:, 3]
+    rel[:, _FLUX] /= truth[:, _FLUX]
+    rel[:, _RE] /= truth[:, _RE]
     med = {c: float(np.nanmedian(np.abs(rel[ok, i]))) if ok.any() else float("nan") for i, c in enumerate(COLUMNS)}
     bad = ~ok.copy()
     for i, c in enumerate(COLUMNS):

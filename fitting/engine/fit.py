@@ -27,7 +27,7 @@ from .lm import (
     pinned,
     u_to_m,
 )
-from .model import ModelSpec, model_spec, renderer_for
+from .model import E1, E2, FLUX, N_GLOBAL, RE, SERSIC_N, SKY, THETA, ModelSpec, Q, model_spec, renderer_for
 from .profiles import qtheta_to_e12
 from .version import ENGINE_VERSION  # noqa: E402,F401 (re-exported)
 
@@ -100,11 +100,11 @@ def physical_to_m(p: Tensor, spec: ModelSpec) -> Tensor:
     """Physical start values p [B, P] (physical_names order) to internal m [B, P], float64."""
     m = p.double().clone()
     for c in range(len(spec.components)):
-        s = spec.comp_slice(c).start
-        m[:, s] = torch.log(p[:, s].double().clamp_min(1e-30))
-        m[:, s + 1] = torch.log(p[:, s + 1].double().clamp_min(1e-6))
-        e1, e2 = qtheta_to_e12(p[:, s + 3].double().clamp(0.02, 1.0), p[:, s + 4].double())
-        m[:, s + 3], m[:, s + 4] = e1, e2
+        s = spec.comp_start(c)
+        m[:, s + FLUX] = torch.log(p[:, s + FLUX].double().clamp_min(1e-30))
+        m[:, s + RE] = torch.log(p[:, s + RE].double().clamp_min(1e-6))
+        e1, e2 = qtheta_to_e12(p[:, s + Q].double().clamp(0.02, 1.0), p[:, s + THETA].double())
+        m[:, s + E1], m[:, s + E2] = e1, e2
     return m
 
 
@@ -170,7 +170,7 @@ def fit(
     estimate. The model is rendered in ``dtype``; normal equations are solved in float64.
     Several CPU cores are best used by worker processes (:class:`fitting.engine.parallel.CpuPool`).
     compile: fuse the profile arithmetic with torch.compile (faster on big runs; the first call
-    of a process compiles for up to a minute).
+    of a process compiles first, see bench/README.md).
     """
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else default_device()
@@ -203,14 +203,14 @@ def fit(
         if model == "bulge_disk":
             p0 = bulge_disk_from_sersic(p0)
         elif model == "exp":
-            p0[:, 5] = 1.0
+            p0[:, N_GLOBAL + SERSIC_N] = 1.0
     else:
         p0 = torch.as_tensor(init, dtype=torch.float64, device=dev).reshape(bsz, spec.n_params).clone()
-        if not fit_sky and not torch.isfinite(p0[:, 2]).all():
-            p0[:, 2] = sky.double()
+        if not fit_sky and not torch.isfinite(p0[:, SKY]).all():
+            p0[:, SKY] = sky.double()
     for c, (_, nfix) in enumerate(spec.components):
         if nfix is not None:
-            p0[:, spec.comp_slice(c).start + 2] = nfix
+            p0[:, spec.comp_start(c) + SERSIC_N] = nfix
     nfree = len(spec.free)
     npix = valid.reshape(bsz, -1).sum(1)
     for i in range(bsz):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .model import FLUX, N_GLOBAL, SKY
+
 #: Width of the border (pixels) used for the sky level and the noise.
 BORDER = 4
 #: MAD to Gaussian sigma (1 / Phi^-1(3/4)).
@@ -179,8 +181,8 @@ def moments_init(images: Tensor, sky: Tensor, target: Tensor, found: Tensor) -> 
     p = torch.stack([x0, y0, sky.double(), flux, re, n, q, theta], dim=1)
     default = torch.tensor([(w - 1) / 2, (h - 1) / 2, 0.0, 1.0, max(h, w) / 8, 1.5, 0.8, 0.0], dtype=torch.float64, device=dev)
     default = default.expand(b, -1).clone()
-    default[:, 2] = torch.nan_to_num(sky.double())
-    default[:, 3] = torch.nan_to_num(x.clamp_min(0).sum(dim=(1, 2)), nan=1.0).clamp_min(1e-6)
+    default[:, SKY] = torch.nan_to_num(sky.double())
+    default[:, N_GLOBAL + FLUX] = torch.nan_to_num(x.clamp_min(0).sum(dim=(1, 2)), nan=1.0).clamp_min(1e-6)
     ok = found & torch.isfinite(p).all(dim=1) & (tot > 1e-30)
     return torch.where(ok[:, None], p, default)
 

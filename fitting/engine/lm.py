@@ -21,7 +21,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .model import ModelSpec, Renderer
+from .model import (
+    E1,
+    E2,
+    FLUX,
+    GLOBAL_NAMES,
+    N_COMPONENT,
+    N_GLOBAL,
+    PHYSICAL_COMPONENT_NAMES,
+    RE,
+    SERSIC_N,
+    SKY,
+    THETA,
+    ModelSpec,
+    Q,
+    Renderer,
+)
 from .profiles import q_to_e
 
 #: Bounds of the fitted parameters (pixels for re).
@@ -47,10 +62,9 @@ def default_bounds(height: int, width: int) -> Bounds:
 
 def _kinds(spec: ModelSpec) -> list[str]:
     """Per m index: 'id', 'lre', 'n', 'e1', 'e2'."""
-    out = ["id", "id", "id"]
-    for _ in spec.components:
-        out += ["id", "lre", "n", "e1", "e2"]
-    return out
+    block = ["id"] * N_COMPONENT
+    block[RE], block[SERSIC_N], block[E1], block[E2] = "lre", "n", "e1", "e2"
+    return ["id"] * N_GLOBAL + block * len(spec.components)
 
 
 def _logistic(u: Tensor, lo: float, hi: float) -> tuple[Tensor, Tensor]:
@@ -78,17 +92,18 @@ def u_to_m(u: Tensor, spec: ModelSpec, bounds: Bounds) -> tuple[Tensor, Tensor]:
         elif k == "n":
             m[:, i], d[:, i, i] = _logistic(u[:, i], *bounds.n)
         elif k == "e1":
-            g1, g2 = u[:, i], u[:, i + 1]
+            j = i + E2 - E1  # its e2
+            g1, g2 = u[:, i], u[:, j]
             gn = torch.sqrt(g1 * g1 + g2 * g2)
             th = torch.tanh(gn)
             ratio = torch.where(gn > 1e-6, bounds.e_max * th / gn.clamp_min(1e-6), torch.full_like(gn, bounds.e_max))
             fprime = bounds.e_max * (1.0 - th * th)
-            m[:, i], m[:, i + 1] = ratio * g1, ratio * g2
+            m[:, i], m[:, j] = ratio * g1, ratio * g2
             gs = gn.clamp_min(1e-12)
             h1, h2 = g1 / gs, g2 / gs
             d[:, i, i] = fprime * h1 * h1 + ratio * (1.0 - h1 * h1)
-            d[:, i + 1, i + 1] = fprime * h2 * h2 + ratio * (1.0 - h2 * h2)
-            d[:, i, i + 1] = d[:, i + 1, i] = (fprime - ratio) * h1 * h2
+            d[:, j, j] = fprime * h2 * h2 + ratio * (1.0 - h2 * h2)
+            d[:, i, j] = d[:, j, i] = (fprime - ratio) * h1 * h2
     return m, d
 
 
@@ -101,12 +116,13 @@ def m_to_u(m: Tensor, spec: ModelSpec, bounds: Bounds) -> Tensor:
         elif k == "n":
             u[:, i] = _logit(m[:, i], *bounds.n)
         elif k == "e1":
-            e1, e2 = m[:, i], m[:, i + 1]
+            j = i + E2 - E1  # its e2
+            e1, e2 = m[:, i], m[:, j]
             en = torch.sqrt(e1 * e1 + e2 * e2)
             x = (en / bounds.e_max).clamp(max=1.0 - 1e-6)
             gn = torch.atanh(x)
             ratio = torch.where(en > 1e-9, gn / en.clamp_min(1e-9), torch.full_like(en, 1.0 / bounds.e_max))
-            u[:, i], u[:, i + 1] = ratio * e1, ratio * e2
+            u[:, i], u[:, j] = ratio * e1, ratio * e2
     return u
 
 
@@ -123,7 +139,8 @@ def pinned(m: Tensor, spec: ModelSpec, bounds: Bounds) -> list[list[str]]:
             tol = PINNED_FRACTION * (hi - lo)
             hit = (m[:, i] < lo + tol) | (m[:, i] > hi - tol)
         elif k == "e1":
-            en = torch.sqrt(m[:, i] ** 2 + m[:, i + 1] ** 2)
+            j = i + E2 - E1  # its e2
+            en = torch.sqrt(m[:, i] ** 2 + m[:, j] ** 2)
             hit = en > bounds.e_max * (1.0 - PINNED_FRACTION)
         else:
             continue
@@ -148,7 +165,8 @@ def _normal_equations(jac: Tensor, res_w: Tensor, weight: Tensor, sky_free: bool
     """J^T W J [B, Pf, Pf] and J^T W r [B, Pf] in float64.
 
     jac: [B, Pf', H, W] derivative channels without the sky; res_w = r w and weight w: [B, H, W].
-    With sky_free the sky (derivative 1, third free parameter) is added to the matrices.
+    With sky_free the sky (derivative 1; free parameter SKY, as x0 and y0 before it are always
+    free) is added to the matrices.
     """
     bsz = jac.shape[0]
     # products in the renderer's precision (float32: ~5x faster), accumulated by BLAS; the solve
@@ -164,15 +182,15 @@ def _normal_equations(jac: Tensor, res_w: Tensor, weight: Tensor, sky_free: bool
     cross = torch.bmm(jw, ww)[:, :, 0].double()  # [B, Pf']
     npf = jtj.shape[1] + 1
     full = torch.empty(bsz, npf, npf, dtype=torch.float64, device=jac.device)
-    keep = [0, 1] + list(range(3, npf))
+    keep = [i for i in range(npf) if i != SKY]
     ki = torch.tensor(keep, device=jac.device)
     full[:, ki[:, None], ki[None, :]] = jtj
-    full[:, 2, ki] = cross
-    full[:, ki, 2] = cross
-    full[:, 2, 2] = (ww[:, :, 0] ** 2).sum(1)
+    full[:, SKY, ki] = cross
+    full[:, ki, SKY] = cross
+    full[:, SKY, SKY] = (ww[:, :, 0] ** 2).sum(1)
     g = torch.empty(bsz, npf, dtype=torch.float64, device=jac.device)
     g[:, ki] = jtr
-    g[:, 2] = (ww[:, :, 0] * rw[:, :, 0]).sum(1)
+    g[:, SKY] = (ww[:, :, 0] * rw[:, :, 0]).sum(1)
     return full, g
 
 
@@ -199,7 +217,7 @@ def levenberg_marquardt(
     """
     spec = renderer.spec
     free = torch.tensor(spec.free, device=u0.device)
-    sky_free = 2 in spec.free
+    sky_free = SKY in spec.free
     dt = renderer.dtype
     bsz = u0.shape[0]
     dev = u0.device
@@ -285,11 +303,11 @@ def levenberg_marquardt(
 # ----------------------------------------------------------------------
 def physical_names(spec: ModelSpec) -> list[str]:
     """Names of the physical parameters, e.g. ['x0', 'y0', 'sky', 'flux', 're', 'n', 'q', 'theta']."""
-    out = ["x0", "y0", "sky"]
+    out = list(GLOBAL_NAMES)
     one = len(spec.components) == 1
     for cname, _ in spec.components:
         pre = "" if one else f"{cname}."
-        out += [pre + s for s in ("flux", "re", "n", "q", "theta")]
+        out += [pre + s for s in PHYSICAL_COMPONENT_NAMES]
     return out
 
 
@@ -302,29 +320,31 @@ def m_to_physical(m: Tensor, spec: ModelSpec) -> tuple[Tensor, Tensor]:
     bsz, npar = m.shape
     p = m.clone()
     t = torch.zeros(bsz, npar, npar, dtype=m.dtype, device=m.device)
-    for i in range(3):
+    for i in range(N_GLOBAL):
         t[:, i, i] = 1.0
     for c in range(len(spec.components)):
-        s = spec.comp_slice(c).start
-        lf, lre, n, e1, e2 = (m[:, s + j] for j in range(5))
-        p[:, s] = torch.exp(lf)
-        t[:, s, s] = p[:, s]
-        p[:, s + 1] = torch.exp(lre)
-        t[:, s + 1, s + 1] = p[:, s + 1]
-        p[:, s + 2] = n
-        t[:, s + 2, s + 2] = 1.0
+        s = spec.comp_start(c)
+        f, r, ns, q_, th = s + FLUX, s + RE, s + SERSIC_N, s + Q, s + THETA
+        lf, lre, n, e1, e2 = m[:, s + FLUX], m[:, s + RE], m[:, s + SERSIC_N], m[:, s + E1], m[:, s + E2]
+        p[:, f] = torch.exp(lf)
+        t[:, f, f] = p[:, f]
+        p[:, r] = torch.exp(lre)
+        t[:, r, r] = p[:, r]
+        p[:, ns] = n
+        t[:, ns, ns] = 1.0
         e2sum = e1 * e1 + e2 * e2
         e = torch.sqrt(e2sum)
         q = torch.sqrt((1.0 - e) / (1.0 + e))
-        p[:, s + 3] = q
-        p[:, s + 4] = 0.5 * torch.atan2(e2, e1)
+        p[:, q_] = q
+        p[:, th] = 0.5 * torch.atan2(e2, e1)
         dq_de = -1.0 / (q * (1.0 + e) ** 2)
         es = e.clamp_min(1e-300)
-        t[:, s + 3, s + 3] = dq_de * e1 / es
-        t[:, s + 3, s + 4] = dq_de * e2 / es
+        # rows: p's q, theta; columns: m's e1, e2 (the same positions)
+        t[:, q_, s + E1] = dq_de * e1 / es
+        t[:, q_, s + E2] = dq_de * e2 / es
         e2s = e2sum.clamp_min(1e-300)
-        t[:, s + 4, s + 3] = -0.5 * e2 / e2s
-        t[:, s + 4, s + 4] = 0.5 * e1 / e2s
+        t[:, th, s + E1] = -0.5 * e2 / e2s
+        t[:, th, s + E2] = 0.5 * e1 / e2s
     return p, t
 
 
@@ -355,8 +375,8 @@ def covariance(jtj_m: Tensor, m: Tensor, spec: ModelSpec) -> tuple[Tensor, Tenso
     inf[:, fi] = dead | singular[:, None]
     # the ellipse is one block: e1 or e2 unconstrained leaves q and theta unconstrained
     for c in range(len(spec.components)):
-        s0 = spec.comp_slice(c).start + 3
-        both = inf[:, s0] | inf[:, s0 + 1]
-        inf[:, s0] = inf[:, s0 + 1] = both
+        iq, ith = spec.comp_start(c) + Q, spec.comp_start(c) + THETA
+        both = inf[:, iq] | inf[:, ith]
+        inf[:, iq] = inf[:, ith] = both
     err = torch.where(inf, torch.full_like(err, float("inf")), err)
     return cov_p, err

@@ -73,8 +73,22 @@ CORR_RADIUS = 6
 #: Relative Frobenius error allowed when the FINE^2 correction kernels are compressed by an SVD.
 CORR_SVD_TOL = 1e-3
 
+#: Layout of the parameter vector, defined here once: the globals, then one block per component.
 GLOBAL_NAMES = ("x0", "y0", "sky")
 COMPONENT_NAMES = ("log_flux", "log_re", "n", "e1", "e2")
+#: Names of a component's block in the physical vector p (fitting.engine.lm.physical_names), which
+#: has the same layout as m.
+PHYSICAL_COMPONENT_NAMES = ("flux", "re", "n", "q", "theta")
+N_GLOBAL = len(GLOBAL_NAMES)
+N_COMPONENT = len(COMPONENT_NAMES)
+#: Indices of the globals in m and p.
+X0, Y0, SKY = (GLOBAL_NAMES.index(k) for k in ("x0", "y0", "sky"))
+#: Offsets within a component's block (add ModelSpec.comp_start(c)): m holds log_flux, log_re,
+#: n, e1, e2 there, p flux, re, n, q, theta.
+FLUX, RE, SERSIC_N, E1, E2 = (COMPONENT_NAMES.index(k) for k in ("log_flux", "log_re", "n", "e1", "e2"))
+Q, THETA = E1, E2
+#: The centre (x0, y0) comes first: the first two channels of a Jacobian are d/dx0, d/dy0.
+N_CENTRE = 2
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,7 @@ class ModelSpec:
 
     @property
     def n_params(self) -> int:
-        return 3 + 5 * len(self.components)
+        return N_GLOBAL + N_COMPONENT * len(self.components)
 
     @property
     def names(self) -> list[str]:
@@ -99,17 +113,21 @@ class ModelSpec:
 
     @property
     def fixed(self) -> list[bool]:
-        out = [False, False, not self.fit_sky]
+        out = [name == "sky" and not self.fit_sky for name in GLOBAL_NAMES]
         for _, nfix in self.components:
-            out += [False, False, nfix is not None, False, False]
+            out += [name == "n" and nfix is not None for name in COMPONENT_NAMES]
         return out
 
     @property
     def free(self) -> list[int]:
         return [i for i, f in enumerate(self.fixed) if not f]
 
+    def comp_start(self, c: int) -> int:
+        """Index in m (and p) of component c's first parameter (its log_flux / flux)."""
+        return N_GLOBAL + N_COMPONENT * c
+
     def comp_slice(self, c: int) -> slice:
-        return slice(3 + 5 * c, 8 + 5 * c)
+        return slice(self.comp_start(c), self.comp_start(c) + N_COMPONENT)
 
 
 def model_spec(kind: str, fit_sky: bool = True) -> ModelSpec:
@@ -314,7 +332,7 @@ class Renderer:
             lf, lre, n, e1, e2 = m[:, s].unbind(1)
             b, db = bn[c]
             if need_grad:
-                comps.append(self.channel_fn(dx, dy, lf, lre, n, e1, e2, b, db, not fixed[s.start + 2], centre))
+                comps.append(self.channel_fn(dx, dy, lf, lre, n, e1, e2, b, db, not fixed[s.start + SERSIC_N], centre))
             else:
                 comps.append(sersic_with_grad(dx, dy, lf, lre, n, e1, e2, b, db, need_grad=False)[0][:, None])
         if len(comps) == 1:
@@ -323,8 +341,8 @@ class Renderer:
             return sum(comps)
         if not centre:
             return torch.cat(comps, dim=1)
-        both = sum(c[:, :2] for c in comps)
-        return torch.cat([both] + [c[:, 2:] for c in comps], dim=1)
+        both = sum(c[:, :N_CENTRE] for c in comps)
+        return torch.cat([both] + [c[:, N_CENTRE:] for c in comps], dim=1)
 
     def _axis_samples(self, lo: Tensor, cell: float, ncell: int, k: int, p: float) -> tuple[Tensor, Tensor]:
         """Sample offsets and weights along one axis for ncell cells of width ``cell``.
@@ -366,7 +384,7 @@ class Renderer:
         cols, col = [], 0
         for c in range(len(self.spec.components)):
             cols.append(col)
-            col += sum(1 for j in range(5) if not self.spec.fixed[self.spec.comp_slice(c).start + j])
+            col += sum(1 for j in range(N_COMPONENT) if not self.spec.fixed[self.spec.comp_start(c) + j])
         return cols
 
     def _convolve(self, stack: Tensor, cells: Tensor, fbx: Tensor, fby: Tensor, need_grad: bool) -> Tensor:
@@ -378,7 +396,7 @@ class Renderer:
         """
         bsz, nch = stack.shape[:2]
         centre = need_grad and self.spectral_centre
-        extra = 2 if centre else 0
+        extra = N_CENTRE if centre else 0
         spec = torch.empty(bsz, nch + extra, self.he, self.we // 2 + 1, dtype=self.psf_fft.dtype, device=stack.device)
         torch.mul(torch.fft.rfft2(stack), self.psf_fft, out=spec[:, extra:])
         coef = (cells * self.corr_taper) @ self.corr_u  # [B, C, box^2, r]
@@ -388,12 +406,12 @@ class Renderer:
         if centre:
             cols = [c + extra for c in self._model_cols()]
             mspec = spec[:, cols[0]] if len(cols) == 1 else sum(spec[:, c] for c in cols)
-            torch.mul(mspec, self.ddx, out=spec[:, 0])
-            torch.mul(mspec, self.ddy, out=spec[:, 1])
+            torch.mul(mspec, self.ddx, out=spec[:, X0])
+            torch.mul(mspec, self.ddy, out=spec[:, Y0])
             mcoef = sum(coef[:, c - extra] for c in cols).reshape(bsz, -1)
-            corr[:, 0] = mcoef @ self.corr_big[1]
-            corr[:, 1] = mcoef @ self.corr_big[2]
-            nch += 2
+            corr[:, X0] = mcoef @ self.corr_big[1]
+            corr[:, Y0] = mcoef @ self.corr_big[2]
+            nch += N_CENTRE
         # inverse transform of the rows the image needs only (two 1-D passes)
         rows = torch.fft.ifft(spec, dim=-2)[:, :, self.my : self.my + self.h]
         out = torch.fft.irfft(rows, n=self.we, dim=-1)[..., self.mx : self.mx + self.w].contiguous()
@@ -416,8 +434,8 @@ class Renderer:
         """
         bsz = m.shape[0]
         ncomp = len(self.spec.components)
-        bn = [sersic_b_and_derivative(m[:, self.spec.comp_slice(c)][:, 2]) for c in range(ncomp)]
-        x0, y0 = m[:, 0], m[:, 1]
+        bn = [sersic_b_and_derivative(m[:, self.spec.comp_start(c) + SERSIC_N]) for c in range(ncomp)]
+        x0, y0 = m[:, X0], m[:, Y0]
         # 1. point samples of the extended grid, made pixel integrals by the curvature term
         stack = self._channels(m, self.xs - x0.reshape(-1, 1, 1), self.ys - y0.reshape(-1, 1, 1), need_grad, bn)
         nch = stack.shape[1]
@@ -457,16 +475,16 @@ class Renderer:
         stack = stack.reshape(bsz, nch, self.he, self.we)
         if self.psf_fft is not None:
             stack = self._convolve(stack, cells, fbx, fby, need_grad)
-        sky = m[:, 2].reshape(-1, 1, 1)
+        sky = m[:, SKY].reshape(-1, 1, 1)
         if not need_grad:
             return stack[:, 0] + sky, None
         # the model is the sum of the components' log_flux channels (d I / d log F = I)
         model = None
-        col = 2
+        col = N_CENTRE
         for c in range(ncomp):
             ch = stack[:, col]
             model = ch if model is None else model + ch
-            col += sum(1 for j in range(5) if not self.spec.fixed[self.spec.comp_slice(c).start + j])
+            col += sum(1 for j in range(N_COMPONENT) if not self.spec.fixed[self.spec.comp_start(c) + j])
         return model + sky, stack
 
 

@@ -1,7 +1,7 @@
 """Fitting on several CPU cores: worker processes with one torch thread each.
 
 Intra-op threads scale poorly on batches of small images (many short kernels, shared caches):
-on the 2-core development machine two intra-op threads gave 1.4x one thread. Independent
+two intra-op threads come far short of twice one thread (figures in bench/README.md). Independent
 processes, each fitting its own batches on one thread, avoid that, the same way the site's
 django-q2 cluster runs one fit task per worker process.
 

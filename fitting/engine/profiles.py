@@ -100,12 +100,6 @@ def qtheta_to_e12(q: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
     return e * torch.cos(2.0 * theta), e * torch.sin(2.0 * theta)
 
 
-def e12_to_qtheta(e1: Tensor, e2: Tensor) -> tuple[Tensor, Tensor]:
-    """Distortion components -> (q, theta), theta in (-pi/2, pi/2]. Shapes [...]."""
-    e = torch.sqrt(e1 * e1 + e2 * e2)
-    return e_to_q(e), 0.5 * torch.atan2(e2, e1)
-
-
 # Smallest squared radius used at the exact centre of a cusp (pixels^2); keeps
 # (r/re)^(1/n) / r^2 finite. Far below the sub-pixel sampling scale.
 _R2_FLOOR = 1e-10
@@ -231,9 +225,9 @@ _COMPILED: dict[str, object] = {}
 def compiled_sersic_channels():
     """torch.compile'd :func:`sersic_channels` (stacked form, dynamic shapes), built once per process.
 
-    Fuses the elementwise operations (about 2x faster than the eager in-place form on one CPU
-    thread) at the price of a compilation of up to a minute the first time (cached on disk by
-    inductor afterwards).
+    Fuses the elementwise operations (faster than the eager in-place form; figures in
+    bench/README.md) at the price of a compilation the first time in a process (cached on disk
+    by inductor afterwards).
     """
     if "channels" not in _COMPILED:
         _COMPILED["channels"] = torch.compile(functools.partial(sersic_channels, stacked=True), dynamic=True)

@@ -169,18 +169,6 @@ def _convolve(img: np.ndarray, otf: np.ndarray) -> np.ndarray:
     return np.fft.irfft2(np.fft.rfft2(img) * otf, s=img.shape)
 
 
-@dataclass
-class Components:
-    """Linear-flux layers of one image; combined per band with colours."""
-
-    bulge: np.ndarray
-    disk: np.ndarray
-    young: np.ndarray  # arms + clumps (blue)
-    atten: np.ndarray  # multiplicative dust transmission of the galaxy light
-    stars: np.ndarray
-    others: np.ndarray  # neighbours, companions, streaks (neutral colour)
-
-
 def _disk_galaxy(
     rng: np.random.Generator,
     x: np.ndarray,
