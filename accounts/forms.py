@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
-from catalog.models import Volunteer
+from zoo.models import Volunteer
 
 
 class SignupForm(UserCreationForm):

@@ -7,9 +7,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Q
 
-from catalog.consensus import get_method
-from catalog.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer, VolunteerCalibration
-from catalog.roles import VOLUNTEER, grant
+from core.roles import VOLUNTEER, grant
+from zoo.consensus import get_method
+from zoo.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer, VolunteerCalibration
 
 
 def create_volunteer(username: str, email: str, password: str):

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.forms import SignupForm
 from accounts.services import calibration_points, create_volunteer, latest_votes, method_calibration, vote_statistics
-from catalog.roles import role_of
+from core.roles import role_of
 
 
 @require_http_methods(["GET", "POST"])

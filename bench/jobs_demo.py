@@ -49,8 +49,8 @@ def main() -> int:
     from django.contrib.auth import get_user_model
     from django.contrib.sessions.backends.db import SessionStore
 
-    from catalog.models import Job
-    from catalog.roles import CURATOR, grant
+    from core.roles import CURATOR, grant
+    from jobs.models import Job
 
     user, _ = get_user_model().objects.get_or_create(username="demo-curator")
     grant(user, CURATOR)
@@ -73,21 +73,11 @@ def main() -> int:
     try:
         from playwright.sync_api import sync_playwright
 
+        from tests.utils import CHROMIUM, LAUNCH_ARGS
+
         base = f"http://127.0.0.1:{args.port}"
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=[
-                    "--no-sandbox",
-                    "--headless",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--disable-quic",
-                ],
-            )
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
             ctx = browser.new_context(viewport={"width": 1400, "height": 520})
             ctx.add_cookies([{"name": "sessionid", "value": session.session_key, "url": base}])
             page = ctx.new_page()

@@ -1,22 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from catalog.models import (
-    CalibrationGalaxy,
-    ConsensusInclination,
-    ConsensusOverride,
-    Galaxy,
-    GalaxyName,
-    Image,
-    InclinationVote,
-    Job,
-    Release,
-    ReleaseRow,
-    Standard,
-    Volunteer,
-    VolunteerCalibration,
-    VoteRound,
-)
+from catalog.models import Galaxy, GalaxyName, Image, Release, ReleaseRow
 
 
 class GalaxyNameInline(admin.TabularInline):
@@ -77,24 +62,6 @@ class ImageAdmin(admin.ModelAdmin):
     readonly_fields = ("sha256", "created")
 
 
-@admin.register(InclinationVote)
-class InclinationVoteAdmin(admin.ModelAdmin):
-    list_display = ("galaxy", "user", "inc", "rejected", "face_on", "kind", "source", "round", "created")
-    list_filter = ("kind", "source", "rejected", "face_on", "not_sure", "round")
-    search_fields = ("=galaxy__pgc", "user__username", "note")
-    raw_id_fields = ("galaxy", "user")
-
-    def has_change_permission(self, request, obj=None):
-        return False  # votes are append-only
-
-
-@admin.register(Volunteer)
-class VolunteerAdmin(admin.ModelAdmin):
-    list_display = ("pseudonym", "user", "imported", "created")
-    list_filter = ("imported",)
-    search_fields = ("pseudonym", "user__username")
-
-
 @admin.register(Release)
 class ReleaseAdmin(admin.ModelAdmin):
     actions = [publish_releases]
@@ -118,62 +85,3 @@ class ReleaseRowAdmin(admin.ModelAdmin):
     list_filter = ("release",)
     search_fields = ("=galaxy__pgc",)
     raw_id_fields = ("galaxy",)
-
-
-@admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "done", "total", "queue", "created_by", "created", "finished")
-    list_filter = ("kind", "status", "queue")
-    search_fields = ("kind", "message", "error")
-    readonly_fields = ("created", "started", "finished", "heartbeat")
-
-
-# Galaxy Inclination Zoo
-@admin.register(Standard)
-class StandardAdmin(admin.ModelAdmin):
-    list_display = ("id", "galaxy", "inc", "flag", "rendered", "variant", "image", "source")
-    list_filter = ("flag", "rendered")
-    search_fields = ("=galaxy__pgc",)
-    raw_id_fields = ("galaxy", "image")
-
-
-@admin.register(CalibrationGalaxy)
-class CalibrationGalaxyAdmin(admin.ModelAdmin):
-    list_display = ("galaxy", "inc", "flag", "source")
-    list_filter = ("flag",)
-    search_fields = ("=galaxy__pgc",)
-    raw_id_fields = ("galaxy",)
-
-
-@admin.register(VoteRound)
-class VoteRoundAdmin(admin.ModelAdmin):
-    list_display = ("galaxy", "round", "opened_by", "reason", "created")
-    search_fields = ("=galaxy__pgc",)
-    raw_id_fields = ("galaxy", "opened_by")
-
-
-@admin.register(ConsensusInclination)
-class ConsensusInclinationAdmin(admin.ModelAdmin):
-    list_display = ("galaxy", "inc", "inc_e", "inc_n", "flag", "method", "version", "overridden_by", "computed")
-    list_filter = ("flag", "method", "version")
-    search_fields = ("=galaxy__pgc",)
-    raw_id_fields = ("galaxy", "overridden_by")
-
-    def has_change_permission(self, request, obj=None):
-        return False  # recomputed by the consensus task, never by hand: curators add overrides
-
-
-@admin.register(ConsensusOverride)
-class ConsensusOverrideAdmin(admin.ModelAdmin):
-    list_display = ("galaxy", "inc", "inc_e", "flag", "curator", "reason", "created")
-    list_filter = ("flag",)
-    search_fields = ("=galaxy__pgc", "reason")
-    raw_id_fields = ("galaxy", "curator")
-
-
-@admin.register(VolunteerCalibration)
-class VolunteerCalibrationAdmin(admin.ModelAdmin):
-    list_display = ("user", "a", "b", "sigma", "n_votes", "method", "version", "computed")
-    list_filter = ("method",)
-    search_fields = ("user__username",)
-    raw_id_fields = ("user",)

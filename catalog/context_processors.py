@@ -1,6 +1,7 @@
-from django.conf import settings
 from django.http import HttpRequest
+
+from catalog.conf import conf
 
 
 def site(request: HttpRequest) -> dict:
-    return {"site_name": settings.GALCAT_SITE_NAME}
+    return {"site_name": conf.SITE_NAME}

@@ -16,8 +16,9 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from catalog.columns import BY_NAME, COLUMNS, DERIVED
 from catalog.cone import ConeError, check_cone, galaxies_in_cone
-from catalog.models import Galaxy, Image, InclinationVote
+from catalog.models import Galaxy, Image
 from catalog.search import ConeQuery, SearchError, parse_query, resolve_name
+from catalog.selectors import galaxy_related_model
 
 # "Has a position", written on the indexed healpix column (the galaxy_position_complete constraint
 # makes it equal to ra IS NOT NULL): counts of 1M rows then read the index, not the wide table.
@@ -119,9 +120,12 @@ class GalaxyFilter(df.FilterSet):
         n = int(value)
         if n <= 0:
             return queryset
+        votes = galaxy_related_model("votes")
+        if votes is None:
+            return queryset.none()
         if n == 1:
-            return queryset.filter(Exists(InclinationVote.objects.filter(galaxy=OuterRef("pk"))))
-        counts = InclinationVote.objects.values("galaxy").annotate(n=Count("id")).filter(n__gte=n).values("galaxy")
+            return queryset.filter(Exists(votes.objects.filter(galaxy=OuterRef("pk"))))
+        counts = votes.objects.values("galaxy").annotate(n=Count("id")).filter(n__gte=n).values("galaxy")
         return queryset.filter(pk__in=counts)
 
     def filter_has_cnn(self, queryset, name, value):

@@ -16,7 +16,7 @@ from django.utils.text import slugify
 
 from catalog.columns import COLUMNS, resolve_columns
 from catalog.models import Galaxy, Release, ReleaseRow
-from catalog.roles import is_curator, is_member
+from core.roles import is_curator, is_member
 
 JSON_PAIRS_PER_CALL = 50  # jsonb_build_object takes at most 100 arguments
 

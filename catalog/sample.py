@@ -12,45 +12,48 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 
+from catalog.conf import conf
 from catalog.importers.images import import_images
 from catalog.importers.tables import import_catalog
-from catalog.importers.votes import import_votes
 from catalog.models import Galaxy, Image
 
 Say = Callable[[str], None]
 
-# Hooks run after the sample is loaded: dotted paths of callables taking (data_dir, say).
-# Other apps add theirs (standards of the voting page, say) in settings.GALCAT_SAMPLE_HOOKS.
-SAMPLE_FILES = ("edd_cf4_sample.txt", "giz_votes.csv", "sdss")
+# Hooks run after the catalog part of the sample is loaded: dotted paths of callables taking
+# (sample folder, say) and returning counts or None. Other apps add theirs (the zoo's votes and
+# standards) in GALCAT_SAMPLE_HOOKS; a synthetic sample folder has the same layout.
+VOTES_FILE = "giz_votes.csv"
+SAMPLE_FILES = ("edd_cf4_sample.txt", VOTES_FILE, "sdss")
 
 
 def shared_data_dir() -> Path | None:
     """The shared sample folder when it holds the expected files, else None."""
-    folder = Path(settings.GALCAT_SAMPLE_DATA)
+    folder = Path(conf.SAMPLE_DATA)
     if all((folder / f).exists() for f in SAMPLE_FILES):
         return folder
     return None
 
 
-def _load_folder(table: Path, fmt: str, votes: Path, images: Path, survey: str, say: Say) -> dict:
-    """Import a catalog table, a GIZ vote table and a folder of images, in that order."""
-    report = import_catalog(table, fmt)
+def _load_folder(folder: Path, table: str, fmt: str, survey: str, say: Say) -> dict:
+    """Import a catalog table and a folder of images, then run the sample hooks on the folder."""
+    from django.utils.module_loading import import_string
+
+    report = import_catalog(folder / table, fmt)
     say(report.summary())
     out = {"galaxies": report.created + report.updated}
-    report = import_votes(votes)
-    say(report.summary())
-    out["votes"] = report.created
-    report = import_images([images], survey=survey, orientation=Image.Orientation.MAJOR_HORIZONTAL)
+    report = import_images([folder / "sdss"], survey=survey, orientation=Image.Orientation.MAJOR_HORIZONTAL)
     say(report.summary())
     out["images"] = report.created
+    for hook in conf.SAMPLE_HOOKS:
+        out.update(import_string(hook)(folder, say) or {})
     return out
 
 
 def load_shared_sample(folder: Path, say: Say = print) -> dict:
-    """Import the EDD table, the GIZ votes and the SDSS images of the shared folder."""
-    return _load_folder(folder / "edd_cf4_sample.txt", "edd", folder / "giz_votes.csv", folder / "sdss", "SDSS", say)
+    """Import the EDD table and the SDSS images of the shared folder (and, through the hooks, its
+    GIZ votes and standards)."""
+    return _load_folder(folder, "edd_cf4_sample.txt", "edd", "SDSS", say)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +104,7 @@ def write_synthetic_sample(folder: Path, n: int = 120, seed: int = 42) -> None:
                     "3",
                 ]
             )
-    with open(folder / "votes.csv", "w", newline="") as f:
+    with open(folder / VOTES_FILE, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "pgc", "inc", "pgc_std1", "pgc_std2", "flag", "user", "input_table", "checkout_time", "checkin_time"])
         vid = 1
@@ -133,23 +136,17 @@ def load_synthetic_sample(say: Say = print) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_synthetic_sample(folder)
-        return _load_folder(folder / "catalog.csv", "csv", folder / "votes.csv", folder / "sdss", "synthetic", say)
+        return _load_folder(folder, "catalog.csv", "csv", "synthetic", say)
 
 
 def load_sample(*, if_empty: bool = True, synthetic: bool = False, say: Say = print) -> dict | None:
     """Load the shared sample (or a synthetic one when it is absent). With if_empty, do nothing
     when the catalog already holds galaxies. Returns counts, or None when nothing was done."""
-    from django.utils.module_loading import import_string
-
     if if_empty and Galaxy.objects.exists():
         return None
     folder = None if synthetic else shared_data_dir()
     if folder is not None:
         say(f"Loading the shared sample from {folder}")
-        out = load_shared_sample(folder, say)
-    else:
-        say(f"No shared sample at {settings.GALCAT_SAMPLE_DATA}: generating a small synthetic sample instead")
-        out = load_synthetic_sample(say)
-    for hook in getattr(settings, "GALCAT_SAMPLE_HOOKS", []):
-        import_string(hook)(folder, say)
-    return out
+        return load_shared_sample(folder, say)
+    say(f"No shared sample at {conf.SAMPLE_DATA}: generating a small synthetic sample instead")
+    return load_synthetic_sample(say)

@@ -4,7 +4,7 @@ GET /scs/?RA=&DEC=&SR=[&VERB=] answers a VOTable of the galaxies within SR degre
 nearest first, with exactly one FIELD of each of the UCDs ID_MAIN, POS_EQ_RA_MAIN and
 POS_EQ_DEC_MAIN. VERB=1 gives the fewest columns, 2 (default) the usual ones, 3 all of them.
 SR=0 answers the metadata (the FIELDs, no rows). Any parameter that is missing, unparsable or
-out of range, and SR above settings.GALCAT_SCS_MAX_SR, is answered with a VOTable holding
+out of range, and SR above GALCAT_SCS_MAX_SR, is answered with a VOTable holding
 INFO name="Error" (and HTTP status 400). /scs/<release>/ searches a release's frozen rows.
 """
 
@@ -14,10 +14,9 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.conf import settings
-
 from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS
 from catalog.cone import galaxies_in_cone
+from catalog.conf import conf
 from catalog.exports.source import DISTANCE, table_source
 from catalog.exports.votable import stream_votable, votable_error
 
@@ -75,7 +74,7 @@ def parse_scs(params) -> SCSRequest:
         raise SCSError(f"DEC={dec:g} is outside [-90, 90] degrees")
     if sr < 0:
         raise SCSError(f"SR={sr:g} is negative")
-    max_sr = float(settings.GALCAT_SCS_MAX_SR)
+    max_sr = float(conf.SCS_MAX_SR)
     if sr > max_sr:
         raise SCSError(f"SR={sr:g} is larger than this service's maximum search radius, {max_sr:g} degrees")
     verb_raw = _param(params, "VERB")
@@ -111,7 +110,7 @@ def scs_stream(req: SCSRequest, release=None) -> Iterator[bytes]:
         provenance,
         ucds=SCS_UCDS,
         table_name="results",
-        description=f"{settings.GALCAT_SITE_NAME} cone search (IVOA SCS 1.03)",
+        description=f"{conf.SITE_NAME} cone search (IVOA SCS 1.03)",
         with_rows=not metadata_only,
     )
 

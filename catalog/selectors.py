@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from django.db.models import Count
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
 
-from catalog.models import Galaxy, Image, InclinationVote, Job
+from catalog.models import Galaxy, Image
+from jobs.models import Job
+
+
+def galaxy_related_model(name: str) -> type[models.Model] | None:
+    """The model behind Galaxy's reverse relation `name` (``votes``: the zoo's votes), or None
+    when the app that defines it is not installed: the catalog reads other apps' rows this way
+    without importing them."""
+    try:
+        return Galaxy._meta.get_field(name).related_model
+    except FieldDoesNotExist:
+        return None
 
 
 def catalog_counts() -> dict[str, int]:
-    """Counts shown on the home page."""
-    return {
+    """Counts shown on the home page (votes and volunteers 0 without the zoo)."""
+    counts = {
         "galaxies": Galaxy.objects.located().count(),
         "awaiting_position": Galaxy.objects.awaiting_position().count(),
         "images": Image.objects.count(),
-        "votes": InclinationVote.objects.count(),
-        "volunteers": InclinationVote.objects.values("user").distinct().count(),
+        "votes": 0,
+        "volunteers": 0,
     }
+    votes = galaxy_related_model("votes")
+    if votes is not None:
+        counts["votes"] = votes.objects.count()
+        counts["volunteers"] = votes.objects.values("user").distinct().count()
+    return counts
 
 
 def recent_jobs(limit: int = 10):
@@ -24,4 +41,4 @@ def recent_jobs(limit: int = 10):
 
 def galaxy_with_related(pgc: int) -> Galaxy:
     """A galaxy with its names and images, or Galaxy.DoesNotExist."""
-    return Galaxy.objects.prefetch_related("names", "images").annotate(vote_count=Count("votes", distinct=True)).get(pgc=pgc)
+    return Galaxy.objects.prefetch_related("names", "images").get(pgc=pgc)

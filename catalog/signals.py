@@ -1,11 +1,30 @@
-"""Signal receivers of the catalog. Other apps connect to catalog.signals.images_added."""
+"""Signals of the catalog, and its receivers. Other apps connect to images_added."""
 
-from django.dispatch import Signal
+from django.dispatch import Signal, receiver
+
+from catalog.conf import conf
+from jobs.triggers import Step, collect_quietly, register_collector
 
 # Sent after images are stored, with image_ids=[...]; fitting and ml enqueue their work on it.
 images_added = Signal()
-# Sent after votes are stored, with galaxy_ids=[...]; the consensus is recomputed on it.
-votes_added = Signal()
 
-# Receivers: new images and votes queue work in batches (catalog.triggers).
-from catalog import triggers  # noqa: E402,F401
+IMAGES = "collect_images"
+
+
+def pipeline_job_kind(path: str) -> str:
+    """The kind of a pipeline job: fitting.tasks.fit_images -> fit, ml.tasks.predict_images -> predict."""
+    name = path.rsplit(".", 1)[-1]
+    return name.removesuffix("_images") or name
+
+
+def image_steps(ids: list[int]) -> list[Step]:
+    """New images go through every function of GALCAT_IMAGE_PIPELINE in batches."""
+    return [(path, conf.IMAGE_BATCH_SIZE, pipeline_job_kind(path)) for path in conf.IMAGE_PIPELINE]
+
+
+register_collector(IMAGES, image_steps)
+
+
+@receiver(images_added, dispatch_uid="galcat.catalog.images_added")
+def on_images_added(sender, image_ids=(), **kwargs) -> None:
+    collect_quietly(IMAGES, image_ids)

@@ -7,16 +7,17 @@ import csv
 import io
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import EmptyPage, Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS, GROUP_TITLES, resolve_columns
 from catalog.cone import ConeError, crossmatch, galaxies_in_cone
+from catalog.conf import conf
 from catalog.exports import FORMATS, ExportError, export_response
 from catalog.exports.source import DISTANCE
 from catalog.filters import GalaxyFilter
@@ -189,7 +190,12 @@ def _list_context(request, fs, columns, page, rows) -> dict:
         sort_links.append((c, "?" + _query_string(request, drop=("page", "after", "before", "last"), ordering=new), arrow))
     chosen = {c.name for c in columns}
     downloads = [
-        (fmt, f"/galaxies/download.{fmt}?" + _query_string(request, drop=("page", "per_page", "after", "before", "last")))
+        (
+            fmt,
+            reverse("catalog:galaxy-download", kwargs={"fmt": fmt})
+            + "?"
+            + _query_string(request, drop=("page", "per_page", "after", "before", "last")),
+        )
         for fmt in FORMATS
     ]
     return {
@@ -217,9 +223,10 @@ def galaxy_download(request: HttpRequest, fmt: str) -> HttpResponse:
         return HttpResponseBadRequest(fs.error_text(), content_type="text/plain; charset=utf-8")
     query = _query_string(request, drop=("columns", "col"))
     columns = request.GET.getlist("col") or request.GET.get("columns") or None
+    list_path = reverse("catalog:galaxy-list")
     provenance = {
-        "site": settings.GALCAT_SITE_NAME,
-        "query": f"/galaxies/?{query}" if query else "/galaxies/ (all galaxies with positions)",
+        "site": conf.SITE_NAME,
+        "query": f"{list_path}?{query}" if query else f"{list_path} (all galaxies with positions)",
     }
     try:
         return export_response(fs.qs, fmt, columns, provenance, filename="galaxies")
@@ -252,7 +259,7 @@ def galaxy_detail(request: HttpRequest, pgc: int) -> HttpResponse:
         {
             "galaxy": galaxy,
             "groups": groups,
-            "panels": settings.GALCAT_GALAXY_PANELS,
+            "panels": conf.GALAXY_PANELS,
             "neighbours": neighbours,
             "radius_arcmin": radius_arcmin,
             "radius_deg": radius_arcmin / 60,

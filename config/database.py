@@ -69,14 +69,18 @@ def embedded_settings(pgdata: Path, name: str = "galcat") -> dict:
     }
 
 
+def embedded_pgdata(base_dir: Path) -> Path:
+    """Data directory of the embedded server: $GALCAT_PGDATA, else var/pgdata."""
+    return Path(os.environ.get("GALCAT_PGDATA", base_dir / "var" / "pgdata"))
+
+
 def database_settings(base_dir: Path) -> dict:
     """The ``default`` database: DATABASE_URL when set, else the embedded server."""
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
         db = parse_database_url(url)
     else:
-        pgdata = Path(os.environ.get("GALCAT_PGDATA", base_dir / "var" / "pgdata"))
-        db = embedded_settings(pgdata, os.environ.get("GALCAT_DB_NAME", "galcat"))
+        db = embedded_settings(embedded_pgdata(base_dir), os.environ.get("GALCAT_DB_NAME", "galcat"))
     db["CONN_MAX_AGE"] = CONN_MAX_AGE
     db["CONN_HEALTH_CHECKS"] = True
     # JIT planning cost 8-50 ms on the catalog's cheap indexed queries (NOTES.md): turn it off.

@@ -49,7 +49,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "jobs",
     "catalog",
+    "zoo",
     "accounts",
     "fitting",
     "ml",
@@ -64,7 +66,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "catalog.api.errors.ApiJsonErrorsMiddleware",  # JSON errors, never HTML, under /api/
+    "core.api.errors.ApiJsonErrorsMiddleware",  # JSON errors, never HTML, under /api/
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -147,21 +149,24 @@ GALCAT_UPLOAD_MAX_BYTES = env_int("GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
 GALCAT_SCS_MAX_SR = env_float("GALCAT_SCS_MAX_SR", 10.0)
 # Panels shown on the galaxy page; each template gets `galaxy` in its context.
 GALCAT_GALAXY_PANELS = [
-    p for p in os.environ.get("GALCAT_GALAXY_PANELS", "catalog/panels/votes.html,ml/panel.html,fitting/panel.html").split(",") if p
+    p for p in os.environ.get("GALCAT_GALAXY_PANELS", "zoo/panel.html,ml/panel.html,fitting/panel.html").split(",") if p
 ]
 GALCAT_SITE_NAME = os.environ.get("GALCAT_SITE_NAME", "Galaxy Catalog")
-# Galaxy Inclination Zoo (catalog.voting, catalog.consensus, catalog.zoo).
-# Run after load_sample: seed the voting page's standards and the calibration galaxies.
-GALCAT_SAMPLE_HOOKS = [p for p in os.environ.get("GALCAT_SAMPLE_HOOKS", "catalog.standards.seed_standards_hook").split(",") if p]
-# Consensus method (a catalog.consensus.ConsensusMethod subclass).
-GALCAT_CONSENSUS_METHOD = os.environ.get("GALCAT_CONSENSUS_METHOD", "catalog.consensus.CalibratedConsensus")
-# Votes per volunteer: at most N per SECONDS ("N/SECONDS"); more raise catalog.voting.RateLimited.
+# Galaxy Inclination Zoo (zoo.voting, zoo.consensus, zoo.services).
+# Run by load_sample after the table and images: import the sample's GIZ votes, seed the voting
+# page's standards and the calibration galaxies.
+GALCAT_SAMPLE_HOOKS = [
+    p for p in os.environ.get("GALCAT_SAMPLE_HOOKS", "zoo.importers.load_sample_votes,zoo.standards.seed_standards_hook").split(",") if p
+]
+# Consensus method (a zoo.methods.ConsensusMethod subclass).
+GALCAT_CONSENSUS_METHOD = os.environ.get("GALCAT_CONSENSUS_METHOD", "zoo.methods.CalibratedConsensus")
+# Votes per volunteer: at most N per SECONDS ("N/SECONDS"); more raise zoo.voting.RateLimited.
 GALCAT_VOTE_RATE = os.environ.get("GALCAT_VOTE_RATE", "20/60")
 # Share of voting-page targets that are calibration galaxies of known inclination.
 GALCAT_ZOO_CALIBRATION_RATE = env_float("GALCAT_ZOO_CALIBRATION_RATE", 0.2)
 # Optional dotted path of fn(pgcs) -> {pgc: uncertainty}: how unsure the machine is (CNN ensemble
 # spread, distance from the axis-ratio estimate); the voting page shows the least sure first.
-GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "catalog.zoo.prediction_uncertainty")
+GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "zoo.services.prediction_uncertainty")
 
 # ---------------------------------------------------------------------------------------------
 # django-q2 on the ORM broker (see NOTES.md for the measured effect of each setting)
@@ -169,20 +174,22 @@ GALCAT_ZOO_UNCERTAINTY = os.environ.get("GALCAT_ZOO_UNCERTAINTY", "catalog.zoo.p
 # Two queues: `cpu` (every machine runs this cluster) and `gpu` (clusters on CUDA machines,
 # started with Q_CLUSTER_NAME=gpu; scripts/run.py does it). A cluster's name is its queue.
 # GALCAT_GPU_QUEUE=1 tells the enqueuing side that some machine runs a gpu cluster, so GPU work
-# goes there; otherwise it stays on cpu (catalog.tasks.queue_for).
+# goes there; otherwise it stays on cpu (jobs.tasks.queue_for).
 GALCAT_GPU_QUEUE = env_bool("GALCAT_GPU_QUEUE", False)
+GALCAT_Q_TIMEOUT = env_int("GALCAT_Q_TIMEOUT", 1800)
+GALCAT_Q_RETRY = env_int("GALCAT_Q_RETRY", 2100)
 Q_CLUSTER = {
     # The cpu cluster's name is also the site prefix (signing salt of queued tasks, and the
     # cluster that runs schedules): every cluster of the site shares it.
     "name": "cpu",
     "orm": "default",
     "workers": env_int("GALCAT_Q_WORKERS", 2),
-    # Default per-task timeout (s); batch tasks pass their own (catalog.tasks.run_batched).
-    "timeout": env_int("GALCAT_Q_TIMEOUT", 1800),
+    # Default per-task timeout (s); batch tasks pass their own (jobs.tasks.run_batched).
+    "timeout": GALCAT_Q_TIMEOUT,
     # A task whose worker died is re-delivered after `retry` s: must exceed every task's timeout.
-    "retry": env_int("GALCAT_Q_RETRY", 2100),
+    "retry": GALCAT_Q_RETRY,
     "max_attempts": env_int("GALCAT_Q_MAX_ATTEMPTS", 3),
-    "save_limit": 0,  # keep results; catalog.tasks.prune_results deletes old ones (save_limit > 0 locks the queue)
+    "save_limit": 0,  # keep results; jobs.tasks.prune_results deletes old ones (save_limit > 0 locks the queue)
     "queue_limit": env_int("GALCAT_Q_QUEUE_LIMIT", 50),
     "bulk": 1,
     "catch_up": False,
@@ -192,8 +199,8 @@ Q_CLUSTER = {
     "ALT_CLUSTERS": {
         "gpu": {
             "workers": env_int("GALCAT_Q_GPU_WORKERS", 1),  # one process per GPU
-            "timeout": env_int("GALCAT_Q_GPU_TIMEOUT", env_int("GALCAT_Q_TIMEOUT", 1800)),
-            "retry": env_int("GALCAT_Q_GPU_RETRY", env_int("GALCAT_Q_RETRY", 2100)),
+            "timeout": env_int("GALCAT_Q_GPU_TIMEOUT", GALCAT_Q_TIMEOUT),
+            "retry": env_int("GALCAT_Q_GPU_RETRY", GALCAT_Q_RETRY),
         },
     },
 }
@@ -213,7 +220,7 @@ GALCAT_TASKS_SYNC = env_bool("GALCAT_TASKS_SYNC", False)
 # Automatic triggers: new images go through these batch functions, f(image_ids) (fit, predict);
 # new votes through the consensus function, f(galaxy_ids). Ids are collected for
 # GALCAT_TRIGGER_DEBOUNCE s after the last addition (at most GALCAT_TRIGGER_MAX_WAIT s) and then
-# queued as batch jobs of GALCAT_IMAGE_BATCH_SIZE images (catalog.triggers).
+# queued as batch jobs of GALCAT_IMAGE_BATCH_SIZE images (jobs.triggers).
 GALCAT_IMAGE_PIPELINE = [
     p for p in os.environ.get("GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images").split(",") if p
 ]
@@ -221,7 +228,7 @@ GALCAT_IMAGE_BATCH_SIZE = env_int("GALCAT_IMAGE_BATCH_SIZE", 64)
 # Timeout of one triggered batch (s): a fit or prediction batch of GALCAT_IMAGE_BATCH_SIZE images,
 # or a whole consensus run; kept below the cluster's retry.
 GALCAT_PIPELINE_TIMEOUT = env_int("GALCAT_PIPELINE_TIMEOUT", 900)
-GALCAT_CONSENSUS_TASK = os.environ.get("GALCAT_CONSENSUS_TASK", "catalog.consensus.run_consensus_task")
+GALCAT_CONSENSUS_TASK = os.environ.get("GALCAT_CONSENSUS_TASK", "zoo.consensus.run_consensus_task")
 GALCAT_TRIGGER_DEBOUNCE = env_float("GALCAT_TRIGGER_DEBOUNCE", 10.0)
 GALCAT_TRIGGER_MAX_WAIT = env_float("GALCAT_TRIGGER_MAX_WAIT", 300.0)
 # Nightly recomputation of stale derived data: dotted paths of functions called with no
@@ -229,7 +236,7 @@ GALCAT_TRIGGER_MAX_WAIT = env_float("GALCAT_TRIGGER_MAX_WAIT", 300.0)
 GALCAT_NIGHTLY_TASKS = [
     p
     for p in os.environ.get(
-        "GALCAT_NIGHTLY_TASKS", "fitting.tasks.fit_stale,ml.tasks.predict_stale,catalog.consensus.run_consensus_task"
+        "GALCAT_NIGHTLY_TASKS", "fitting.tasks.fit_stale,ml.tasks.predict_stale,zoo.consensus.run_consensus_task"
     ).split(",")
     if p
 ]
@@ -261,7 +268,7 @@ GALCAT_API_THROTTLE_USER = os.environ.get("GALCAT_API_THROTTLE_USER", "" if TEST
 GALCAT_GALAXY_API_EXTRAS = [
     p
     for p in os.environ.get(
-        "GALCAT_GALAXY_API_EXTRAS", "catalog.api.extras.consensus,ml.api_v1.galaxy_extras,fitting.api_v1.galaxy_extras"
+        "GALCAT_GALAXY_API_EXTRAS", "zoo.api_v1.galaxy_extras,ml.api_v1.galaxy_extras,fitting.api_v1.galaxy_extras"
     ).split(",")
     if p
 ]
@@ -274,10 +281,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_THROTTLE_CLASSES": ["catalog.api.throttles.AnonThrottle", "catalog.api.throttles.UserThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttles.AnonThrottle", "core.api.throttles.UserThrottle"],
     # Reverse proxies in front of the site: 0 counts clients by REMOTE_ADDR (X-Forwarded-For ignored).
     "NUM_PROXIES": env_int("GALCAT_API_NUM_PROXIES", 0),
-    "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Galaxy Catalog API",

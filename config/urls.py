@@ -6,9 +6,9 @@ from django.views.static import serve
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("config.api")),
-    path("jobs/", include("catalog.job_urls")),
+    path("jobs/", include("jobs.urls")),
     path("accounts/", include("accounts.urls")),
-    path("zoo/", include("catalog.zoo_urls")),
+    path("zoo/", include("zoo.urls")),
     path("fitting/", include("fitting.urls")),
     path("", include("ml.urls")),
     path("", include("catalog.urls")),

@@ -15,5 +15,5 @@ def routes() -> list[tuple[str, type, str]]:
 
 
 def galaxy_extras(galaxy, request=None) -> dict:
-    """{'fits': [...]} for the galaxy detail (settings.GALCAT_GALAXY_API_EXTRAS)."""
+    """{'fits': [...]} for the galaxy detail (GALCAT_GALAXY_API_EXTRAS)."""
     return {"fits": rows_of_galaxy(FitResult, galaxy, request)}

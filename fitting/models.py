@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import math
 
-from django.conf import settings
 from django.db import models
 
 from catalog.models import Image
+from fitting.conf import conf
 
 
 def axis_ratio_inclination(q: float | None, q0: float | None = None) -> float | None:
     """Inclination [deg] from the axis ratio q = b/a of a thick disk of intrinsic edge-on axis ratio q0:
-    cos^2 i = (q^2 - q0^2) / (1 - q0^2) (Hubble 1926; q0 from settings.GALCAT_Q0, default 0.3);
+    cos^2 i = (q^2 - q0^2) / (1 - q0^2) (Hubble 1926; q0 from GALCAT_Q0, default 0.3);
     90 deg when q <= q0."""
     if q is None or not math.isfinite(q):
         return None
-    q0 = float(getattr(settings, "GALCAT_Q0", 0.3)) if q0 is None else q0
+    q0 = float(conf.Q0) if q0 is None else q0
     q = min(max(q, 0.0), 1.0)
     if q <= q0:
         return 90.0
@@ -102,5 +102,5 @@ class FitResult(models.Model):
 
     @property
     def inclination(self) -> float | None:
-        """Axis-ratio inclination [deg] from the fitted b/a (settings.GALCAT_Q0)."""
+        """Axis-ratio inclination [deg] from the fitted b/a (GALCAT_Q0)."""
         return axis_ratio_inclination(self.q)

@@ -18,6 +18,7 @@ from django.db import transaction
 from catalog.models import Galaxy, Image
 from fitting.engine.version import ENGINE_VERSION
 from fitting.models import FitResult
+from fitting.signals import fits_stored
 
 # torch and the engine load on the first fit or rendering, not when pages import this module.
 
@@ -183,10 +184,8 @@ def fit_and_store(
             FitResult.objects.bulk_create(
                 rows, update_conflicts=True, unique_fields=["image", "model_kind", "engine_version"], update_fields=update
             )
-            # the axis-ratio baseline beside stored CNN predictions follows the new fits
-            from ml.services import refresh_axis_ratios
-
-            refresh_axis_ratios([r.image_id for r in rows if r.converged])
+            # receivers (the CNN predictions' axis-ratio baseline) write in the same transaction
+            fits_stored.send(sender=FitResult, image_ids=[r.image_id for r in rows if r.converged])
         stored += len(rows)
         converged += sum(1 for r in rows if r.converged)
         failed += sum(1 for r in rows if not r.converged)

@@ -12,11 +12,11 @@ and for files the filename. Bad input gets 400 and unknown galaxies 404, with a 
 from __future__ import annotations
 
 import numpy as np
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from ml.conf import conf
 from ml.preprocess import load_image_bytes
 from ml.services import active_version, ensemble_for, galaxy_summary, predict_and_store
 from ml.weights_files import WeightsChecksumError
@@ -70,7 +70,7 @@ def galaxy_answer(galaxy) -> tuple[dict, int]:
 
 def file_answer(data: bytes, filename: str) -> dict:
     """Inclinet answer for an uploaded image's bytes; ApiInputError on bad input."""
-    cap = int(getattr(settings, "GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024))
+    cap = int(conf.UPLOAD_MAX_BYTES)
     if len(data) == 0:
         raise ApiInputError(f"{filename}: the file is empty (0 bytes)")
     if len(data) > cap:
@@ -146,7 +146,7 @@ def file_view(request: HttpRequest) -> JsonResponse:
     up = request.FILES.get("file")
     if up is None:
         return _error('no file: send the image as multipart/form-data field "file"', 400)
-    cap = int(getattr(settings, "GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024))
+    cap = int(conf.UPLOAD_MAX_BYTES)
     if up.size > cap:
         return _error(f"{up.name}: the file has {up.size} bytes, more than the limit of {cap} bytes", 400, filename=up.name)
     try:

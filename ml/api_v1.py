@@ -18,5 +18,5 @@ def routes() -> list[tuple[str, type, str]]:
 
 
 def galaxy_extras(galaxy, request=None) -> dict:
-    """{'predictions': [...]} for the galaxy detail (settings.GALCAT_GALAXY_API_EXTRAS)."""
+    """{'predictions': [...]} for the galaxy detail (GALCAT_GALAXY_API_EXTRAS)."""
     return {"predictions": rows_of_galaxy(Prediction, galaxy, request)}

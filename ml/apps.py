@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class MlConfig(AppConfig):
     name = "ml"
     verbose_name = "Machine learning"
+
+    def ready(self) -> None:
+        from ml import signals  # noqa: F401

@@ -13,6 +13,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from ml.conf import conf
 from ml.models import ModelVersion, Prediction
 from ml.weights_files import WeightsChecksumError, checked_manifest, default_weights_dir, sha256_file
 
@@ -23,8 +24,8 @@ PREDICT_BATCH = 64
 
 
 def q0() -> float:
-    """Intrinsic axis ratio of the baseline (settings.GALCAT_Q0, default 0.3)."""
-    return float(getattr(settings, "GALCAT_Q0", 0.3))
+    """Intrinsic axis ratio of the baseline (GALCAT_Q0, default 0.3)."""
+    return float(conf.Q0)
 
 
 def _relative(path: Path) -> str:
@@ -99,7 +100,7 @@ def ensemble_for(mv: ModelVersion) -> Ensemble:
             raise WeightsChecksumError(f"{d / 'ensemble.json'}: sha256 {got} differs from model version {mv}'s {mv.sha256}")
         from ml.inference import Ensemble  # torch is imported only when a prediction is made
 
-        _ENSEMBLES[key] = Ensemble.load(d, expected_sha256=mv.files, compile=bool(getattr(settings, "GALCAT_ML_COMPILE", False)))
+        _ENSEMBLES[key] = Ensemble.load(d, expected_sha256=mv.files, compile=bool(conf.ML_COMPILE))
     return _ENSEMBLES[key]
 
 
@@ -263,7 +264,8 @@ def comparison_rows(mv: ModelVersion | None = None, limit: int = COMPARE_LIMIT) 
     pgc, cnn (mean over images), axis_ratio (baseline inc), consensus (accepted), published."""
     from django.db.models import Avg
 
-    from catalog.models import ConsensusInclination, Galaxy
+    from catalog.models import Galaxy
+    from zoo.models import ConsensusInclination
 
     mv = mv or ModelVersion.objects.filter(active=True).first()
     out: dict = {"pgc": [], "cnn": [], "axis_ratio": [], "consensus": [], "published": [], "q0": q0(), "model": str(mv) if mv else ""}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-
-from catalog.models import Image, Job
+from catalog.models import Image
+from jobs.models import Job
+from ml.conf import conf
 from ml.models import ModelVersion, Prediction
 from ml.services import active_version, predict_and_store
 
@@ -12,11 +12,11 @@ from ml.services import active_version, predict_and_store
 def predict_images(image_ids: list[int], job_id: int | None = None, model_version_id: int | None = None) -> dict:
     """Predict catalog images with the active (or given) model version; one Prediction per image
     and version (re-runs update it). With job_id, the Job's progress follows the batches; as a
-    batch function of catalog.tasks.run_batched it gets no job id (the runner owns the Job)."""
+    batch function of jobs.tasks.run_batched it gets no job id (the runner owns the Job)."""
     mv = ModelVersion.objects.get(pk=model_version_id) if model_version_id else active_version()
     reporter = None
     if job_id is not None:
-        from catalog.jobs import JobReporter
+        from jobs.services import JobReporter
 
         reporter = JobReporter(Job.objects.get(pk=job_id))
         reporter.set_total(len(image_ids))
@@ -33,7 +33,7 @@ def stale_image_ids(mv: ModelVersion | None = None) -> list[int]:
 
 def predict_stale() -> dict:
     """Nightly: queue predictions for every image the active version has not predicted."""
-    from catalog.tasks import queue_for_task, run_batched
+    from jobs.tasks import queue_for_task, run_batched
 
     ids = stale_image_ids()
     if not ids:
@@ -42,7 +42,7 @@ def predict_stale() -> dict:
         "predict",
         "ml.tasks.predict_images",
         ids,
-        batch_size=int(getattr(settings, "GALCAT_IMAGE_BATCH_SIZE", 64)),
+        batch_size=int(conf.IMAGE_BATCH_SIZE),
         queue=queue_for_task("ml.tasks.predict_images"),
     )
     return {"queued": len(ids), "job": job.pk}

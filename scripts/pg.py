@@ -11,7 +11,10 @@ import warnings
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-PGDATA = Path(os.environ.get("GALCAT_PGDATA", BASE_DIR / "var" / "pgdata"))
+sys.path.insert(0, str(BASE_DIR))
+from config.database import embedded_pgdata, embedded_server  # noqa: E402
+
+PGDATA = embedded_pgdata(BASE_DIR)
 
 
 def _postmaster():
@@ -24,9 +27,6 @@ def _postmaster():
 
 def start() -> None:
     """Start the server; the last line printed is 'started' or 'already running'."""
-    sys.path.insert(0, str(BASE_DIR))
-    from config.database import embedded_server
-
     was_running = _postmaster() is not None
     server = embedded_server(PGDATA)
     print(f"PostgreSQL running: pid {server.get_pid()}, socket {server.get_postmaster_info().socket_dir}")

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from core.roles import CURATOR, MEMBER, VOLUNTEER
+from tests.utils import user_with_role
+
 
 @pytest.fixture(autouse=True)
 def _media_root(tmp_path, settings):
@@ -34,3 +37,19 @@ def edd_galaxies(db, shared_data):
     from catalog.models import Galaxy
 
     return Galaxy.objects.located()
+
+
+# One account per role, shared by every test folder.
+@pytest.fixture
+def volunteer(db):
+    return user_with_role(VOLUNTEER, "vera")
+
+
+@pytest.fixture
+def member(db):
+    return user_with_role(MEMBER, "max")
+
+
+@pytest.fixture
+def curator(db):
+    return user_with_role(CURATOR, "cora")

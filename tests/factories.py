@@ -10,7 +10,8 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from factory.django import DjangoModelFactory
 
-from catalog.models import Galaxy, GalaxyName, Image, InclinationVote
+from catalog.models import Galaxy, GalaxyName, Image
+from zoo.models import InclinationVote
 
 
 class UserFactory(DjangoModelFactory):
@@ -24,14 +25,26 @@ class UserFactory(DjangoModelFactory):
     password = factory.django.Password("pw-for-tests-123")
 
 
+#: Seed of the factories' random values: each run builds the same rows.
+SEED = 20260101
+
+
+def _draw(n: int, what: int) -> float:
+    """A uniform [0, 1) number fixed by the factory sequence number n and the field `what`."""
+    return float(np.random.default_rng([SEED, n, what]).random())
+
+
 class GalaxyFactory(DjangoModelFactory):
+    """Galaxy number n: pgc 900000 + n, a position uniform on the sphere and vhel in
+    [300, 15000] km/s, all fixed by n (a seeded generator per sequence number)."""
+
     class Meta:
         model = Galaxy
 
     pgc = factory.Sequence(lambda n: 900000 + n)
-    ra = factory.Faker("pyfloat", min_value=0, max_value=359.999)
-    dec = factory.LazyFunction(lambda: math.degrees(math.asin(np.random.uniform(-1, 1))))
-    vhel = factory.Faker("pyfloat", min_value=300, max_value=15000)
+    ra = factory.Sequence(lambda n: 359.999 * _draw(n, 0))
+    dec = factory.Sequence(lambda n: math.degrees(math.asin(2.0 * _draw(n, 1) - 1.0)))
+    vhel = factory.Sequence(lambda n: 300.0 + (15000.0 - 300.0) * _draw(n, 2))
     d25 = 1.5
     b_a = 0.4
     pa = 45.0

@@ -11,11 +11,12 @@ from typing import Any
 from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, serializers, viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.permissions import AllowAny
 
-from catalog.api.pagination import KeysetPagination
 from catalog.models import Galaxy, Image
+from core.api.errors import pgc_param
+from core.api.pagination import KeysetPagination
 
 
 def galaxy_path(model: type[models.Model]) -> str | None:
@@ -51,12 +52,9 @@ def readonly_viewset(model: type[models.Model], *, summary: str, ordering_fields
         related = [f.name for f in model._meta.fields if f.is_relation and f.many_to_one]
         if related:
             qs = qs.select_related(*related)
-        raw = self.request.query_params.get("pgc") if self.action == "list" else None
-        if raw and path:
-            try:
-                qs = qs.filter(**{path: int(raw)})
-            except ValueError:
-                raise exceptions.ValidationError({"pgc": [f"pgc must be an integer, got {raw!r}"]}) from None
+        pgc = pgc_param(self.request.query_params) if self.action == "list" else None
+        if pgc is not None and path:
+            qs = qs.filter(**{path: pgc})
         return qs
 
     attrs: dict[str, Any] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.conf import settings
+from django.urls import reverse
 from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -14,7 +14,8 @@ from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 
 from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, DERIVED, Column
-from catalog.models import GIZ_FLAGS, Image, InclinationVote, Job, Release, ReleaseRow
+from catalog.conf import conf
+from catalog.models import Image, Release, ReleaseRow
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -69,7 +70,7 @@ class _GalaxyBase(serializers.Serializer):
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, galaxy) -> str:
         request = self.context.get("request")
-        path = f"/api/v1/galaxies/{galaxy.pgc}/"
+        path = reverse("galaxy-detail", kwargs={"pgc": galaxy.pgc})
         return request.build_absolute_uri(path) if request is not None else path
 
 
@@ -143,7 +144,7 @@ class GalaxyDetailSerializer(GalaxySerializer):
     updated = serializers.DateTimeField(read_only=True, help_text="When the row last changed [UTC]")
     aliases = serializers.SerializerMethodField(help_text="Other names of the galaxy (NGC 4565, UGC 7772, ...)")
     images = serializers.SerializerMethodField(help_text="Images of the galaxy visible to the caller")
-    vote_count = serializers.IntegerField(read_only=True, default=0, help_text="Number of volunteer inclination votes")
+    vote_count = serializers.SerializerMethodField(help_text="Number of volunteer inclination votes")
     consensus = serializers.SerializerMethodField(
         help_text="Consensus inclination from volunteer votes (inc [deg], inc_e [deg], inc_n, flag A/F/J, method); null until computed"
     )
@@ -170,6 +171,10 @@ class GalaxyDetailSerializer(GalaxySerializer):
             images = list(galaxy.images.filter(is_public=True))
         return ImageSerializer(images, many=True, context=self.context).data
 
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_vote_count(self, galaxy) -> int:
+        return self._extras(galaxy).get("vote_count", 0)
+
     @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": True})
     def get_consensus(self, galaxy) -> dict | None:
         return self._extras(galaxy).get("consensus")
@@ -187,74 +192,15 @@ _PROVIDERS: dict[tuple[str, ...], list] = {}
 
 
 def galaxy_extra_providers() -> list:
-    """The callables of settings.GALCAT_GALAXY_API_EXTRAS (dotted paths), loaded once.
+    """The callables of GALCAT_GALAXY_API_EXTRAS (dotted paths), loaded once.
 
     Each is called as fn(galaxy, request) and returns a dict merged into the galaxy detail
-    (keys consensus, predictions, fits): apps that catalog must not import contribute this way.
+    (keys vote_count, consensus, predictions, fits): apps that catalog must not import contribute this way.
     """
-    paths = tuple(getattr(settings, "GALCAT_GALAXY_API_EXTRAS", ()))
+    paths = tuple(conf.GALAXY_API_EXTRAS)
     if paths not in _PROVIDERS:
         _PROVIDERS[paths] = [import_string(p) for p in paths]
     return _PROVIDERS[paths]
-
-
-class VoteSerializer(serializers.ModelSerializer):
-    """An inclination vote (read)."""
-
-    id = serializers.IntegerField(read_only=True, help_text="Vote id")
-    pgc = serializers.IntegerField(source="galaxy_id", read_only=True, help_text="PGC number of the galaxy measured")
-    volunteer = serializers.CharField(source="user.username", read_only=True, help_text="User name of the volunteer")
-
-    class Meta:
-        model = InclinationVote
-        fields = (
-            "id",
-            "pgc",
-            "volunteer",
-            "inc",
-            "rejected",
-            "std1",
-            "std2",
-            *GIZ_FLAGS,
-            "note",
-            "kind",
-            "source",
-            "round",
-            "checkout_time",
-            "checkin_time",
-            "created",
-        )
-        read_only_fields = fields
-
-
-class VoteCreateSerializer(serializers.Serializer):
-    """A new inclination vote of the signed-in volunteer."""
-
-    pgc = serializers.IntegerField(min_value=1, max_value=PGC_MAX, help_text="PGC number of the galaxy measured")
-    inc = serializers.FloatField(
-        required=False,
-        allow_null=True,
-        min_value=0,
-        max_value=90,
-        help_text="Measured inclination; omit or null when rejected or face-on [deg]",
-    )
-    rejected = serializers.BooleanField(default=False, help_text="The volunteer rejects or flags the galaxy")
-    std1 = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=PGC_MAX, help_text="PGC of the standard on one side of the target"
-    )
-    std2 = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=PGC_MAX, help_text="PGC of the standard on the other side"
-    )
-    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000, help_text="Free-text note")
-    client_token = serializers.CharField(
-        required=False, allow_null=True, max_length=64, help_text="One-time token of the client form; a replay is refused"
-    )
-    checkout_time = serializers.DateTimeField(required=False, allow_null=True, help_text="When the target was shown [UTC]")
-
-
-for _flag in GIZ_FLAGS:
-    _model_field = InclinationVote._meta.get_field(_flag)
-    VoteCreateSerializer._declared_fields[_flag] = serializers.BooleanField(default=False, help_text=_model_field.help_text)
 
 
 class ReleaseSerializer(serializers.ModelSerializer):
@@ -289,11 +235,11 @@ class ReleaseSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, release: Release) -> str:
-        return self._abs(f"/api/v1/releases/{release.slug}/")
+        return self._abs(reverse("release-detail", kwargs={"slug": release.slug}))
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_rows_url(self, release: Release) -> str:
-        return self._abs(f"/api/v1/releases/{release.slug}/rows/")
+        return self._abs(reverse("release-rows", kwargs={"slug": release.slug}))
 
 
 class ReleaseRowSerializer(serializers.ModelSerializer):
@@ -306,41 +252,6 @@ class ReleaseRowSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReleaseRow
         fields = ("pgc", "ra", "dec", "values")
-        read_only_fields = fields
-
-
-class JobSerializer(serializers.ModelSerializer):
-    """A long operation and its progress."""
-
-    id = serializers.IntegerField(read_only=True, help_text="Job id")
-    owner = serializers.CharField(
-        source="created_by.username", read_only=True, allow_null=True, default=None, help_text="Who started the job"
-    )
-    fraction = serializers.FloatField(read_only=True, allow_null=True, help_text="done / total, null while the total is unknown")
-
-    class Meta:
-        model = Job
-        fields = (
-            "id",
-            "kind",
-            "params",
-            "status",
-            "queue",
-            "done",
-            "total",
-            "fraction",
-            "message",
-            "error",
-            "log_tail",
-            "result",
-            "attempts",
-            "cancel_requested",
-            "owner",
-            "created",
-            "started",
-            "finished",
-            "heartbeat",
-        )
         read_only_fields = fields
 
 

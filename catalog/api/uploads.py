@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import transaction
 
+from catalog.conf import conf
 from catalog.importers.images import ImageDecodeError, decode_image, pixel_scale_from_wcs, store_image_bytes
 from catalog.models import Galaxy, Image
-from catalog.roles import is_member
 from catalog.signals import images_added
+from core.roles import is_member
 
 
 class UploadError(ValueError):
@@ -42,7 +42,7 @@ def store_uploaded_image(
         raise UploadError(f"unknown band {band!r}", field="band")
     if orientation not in Image.Orientation.values:
         raise UploadError(f"unknown orientation {orientation!r}", field="orientation")
-    limit = settings.GALCAT_UPLOAD_MAX_BYTES
+    limit = conf.UPLOAD_MAX_BYTES
     if len(data) > limit:
         raise UploadError(f"file of {len(data)} bytes exceeds the upload limit of {limit} bytes", field="file", status=413)
     if not Galaxy.objects.filter(pk=pgc).exists():

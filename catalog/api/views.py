@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth import authenticate
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -14,39 +12,27 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog import jobs as jobs_module
 from catalog.api import serializers as s
-from catalog.api.pagination import KeysetPagination
-from catalog.api.permissions import IsVolunteer, ReadAnyoneWriteMember
 from catalog.api.renderers import TABLE_FORMATS, CSVRenderer, FITSRenderer, VOTableRenderer, export_response
 from catalog.api.tokens import issue_token, revoke_token, token_for
 from catalog.api.uploads import UploadError, store_uploaded_image
 from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, resolve_columns
+from catalog.conf import conf
 from catalog.filters import SORTABLE, GalaxyFilter
-from catalog.models import Galaxy, Image, InclinationVote, Job, Release, ReleaseRow
-from catalog.roles import is_curator, is_member
-from catalog.voting import RateLimited, VoteError, record_vote
+from catalog.models import Galaxy, Image, Release, ReleaseRow
+from core.api.errors import ERROR_RESPONSES, ApiError, pgc_param
+from core.api.pagination import KeysetPagination
+from core.api.permissions import ReadAnyoneWriteMember
+from core.roles import is_member
 
 JSON_RENDERERS = [JSONRenderer, BrowsableAPIRenderer]
 TABLE_RENDERERS = [CSVRenderer, VOTableRenderer, FITSRenderer]
-ERROR_RESPONSES = {
-    400: OpenApiResponse(description="Bad input: JSON with message and the offending field"),
-    429: OpenApiResponse(description="Too many requests: JSON error, with Retry-After [s]"),
-}
-
-
-class ApiError(exceptions.APIException):
-    """An error with a status and the offending field, in the API's error format."""
-
-    def __init__(self, message: str, *, status_code: int = 400, field: str | None = None, code: str = "invalid"):
-        self.status_code = status_code
-        super().__init__({field: [message]} if field else {"non_field_errors": [message]}, code)
 
 
 class TableListMixin:
@@ -163,9 +149,7 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet:
         if self.action == "retrieve":
             images = Image.objects.all() if is_member(self.request.user) else Image.objects.filter(is_public=True)
-            return Galaxy.objects.prefetch_related("names", Prefetch("images", queryset=images, to_attr="visible_images")).annotate(
-                vote_count=Count("votes", distinct=True)
-            )
+            return Galaxy.objects.prefetch_related("names", Prefetch("images", queryset=images, to_attr="visible_images"))
         return Galaxy.objects.all()
 
     def get_serializer_class(self):
@@ -239,11 +223,8 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             qs = qs.filter(is_public=True)
         if self.action == "list":
             params = self.request.query_params
-            if params.get("pgc"):
-                try:
-                    qs = qs.filter(galaxy_id=int(params["pgc"]))
-                except ValueError:
-                    raise ApiError(f"pgc must be an integer, got {params['pgc']!r}", field="pgc") from None
+            if (pgc := pgc_param(params)) is not None:
+                qs = qs.filter(galaxy_id=pgc)
             if params.get("band"):
                 if params["band"] not in Image.Band.values:
                     raise ApiError(f"unknown band {params['band']!r}", field="band")
@@ -255,7 +236,7 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
         upload = data.pop("file")
-        limit = settings.GALCAT_UPLOAD_MAX_BYTES
+        limit = conf.UPLOAD_MAX_BYTES
         if upload.size > limit:  # refuse before reading the bytes into memory
             raise ApiError(f"file of {upload.size} bytes exceeds the upload limit of {limit} bytes", status_code=413, field="file")
         try:
@@ -264,87 +245,6 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise ApiError(exc.message, status_code=exc.status, field=exc.field) from None
         body = s.ImageSerializer(image, context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-
-
-# ---------------------------------------------------------------------------------------------
-# Votes
-# ---------------------------------------------------------------------------------------------
-@extend_schema_view(
-    list=extend_schema(
-        summary="Inclination votes: one's own (curators: all)",
-        parameters=[
-            OpenApiParameter("pgc", OpenApiTypes.INT, description="Only votes on this galaxy"),
-            OpenApiParameter("volunteer", OpenApiTypes.STR, description="Only this volunteer's votes (curators)"),
-        ],
-    ),
-    retrieve=extend_schema(summary="One vote"),
-    create=extend_schema(
-        summary="Vote on a galaxy's inclination",
-        request=s.VoteCreateSerializer,
-        responses={
-            201: s.VoteSerializer,
-            **ERROR_RESPONSES,
-            403: OpenApiResponse(description="Not a volunteer"),
-            404: OpenApiResponse(description="Unknown galaxy"),
-            409: OpenApiResponse(description="Already voted, or the form was replayed"),
-        },
-    ),
-)
-class VoteViewSet(mixins.CreateModelMixin, TableListMixin, viewsets.ReadOnlyModelViewSet):
-    """Volunteers vote (catalog.voting.record_vote) and read their own votes; curators read all."""
-
-    permission_classes = [IsVolunteer]
-    queryset = InclinationVote.objects.none()  # for the schema; get_queryset answers requests
-    pagination_class = KeysetPagination
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
-    serializer_class = s.VoteSerializer
-    ordering_fields = ("created", "id", "inc")
-    default_ordering = "-created"
-    lookup_value_regex = r"[0-9]{1,18}"
-    table_actions = ()
-
-    def get_queryset(self) -> QuerySet:
-        qs = InclinationVote.objects.select_related("user")
-        user = self.request.user
-        if not is_curator(user):
-            qs = qs.filter(user=user)
-        if self.action == "list":
-            params = self.request.query_params
-            if params.get("pgc"):
-                try:
-                    qs = qs.filter(galaxy_id=int(params["pgc"]))
-                except ValueError:
-                    raise ApiError(f"pgc must be an integer, got {params['pgc']!r}", field="pgc") from None
-            if params.get("volunteer"):
-                qs = qs.filter(user__username=params["volunteer"])
-        return qs
-
-    def create(self, request: Request, *args, **kwargs) -> Response:
-        form = s.VoteCreateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = dict(form.validated_data)
-        flags = {f: data.pop(f) for f in list(data) if f in s.GIZ_FLAGS}
-        pgc = data.pop("pgc")
-        try:
-            vote = record_vote(request.user, pgc, data.pop("inc", None), flags=flags, source=InclinationVote.Source.API, **data)
-        except RateLimited as exc:
-            raise exceptions.Throttled(wait=exc.retry_after, detail=exc.message) from None
-        except VoteError as exc:
-            field = {"unknown_galaxy": "pgc", "replayed": "client_token"}.get(exc.code)
-            if exc.code == "invalid":
-                field = _vote_field(exc.message)
-            raise ApiError(exc.message, status_code=exc.status, field=field, code=exc.code) from None
-        vote = InclinationVote.objects.select_related("user").get(pk=vote.pk)
-        return Response(s.VoteSerializer(vote, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
-
-
-def _vote_field(message: str) -> str | None:
-    """The vote field a record_vote message is about (its messages start with or name it)."""
-    text = message.lower()
-    for name in ("client_token", "checkout_time", "std1", "std2", "note", "flag", "inc"):
-        if name in text or (name == "inc" and "inclination" in text):
-            return "flags" if name == "flag" else name
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,71 +313,6 @@ class ReleaseViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
 
 # ---------------------------------------------------------------------------------------------
 # Jobs
-# ---------------------------------------------------------------------------------------------
-@extend_schema_view(
-    list=extend_schema(
-        summary="Jobs: one's own (curators: all)",
-        parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=list(Job.Status.values), description="Only jobs in this status"),
-            OpenApiParameter("kind", OpenApiTypes.STR, description="Only jobs of this kind"),
-        ],
-    ),
-    retrieve=extend_schema(summary="One job and its progress"),
-)
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
-    """Status and progress of long operations: one's own jobs; curators see every job."""
-
-    permission_classes = [IsAuthenticated]
-    queryset = Job.objects.none()  # for the schema; get_queryset answers requests
-    pagination_class = KeysetPagination
-    serializer_class = s.JobSerializer
-    ordering_fields = ("created", "id", "status", "kind")
-    default_ordering = "-created"
-    lookup_value_regex = r"[0-9]{1,18}"
-
-    def get_queryset(self) -> QuerySet:
-        qs = Job.objects.select_related("created_by")
-        if not is_curator(self.request.user):
-            qs = qs.filter(created_by=self.request.user)
-        if self.action == "list":
-            params = self.request.query_params
-            if params.get("status"):
-                if params["status"] not in Job.Status.values:
-                    raise ApiError(f"unknown status {params['status']!r}; one of {', '.join(Job.Status.values)}", field="status")
-                qs = qs.filter(status=params["status"])
-            if params.get("kind"):
-                qs = qs.filter(kind=params["kind"])
-        return qs
-
-    def _act(self, fn) -> Response:
-        job = self.get_object()
-        try:
-            job = fn(job, user=self.request.user)
-        except (PermissionError, DjangoPermissionDenied) as exc:
-            raise exceptions.PermissionDenied(str(exc) or "not your job") from None
-        except ValueError as exc:
-            raise ApiError(str(exc), status_code=409) from None
-        return Response(s.JobSerializer(job, context=self.get_serializer_context()).data)
-
-    @extend_schema(
-        summary="Cancel a job (owner or curator)",
-        request=None,
-        responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be cancelled")},
-    )
-    @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(jobs_module.cancel_job)
-
-    @extend_schema(
-        summary="Retry a failed job (owner or curator)",
-        request=None,
-        responses={200: s.JobSerializer, 409: OpenApiResponse(description="Cannot be retried")},
-    )
-    @action(detail=True, methods=["post"])
-    def retry(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(jobs_module.retry_job)
-
-
 # ---------------------------------------------------------------------------------------------
 # Tokens
 # ---------------------------------------------------------------------------------------------

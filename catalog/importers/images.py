@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from catalog.conf import conf
 from catalog.importers.report import ImportReport, ImportValidationError
 from catalog.models import Galaxy, Image
 from catalog.signals import images_added
@@ -57,7 +57,7 @@ def _grey_inverted(grey: np.ndarray) -> bool:
 
 def decode_image(data: bytes, name: str = "", *, max_pixels: int | None = None) -> DecodedImage:
     """Decode image bytes fully (PNG, JPEG, GIF or FITS); ImageDecodeError if unusable."""
-    max_pixels = max_pixels or settings.GALCAT_IMAGE_MAX_PIXELS
+    max_pixels = max_pixels or conf.IMAGE_MAX_PIXELS
     if not data:
         raise ImageDecodeError("the file is empty")
     lower = name.lower()
@@ -293,8 +293,8 @@ def import_images(
         report.rows_read += 1
         try:
             size = spec.path.stat().st_size
-            if size > settings.GALCAT_IMAGE_MAX_BYTES:
-                raise ImageDecodeError(f"file of {size} bytes exceeds the limit of {settings.GALCAT_IMAGE_MAX_BYTES} bytes")
+            if size > conf.IMAGE_MAX_BYTES:
+                raise ImageDecodeError(f"file of {size} bytes exceeds the limit of {conf.IMAGE_MAX_BYTES} bytes")
             data = spec.path.read_bytes()
             decoded.append((spec, data, decode_image(data, spec.path.name)))
         except (ImageDecodeError, OSError) as exc:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from django import template
-from django.conf import settings
 
+from fitting.conf import conf
 from fitting.services import FIT_SIZE, fits_for_galaxy
 
 register = template.Library()
@@ -58,4 +58,4 @@ def fitting_panel_data(galaxy) -> dict:
             rows.append({"label": label, "value": val, "error": err, "unit": unit})
         inc = f.inclination
         fits.append({"fit": f, "rows": rows, "inc": None if inc is None else round(inc, 1)})
-    return {"fits": fits, "q0": float(getattr(settings, "GALCAT_Q0", 0.3)), "size": FIT_SIZE}
+    return {"fits": fits, "q0": float(conf.Q0), "size": FIT_SIZE}

@@ -1,7 +1,7 @@
 from django import template
 
-from catalog.api.extras import consensus
 from ml.services import galaxy_summary
+from zoo.services import current_consensus
 
 register = template.Library()
 
@@ -12,7 +12,7 @@ def ml_panel_data(galaxy) -> dict:
     predictions of the active version), with the volunteers' consensus when there is one."""
     s = galaxy_summary(galaxy) or {}
     try:
-        c = consensus(galaxy).get("consensus")
+        c = current_consensus(galaxy)
     except Exception:  # noqa: BLE001 - the panel never breaks the galaxy page
         c = None
     return {"cnn": s, "consensus": c}

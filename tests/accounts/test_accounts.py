@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from accounts.services import calibration_points, create_volunteer, vote_statistics
-from catalog.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer, VolunteerCalibration
-from catalog.roles import VOLUNTEER, is_volunteer, role_of
+from core.roles import VOLUNTEER, is_volunteer, role_of
 from tests.factories import GalaxyFactory, UserFactory
+from zoo.models import CalibrationGalaxy, ConsensusInclination, InclinationVote, Volunteer, VolunteerCalibration
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "Spiral-arms-42"

@@ -7,8 +7,6 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from catalog.api.tokens import issue_token
-from catalog.roles import CURATOR, MEMBER, VOLUNTEER, ensure_groups, grant
-from tests.factories import UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -17,29 +15,6 @@ def _fresh_throttle_counts():
     cache.clear()
     yield
     cache.clear()
-
-
-def _user_with_role(username: str, role: str | None):
-    ensure_groups()
-    user = UserFactory(username=username)
-    if role:
-        grant(user, role)
-    return user
-
-
-@pytest.fixture
-def volunteer(db):
-    return _user_with_role("vera", VOLUNTEER)
-
-
-@pytest.fixture
-def member(db):
-    return _user_with_role("max", MEMBER)
-
-
-@pytest.fixture
-def curator(db):
-    return _user_with_role("cora", CURATOR)
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def test_unknown_galaxy_and_unknown_path_answer_json(anon_client, db):
 
 
 def test_crash_under_api_answers_json_500_and_other_paths_untouched(rf):
-    from catalog.api.errors import ApiJsonErrorsMiddleware
+    from core.api.errors import ApiJsonErrorsMiddleware
 
     mw = ApiJsonErrorsMiddleware(lambda request: None)
     response = mw.process_exception(rf.get("/api/v1/galaxies/"), RuntimeError("boom"))
@@ -116,7 +116,7 @@ def test_crash_under_api_answers_json_500_and_other_paths_untouched(rf):
 
 
 def test_detail_shows_consensus_with_curator_override_winning(anon_client, curator):
-    from catalog.models import ConsensusInclination, ConsensusOverride
+    from zoo.models import ConsensusInclination, ConsensusOverride
 
     g = GalaxyFactory(ra=12.0, dec=-3.0)
     ConsensusInclination.objects.create(galaxy=g, inc=63.0, inc_e=2.5, inc_n=4, flag="A", method="calibrated", version="1")

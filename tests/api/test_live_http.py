@@ -8,7 +8,7 @@ import pytest
 import requests
 from astropy.io.votable import parse_single_table
 
-from catalog.roles import VOLUNTEER, ensure_groups, grant
+from core.roles import VOLUNTEER, ensure_groups, grant
 from tests.factories import GalaxyFactory, UserFactory
 
 

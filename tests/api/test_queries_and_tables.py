@@ -9,8 +9,8 @@ import io
 import pytest
 from astropy.io.votable import parse_single_table
 
-from catalog.jobs import create_job
 from catalog.models import Release, ReleaseRow
+from jobs.services import create_job
 from tests.factories import GalaxyFactory, VoteFactory, make_image
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,9 @@ import pytest
 from django.test import Client
 
 from catalog.api.tokens import issue_token
-from catalog.jobs import create_job
 from catalog.models import Release, ReleaseRow
-from catalog.roles import CURATOR, ensure_groups, grant
+from core.roles import CURATOR, ensure_groups, grant
+from jobs.services import create_job
 from tests.factories import GalaxyFactory, GalaxyNameFactory, UserFactory, make_image
 
 ST = Path(sys.executable).with_name("st")

@@ -17,17 +17,7 @@ import shutil
 
 import pytest
 
-CHROMIUM = os.environ.get("GALCAT_CHROMIUM", "/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from tests.utils import CHROMIUM, LAUNCH_ARGS
 
 
 @pytest.fixture(scope="session")

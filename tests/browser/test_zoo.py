@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-from catalog.models import InclinationVote
-from catalog.standards import ensure_rendered_standards
 from tests.factories import GalaxyFactory, UserFactory, make_image
+from zoo.models import InclinationVote
+from zoo.standards import ensure_rendered_standards
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -30,7 +30,7 @@ def test_vote_with_the_keyboard_through_both_steps(zoo_browser, live_server, set
     settings.GALCAT_ZOO_CALIBRATION_RATE = 0
     ensure_rendered_standards(variants=1, size=64)
     user = UserFactory(username="kbd", password=PASSWORD)
-    from catalog.roles import VOLUNTEER, grant
+    from core.roles import VOLUNTEER, grant
 
     grant(user, VOLUNTEER)
     galaxy = GalaxyFactory()

@@ -3,10 +3,11 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from catalog.columns import BY_SOURCE, COLUMNS, resolve_columns
-from catalog.models import Galaxy, GalaxyName, InclinationVote
+from catalog.models import Galaxy, GalaxyName
 from catalog.names import normalise_name, pgc_from_name
 from catalog.sky import healpix_index
 from tests.factories import GalaxyFactory, UserFactory, VoteFactory
+from zoo.models import InclinationVote
 
 
 def test_registry_covers_every_edd_column(shared_data):

@@ -5,35 +5,13 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.io.votable import parse_single_table
 from astropy.table import Table
 
 from catalog.columns import BY_NAME, COLUMNS
 from catalog.cone import galaxies_in_cone
 from catalog.exports import ExportError, stream_table
 from catalog.models import Galaxy
-
-# Every UCD word of the column registry is in the IVOA list: no W06 warning is tolerated.
-KNOWN_BAD_UCD_WORDS: tuple[str, ...] = ()
-
-
-def read_votable(data: bytes, allow: tuple[str, ...] = ()):
-    """Parse strictly: any VOTable warning fails, except W06 for the known registry UCD words."""
-    import warnings
-
-    from astropy.io.votable.exceptions import VOWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = parse_single_table(io.BytesIO(data), verify="warn")
-    problems = [str(w.message) for w in caught if issubclass(w.category, VOWarning)]
-    problems = [p for p in problems if not ("W06" in p and any(word in p for word in KNOWN_BAD_UCD_WORDS + allow))]
-    assert not problems, problems
-    return table
-
-
-def _body(response) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
+from tests.utils import read_votable, response_body
 
 
 def _csv_rows(data: bytes) -> tuple[list[str], list[list[str]], list[str]]:
@@ -148,16 +126,16 @@ def test_download_views_stream_filtered_results(client, edd_galaxies):
     r = client.get("/galaxies/download.csv", {"inc_min": 80, "columns": "pgc,inc"})
     assert r.status_code == 200 and r.streaming
     assert r["Content-Type"].startswith("text/csv")
-    header, rows, comments = _csv_rows(_body(r))
+    header, rows, comments = _csv_rows(response_body(r))
     assert header == ["pgc", "inc"]
     assert rows and all(float(x[1]) >= 80 for x in rows)
     assert len(rows) == Galaxy.objects.filter(inc__gte=80).count()
     assert any("inc_min=80" in c for c in comments)
     r = client.get("/galaxies/download.votable", {"q": "0.007 47.2745 3 deg"})
-    t = read_votable(_body(r)).to_table()
+    t = read_votable(response_body(r)).to_table()
     assert t["pgc"][0] == 2 and "distance" in t.colnames
     r = client.get("/galaxies/download.fits", {"col": ["pgc", "vhel"]})
-    assert Table.read(io.BytesIO(_body(r))).colnames == ["pgc", "vhel"]
+    assert Table.read(io.BytesIO(response_body(r))).colnames == ["pgc", "vhel"]
 
 
 @pytest.mark.parametrize(
@@ -180,7 +158,7 @@ def test_unlocated_galaxies_are_left_out_unless_asked(client, db):
 
     GalaxyFactory(pgc=1, ra=1.0, dec=1.0)
     Galaxy.objects.create(pgc=2)
-    _, rows, _ = _csv_rows(_body(client.get("/galaxies/download.csv?columns=pgc")))
+    _, rows, _ = _csv_rows(response_body(client.get("/galaxies/download.csv?columns=pgc")))
     assert rows == [["1"]]
-    _, rows, _ = _csv_rows(_body(client.get("/galaxies/download.csv?columns=pgc&include_unlocated=true")))
+    _, rows, _ = _csv_rows(response_body(client.get("/galaxies/download.csv?columns=pgc&include_unlocated=true")))
     assert rows == [["1"], ["2"]]

@@ -5,8 +5,9 @@ from django.core.management import CommandError, call_command
 
 from catalog.importers.report import ImportValidationError
 from catalog.importers.tables import import_catalog
-from catalog.models import Galaxy, GalaxyName, Job
+from catalog.models import Galaxy, GalaxyName
 from catalog.sky import healpix_index
+from jobs.models import Job
 from tests.catalog.tables import edd_lines, replace_cell, write_edd
 
 pytestmark = pytest.mark.django_db

@@ -8,12 +8,9 @@ from django.test import RequestFactory
 from catalog.admin import GalaxyAdmin, ReleaseAdmin
 from catalog.models import Galaxy, Release
 from catalog.releases import ReleaseError, delete_draft, make_release, publish_release, visible_releases
-from catalog.roles import MEMBER, grant
+from core.roles import MEMBER
 from tests.factories import UserFactory
-
-
-def _body(r) -> bytes:
-    return b"".join(r.streaming_content) if r.streaming else r.content
+from tests.utils import read_votable, response_body, user_with_role
 
 
 def test_release_freezes_query_result_and_values(edd_galaxies):
@@ -56,19 +53,20 @@ def test_release_downloads_in_every_format(client, edd_galaxies):
     from astropy.io import fits
     from astropy.table import Table
 
-    from tests.catalog.test_exports import read_votable
-
     make_release("Public", "1", columns="pgc,ra,dec,vhel,type,fon,inc_flg", citation="Cite me", publish=True)
     r = client.get("/releases/public-v1/download.csv")
-    text = _body(r).decode()
+    text = response_body(r).decode()
     assert r.status_code == 200 and "# citation: Cite me" in text and "# release: Public v1 (public-v1)" in text
-    assert text.splitlines()[text.count("\n#") + 1 - 1].startswith("#") or True
-    data_lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    lines = text.splitlines()
+    n_header = sum(ln.startswith("#") for ln in lines)
+    # the '#' provenance header is one block at the top, followed by the column names
+    assert n_header > 0 and all(ln.startswith("#") for ln in lines[:n_header])
+    data_lines = lines[n_header:]
     assert data_lines[0] == "pgc,ra,dec,vhel,type,fon,inc_flg" and len(data_lines) == 99
-    t = read_votable(_body(client.get("/releases/public-v1/download.votable"))).to_table()
+    t = read_votable(response_body(client.get("/releases/public-v1/download.votable"))).to_table()
     g = Galaxy.objects.get(pgc=int(t["pgc"][0]))
     assert t["vhel"][0] == g.vhel and bool(t["fon"][0]) == g.fon
-    data = _body(client.get("/releases/public-v1/download.fits?columns=pgc,vhel"))
+    data = response_body(client.get("/releases/public-v1/download.fits?columns=pgc,vhel"))
     assert Table.read(io.BytesIO(data)).colnames == ["pgc", "vhel"]
     with fits.open(io.BytesIO(data)) as h:
         assert any("Cite me" in str(c) for c in h[0].header["COMMENT"])
@@ -87,8 +85,7 @@ def test_private_releases_are_for_members_only(client, edd_galaxies):
     assert client.get("/releases/secret-v1/download.csv").status_code == 404
     assert client.get("/releases/secret-v1/").status_code == 404
     assert client.get("/scs/secret-v1/?RA=0&DEC=0&SR=1").status_code == 404
-    member = UserFactory(username="member1")
-    grant(member, MEMBER)
+    member = user_with_role(MEMBER, "member1")
     client.force_login(member)
     assert client.get("/releases/secret-v1/download.csv").status_code == 200
     assert client.get("/releases/draft-v1/").status_code == 404  # drafts are for curators
@@ -105,7 +102,7 @@ def test_make_release_and_export_table_commands(edd_galaxies, tmp_path):
     path = tmp_path / "cmd.csv"
     call_command("export_table", "--release", "cmd-v1-0", "--format", "csv", "--output", str(path), verbosity=0)
     assert len([ln for ln in path.read_text().splitlines() if not ln.startswith("#")]) == release.row_count + 1
-    from catalog.models import Job
+    from jobs.models import Job
 
     job = Job.objects.get(kind="export_table")
     assert job.status == Job.Status.SUCCEEDED and job.result["bytes"] == path.stat().st_size

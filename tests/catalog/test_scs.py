@@ -5,7 +5,8 @@ from astropy.io.votable import parse
 
 from catalog.models import Galaxy
 from catalog.releases import make_release
-from tests.catalog.test_exports import read_votable as _read_votable
+from tests.utils import read_votable as _read_votable
+from tests.utils import response_body
 
 # SCS 1.03 requires these UCD1 words, which astropy checks against the UCD1+ list.
 SCS_UCD1 = ("ID_MAIN", "POS_EQ_RA_MAIN", "POS_EQ_DEC_MAIN")
@@ -13,10 +14,6 @@ SCS_UCD1 = ("ID_MAIN", "POS_EQ_RA_MAIN", "POS_EQ_DEC_MAIN")
 
 def read_votable(data: bytes):
     return _read_votable(data, allow=SCS_UCD1)
-
-
-def _body(r) -> bytes:
-    return b"".join(r.streaming_content) if r.streaming else r.content
 
 
 def _error_of(data: bytes) -> str:
@@ -29,7 +26,7 @@ def _error_of(data: bytes) -> str:
 def test_scs_answers_a_votable_with_the_three_required_ucds(client, edd_galaxies):
     r = client.get("/scs/", {"RA": "0.007", "DEC": "47.2745", "SR": "3"})
     assert r.status_code == 200 and r["Content-Type"].startswith("text/xml")
-    vot = read_votable(_body(r))
+    vot = read_votable(response_body(r))
     ucds = [f.ucd for f in vot.fields]
     for required in ("ID_MAIN", "POS_EQ_RA_MAIN", "POS_EQ_DEC_MAIN"):
         assert ucds.count(required) == 1
@@ -42,11 +39,11 @@ def test_scs_answers_a_votable_with_the_three_required_ucds(client, edd_galaxies
 def test_verb_changes_the_columns_and_sr0_gives_metadata(client, edd_galaxies):
     names = {}
     for verb in (1, 2, 3):
-        vot = read_votable(_body(client.get("/scs/", {"RA": 0.007, "DEC": 47.2745, "SR": 1, "VERB": verb})))
+        vot = read_votable(response_body(client.get("/scs/", {"RA": 0.007, "DEC": 47.2745, "SR": 1, "VERB": verb})))
         names[verb] = [f.name for f in vot.fields]
     assert names[1] == ["pgc", "ra", "dec", "distance"]
     assert len(names[1]) < len(names[2]) < len(names[3]) == 141
-    meta = read_votable(_body(client.get("/scs/", {"RA": 0.007, "DEC": 47.2745, "SR": 0})))
+    meta = read_votable(response_body(client.get("/scs/", {"RA": 0.007, "DEC": 47.2745, "SR": 0})))
     assert len(meta.fields) > 3 and len(meta.to_table()) == 0
 
 
@@ -65,12 +62,12 @@ def test_verb_changes_the_columns_and_sr0_gives_metadata(client, edd_galaxies):
 def test_bad_requests_answer_an_error_votable(client, db, params, msg):
     r = client.get("/scs/", params)
     assert r.status_code == 400
-    assert msg in _error_of(_body(r))
+    assert msg in _error_of(response_body(r))
 
 
 def test_scs_on_a_published_release_searches_its_frozen_rows(client, edd_galaxies):
     make_release("SCS", "1", query={"inc_min": "80"}, columns="pgc,ra,dec,inc", publish=True)
-    t = read_votable(_body(client.get("/scs/scs-v1/", {"RA": 0.007, "DEC": 47.2745, "SR": 10, "VERB": 3}))).to_table()
+    t = read_votable(response_body(client.get("/scs/scs-v1/", {"RA": 0.007, "DEC": 47.2745, "SR": 10, "VERB": 3}))).to_table()
     assert len(t) > 0 and all(v >= 80 for v in t["inc"])
     assert t.colnames == ["pgc", "ra", "dec", "inc", "distance"]
     assert set(t["pgc"]) <= set(Galaxy.objects.filter(inc__gte=80).values_list("pgc", flat=True))

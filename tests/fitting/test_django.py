@@ -6,11 +6,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalog.importers.images import import_images
-from catalog.models import Image, Job
+from catalog.models import Image
 from fitting.engine import ENGINE_VERSION
 from fitting.models import FitResult, axis_ratio_inclination
 from fitting.services import fit_and_store, prepare_image
 from fitting.tasks import fit_images
+from jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from catalog.roles import CURATOR, MEMBER, grant
-from tests.factories import UserFactory
+from core.roles import MEMBER
+from tests.utils import user_with_role
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,24 +25,8 @@ def sync_tasks(settings):
 
 
 @pytest.fixture
-def member(db):
-    user = UserFactory(username="member1")
-    grant(user, MEMBER)
-    return user
-
-
-@pytest.fixture
 def other_member(db):
-    user = UserFactory(username="member2")
-    grant(user, MEMBER)
-    return user
-
-
-@pytest.fixture
-def curator(db):
-    user = UserFactory(username="curator1")
-    grant(user, CURATOR)
-    return user
+    return user_with_role(MEMBER, "member2")
 
 
 def cluster_env(**extra: str) -> dict[str, str]:

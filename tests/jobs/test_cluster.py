@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 
-from catalog.jobs import cancel_job, lost_after, mark_lost_jobs
-from catalog.models import Job
-from catalog.tasks import demo_job, demo_rows
+from jobs.models import Job
+from jobs.services import cancel_job, lost_after, mark_lost_jobs
+from jobs.tasks import demo_job, demo_rows
 from tests.jobs.conftest import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -149,11 +149,11 @@ def test_a_failing_task_is_recorded_and_does_not_block_the_queue(shared_cluster)
 
 
 def test_a_gpu_cluster_takes_only_the_gpu_queue(clusters):
-    from catalog.tasks import run_batched
+    from jobs.tasks import run_batched
 
     cpu_job = demo_job(20, batch_size=10)
     gpu_run = f"gpu-{cpu_job.pk}"
-    gpu_job = run_batched("demo", "catalog.tasks.demo_square", range(40), batch_size=10, queue="gpu", func_kwargs={"run": gpu_run})
+    gpu_job = run_batched("demo", "jobs.tasks.demo_square", range(40), batch_size=10, queue="gpu", func_kwargs={"run": gpu_run})
     gpu = clusters("gpu", Q_CLUSTER_NAME="gpu")
     wait_for(lambda: job(gpu_job.pk).status == Job.Status.SUCCEEDED, 60, 0.2, what="the gpu job")
 

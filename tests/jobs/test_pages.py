@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.jobs import create_job
-from catalog.models import Job
-from catalog.tasks import demo_job
+from jobs.models import Job
+from jobs.services import create_job
+from jobs.tasks import demo_job
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from catalog.jobs import JobError, cancel_job, create_job, mark_lost_jobs, retry_job, tracked, visible_jobs
-from catalog.models import Job
-from catalog.tasks import demo_job, demo_rows, enqueue_job, queue_for, queue_for_task, run_batch, run_batched
+from jobs.models import Job
+from jobs.services import JobError, cancel_job, create_job, mark_lost_jobs, retry_job, tracked, visible_jobs
+from jobs.tasks import demo_job, demo_rows, enqueue_job, queue_for, queue_for_task, run_batch, run_batched
 from tests.jobs import funcs
 
 
@@ -184,7 +184,7 @@ def test_gpu_tasks_go_to_the_gpu_queue_only_when_a_gpu_cluster_runs(settings):
     assert queue_for_task("fitting.tasks.fit_images") == "cpu"  # nobody would serve a gpu queue
     settings.GALCAT_GPU_QUEUE = True
     assert queue_for_task("fitting.tasks.fit_images") == "gpu"
-    assert queue_for_task("catalog.consensus.run_consensus_task") == "cpu"
+    assert queue_for_task("zoo.consensus.run_consensus_task") == "cpu"
 
 
 def test_visibility(db, member, other_member, curator):

@@ -8,16 +8,18 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
-from catalog import triggers
-from catalog.models import Job
-from catalog.signals import images_added, votes_added
-from catalog.tasks import demo_job, nightly, prune_results
+from catalog.signals import IMAGES, images_added, pipeline_job_kind
+from jobs import triggers
+from jobs.models import Job
+from jobs.tasks import demo_job, nightly, prune_results
 from tests.jobs import funcs
+from zoo.signals import VOTES, votes_added
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def pipeline(settings, sync_tasks):
 def test_new_images_are_collected_then_queued_in_batches(db, pipeline):
     images_added.send(sender=None, image_ids=[3, 1, 2])
     images_added.send(sender=None, image_ids=[2, 4, 5, 6, 7, 8, 9, 10])
-    collectors = Job.objects.filter(kind=triggers.IMAGES)
+    collectors = Job.objects.filter(kind=IMAGES)
     assert collectors.count() == 1, "one collector, not one job per image"
     collector = collectors.get()
     assert collector.params["ids"] == list(range(1, 11)) and collector.total == 10
@@ -54,7 +56,7 @@ def test_new_images_are_collected_then_queued_in_batches(db, pipeline):
     assert "nowhere.tasks.fit_images" in collector.result["skipped"][0]
 
     images_added.send(sender=None, image_ids=[11])
-    assert Job.objects.filter(kind=triggers.IMAGES, status=Job.Status.QUEUED).get().params["ids"] == [11]
+    assert Job.objects.filter(kind=IMAGES, status=Job.Status.QUEUED).get().params["ids"] == [11]
 
 
 def test_a_collector_is_flushed_after_max_wait_even_while_ids_keep_coming(db, pipeline, settings):
@@ -66,12 +68,12 @@ def test_a_collector_is_flushed_after_max_wait_even_while_ids_keep_coming(db, pi
 def test_new_votes_queue_one_consensus_run(db, pipeline):
     for gid in (7, 8, 7, 9):
         votes_added.send(sender=None, galaxy_ids=[gid])
-    collector = Job.objects.get(kind=triggers.VOTES)
+    collector = Job.objects.get(kind=VOTES)
     triggers.flush(collector.pk, force=True)
     assert funcs.CALLS == [[7, 8, 9]], "one consensus run over every galaxy that got votes"
     assert triggers.flush(collector.pk, force=True) == [], "a collector flushes once"
     assert Job.objects.filter(kind="consensus").count() == 1
-    assert triggers.job_kind("fitting.tasks.fit_images") == "fit" and triggers.job_kind("ml.tasks.predict_images") == "predict"
+    assert pipeline_job_kind("fitting.tasks.fit_images") == "fit" and pipeline_job_kind("ml.tasks.predict_images") == "predict"
 
 
 def test_schedules_exist_after_migrate_and_are_idempotent(db):
@@ -81,7 +83,7 @@ def test_schedules_exist_after_migrate_and_are_idempotent(db):
     assert Schedule.objects.filter(name__startswith="galcat:").count() == 4
     nightly_schedule = Schedule.objects.get(name="galcat: nightly recompute")
     assert nightly_schedule.schedule_type == Schedule.DAILY and nightly_schedule.cluster == "cpu"
-    assert nightly_schedule.func == "catalog.tasks.nightly"
+    assert nightly_schedule.func == "jobs.tasks.nightly"
 
 
 def test_prune_deletes_only_old_results(db):
@@ -133,7 +135,7 @@ def test_jobs_command(db, sync_tasks, tmp_path):
 
 
 def _run_py():
-    spec = importlib.util.spec_from_file_location("galcat_run", triggers.settings.BASE_DIR / "scripts" / "run.py")
+    spec = importlib.util.spec_from_file_location("galcat_run", django_settings.BASE_DIR / "scripts" / "run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from catalog.models import Job
+from jobs.models import Job
 from ml.inference import WeightsChecksumError
 from ml.models import ModelVersion, Prediction
 from ml.services import ensemble_for, register_weights

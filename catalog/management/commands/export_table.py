@@ -3,12 +3,13 @@ from urllib.parse import parse_qsl
 
 from django import forms
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from catalog.exports import FORMATS, ExportError, stream_table
-from catalog.jobs import tracked
-from catalog.management.progress import ProgressBar
 from catalog.models import Release
 from catalog.releases import ReleaseError, query_queryset
+from core.progress import ProgressBar
+from jobs.services import tracked
 
 
 class Command(BaseCommand):
@@ -31,7 +32,8 @@ class Command(BaseCommand):
             else:
                 query = dict(parse_qsl(opts["query"].lstrip("?")))
                 source = query_queryset(query)
-                provenance = {"query": f"/galaxies/?{opts['query']}" if opts["query"] else "all galaxies with positions"}
+                list_path = reverse("catalog:galaxy-list")
+                provenance = {"query": f"{list_path}?{opts['query']}" if opts["query"] else "all galaxies with positions"}
             chunks = stream_table(source, opts["format"], opts["columns"] or None, provenance)
         except (ExportError, ReleaseError, forms.ValidationError) as exc:
             raise CommandError(str(exc)) from None

@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.importers.report import ImportValidationError
 from catalog.importers.tables import FORMATS, import_catalog
-from catalog.jobs import tracked
-from catalog.management.progress import ProgressBar
+from core.progress import ProgressBar
+from jobs.services import tracked
 
 
 class Command(BaseCommand):

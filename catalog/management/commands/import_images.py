@@ -2,9 +2,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.importers.images import import_images
 from catalog.importers.report import ImportValidationError
-from catalog.jobs import tracked
-from catalog.management.progress import ProgressBar
 from catalog.models import Image
+from core.progress import ProgressBar
+from jobs.services import tracked
 
 
 class Command(BaseCommand):

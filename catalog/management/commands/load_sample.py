@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from catalog.jobs import tracked
 from catalog.sample import load_sample
+from jobs.services import tracked
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ from urllib.parse import parse_qsl
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.jobs import tracked
 from catalog.releases import ReleaseError, make_release
+from jobs.services import tracked
 
 
 class Command(BaseCommand):

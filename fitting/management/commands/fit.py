@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from catalog.jobs import tracked
 from fitting.models import FitResult
 from fitting.services import fit_and_store, image_ids_for, stale_image_ids
+from jobs.services import tracked
 
 
 class Command(BaseCommand):

@@ -1,9 +1,9 @@
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ml.conf import conf
 from ml.evaluation import TEST_SEED, evaluate_sdss, evaluate_synthetic, format_table
 from ml.inference import Ensemble, WeightsChecksumError, default_weights_dir
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             ens = Ensemble.load(o["weights"])
         except (FileNotFoundError, WeightsChecksumError) as exc:
             raise CommandError(str(exc)) from exc
-        q0 = float(getattr(settings, "GALCAT_Q0", 0.3))
+        q0 = float(conf.Q0)
         tta = not o["no_tta"]
         report: dict = {"weights": str(o["weights"] or default_weights_dir()), "members": ens.names, "q0": q0, "tta": tta}
         if o["synthetic"] > 0:
@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 f"false rejects {extra['false_reject_rate']:.3f}; mean stdev over passes {extra['mean_std']:.2f} deg, "
                 f"mean predicted sigma {extra['mean_sigma_model']:.2f} deg\n"
             )
-        folder = Path(o["sdss"]) if o["sdss"] else Path(settings.GALCAT_SAMPLE_DATA) / "sdss"
+        folder = Path(o["sdss"]) if o["sdss"] else Path(conf.SAMPLE_DATA) / "sdss"
         if (folder / "labels.csv").exists():
             rows, stats = evaluate_sdss(ens, folder, q0=q0, tta=tta)
             report["sdss"] = {"folder": str(folder), "rows": rows, "stats": stats}

@@ -2,7 +2,7 @@ import shlex
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.jobs import tracked
+from jobs.services import tracked
 from ml.services import register_weights
 from ml.train import check_config, config_from_options, train_ensemble
 

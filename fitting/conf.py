@@ -1,0 +1,9 @@
+"""The GALCAT_ settings the fitting app reads (defaults: config/settings.py, see core.conf)."""
+
+from core.conf import AppSettings
+
+conf = AppSettings(
+    "fitting",
+    "IMAGE_BATCH_SIZE",
+    "Q0",
+)

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ZooConfig(AppConfig):
+    name = "zoo"
+    verbose_name = "Galaxy Inclination Zoo"
+
+    def ready(self) -> None:
+        from zoo import signals  # noqa: F401

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from zoo import views as zoo_views
+
+app_name = "zoo"
+
+urlpatterns = [
+    path("", zoo_views.vote_page, name="vote"),
+    path("vote/", zoo_views.submit_vote, name="submit"),
+    path("leaderboard/", zoo_views.leaderboard_page, name="leaderboard"),
+    path("revote/<int:pgc>/", zoo_views.revote, name="revote"),
+    path("override/<int:pgc>/", zoo_views.override, name="override"),
+]
