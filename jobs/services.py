@@ -157,11 +157,6 @@ class JobReporter:
         self._log = (self._log + [line])[-LOG_TAIL_LINES:]
         self._emit(force=True)
 
-    def cancelled(self) -> bool:
-        if self.job is None:
-            return False
-        return Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
-
     def _emit(self, message: str = "", force: bool = False) -> None:
         if self.on_progress is not None:
             self.on_progress(self.done, self.total)

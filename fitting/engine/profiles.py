@@ -89,11 +89,6 @@ def q_to_e(q: Tensor) -> Tensor:
     return (1.0 - q2) / (1.0 + q2)
 
 
-def e_to_q(e: Tensor) -> Tensor:
-    """Axis ratio q = sqrt((1 - e) / (1 + e)) from the distortion modulus e."""
-    return torch.sqrt((1.0 - e) / (1.0 + e))
-
-
 def qtheta_to_e12(q: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
     """(q, theta) -> distortion components (e1, e2). Shapes [...]."""
     e = q_to_e(q)
