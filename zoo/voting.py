@@ -115,15 +115,13 @@ def has_voted(user, galaxy_id: int, open_round: int | None = None) -> bool:
 
 def _flags(flags: Mapping[str, bool] | Iterable[str] | None) -> dict[str, bool]:
     if flags is None:
+        given: set[str] = set()
         names: set[str] = set()
     elif isinstance(flags, Mapping):
-        names = {k for k, v in flags.items() if v}
-        unknown = set(flags) - set(GIZ_FLAGS)
-        if unknown:
-            raise InvalidVote(f"unknown flag(s): {', '.join(sorted(unknown))}; known: {', '.join(GIZ_FLAGS)}")
+        given, names = set(flags), {k for k, v in flags.items() if v}
     else:
-        names = set(flags)
-    unknown = names - set(GIZ_FLAGS)
+        given = names = set(flags)
+    unknown = given - set(GIZ_FLAGS)
     if unknown:
         raise InvalidVote(f"unknown flag(s): {', '.join(sorted(unknown))}; known: {', '.join(GIZ_FLAGS)}")
     return {f: f in names for f in GIZ_FLAGS}
