@@ -8,7 +8,6 @@ by its pgc. Re-importing a table adds nothing: votes are identified by their GIZ
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -16,10 +15,11 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import connection, transaction
 
+from catalog.importers.copy import copy_records, create_placeholder_galaxies
 from catalog.importers.report import ImportReport, ImportValidationError
-from catalog.models import Galaxy
+from catalog.importers.tables import TableReadError, TextLines, cell_problems
 from catalog.sample import VOTES_FILE
 from core.roles import VOLUNTEER as VOLUNTEER_GROUP
 from zoo.models import GIZ_FLAGS, InclinationVote, Volunteer
@@ -35,6 +35,8 @@ KINDS = {
 }
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
 BATCH = 2000
+MAX_INT = 2**31 - 1
+MAX_USER = Volunteer._meta.get_field("pseudonym").max_length
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -65,42 +67,51 @@ def _parse_pgc(text: str, *, required: bool) -> int | None:
             raise ValueError("missing pgc")
         return None
     value = int(t)
-    if value <= 0:
-        raise ValueError(f"pgc must be positive, got {value}")
+    if not 0 < value <= MAX_INT:
+        raise ValueError(f"pgc must be a positive integer of at most {MAX_INT}, got {value}")
     return value
 
 
 def read_votes(path: Path, report: ImportReport) -> list[dict]:
     """Validated vote dicts of a GIZ CSV; problems go to the report."""
-    data = path.read_bytes()
-    if not data.strip():
-        report.add(None, None, "the file is empty")
-        return []
-    if b"\x00" in data[:65536]:
-        report.add(None, None, "the file is binary, not a CSV table")
-        return []
+    lines = TextLines(path)
+    reader = csv.DictReader(iter(lines))
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        report.add(None, None, f"the file is not UTF-8 text (undecodable byte at offset {exc.start})")
+        fields = reader.fieldnames or []
+    except (TableReadError, csv.Error) as exc:
+        report.add(None, None, str(exc))
         return []
-    reader = csv.DictReader(io.StringIO(text))
-    fields = reader.fieldnames or []
     missing = [c for c in REQUIRED if c not in fields]
     if missing:
         report.add(1, None, f"missing column(s): {', '.join(missing)}")
         return []
     rows = []
     seen: dict[int, int] = {}
-    for row in reader:
+    flagged = lines.flagged
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            report.rows_read += 1
+            report.add(reader.line_num, None, f"malformed CSV: {exc}")
+            continue
         line = reader.line_num
         report.rows_read += 1
         if None in row or any(v is None for v in row.values()):
             report.add(line, None, f"expected {len(fields)} fields")
             continue
+        if lines.flagged != flagged:  # a NUL byte or bytes that are not UTF-8 on this row
+            flagged = lines.flagged
+            problems = cell_problems(list(row.values()), list(row))
+            for col, message in problems:
+                report.add(line, col, message)
+            if problems:
+                continue
         try:
             vote_id = int(row["id"])
-            if vote_id <= 0:
+            if not 0 < vote_id <= MAX_INT:
                 raise ValueError
         except ValueError:
             report.add(line, "id", f"vote id must be a positive integer, got {row['id']!r}")
@@ -147,6 +158,9 @@ def read_votes(path: Path, report: ImportReport) -> list[dict]:
         user = (row["user"] or "").strip()
         if not user:
             report.add(line, "user", "missing volunteer name")
+            ok = False
+        elif len(user) > MAX_USER:
+            report.add(line, "user", f"volunteer name of {len(user)} characters, longer than {MAX_USER}")
             ok = False
         rec["user"] = user
         table = (row.get("input_table") or "").strip().lower()
@@ -203,9 +217,7 @@ def import_votes(path: str | Path, *, partial: bool = False, progress=None) -> I
         report.extra["already imported"] = len(rows) - len(fresh)
         users = ensure_imported_volunteers({r["user"] for r in fresh})
         pgcs = {r["pgc"] for r in fresh}
-        known = set(Galaxy.objects.filter(pgc__in=pgcs).values_list("pgc", flat=True))
-        Galaxy.objects.bulk_create([Galaxy(pgc=p) for p in sorted(pgcs - known)], ignore_conflicts=True)
-        report.extra["galaxies awaiting position"] = len(pgcs - known)
+        report.extra["galaxies awaiting position"] = create_placeholder_galaxies(pgcs)
 
         # A volunteer who measured a galaxy again did so in a later round.
         used_rounds: dict[tuple[int, int], set[int]] = defaultdict(set)
@@ -223,21 +235,16 @@ def import_votes(path: str | Path, *, partial: bool = False, progress=None) -> I
                 rnd += 1
             taken.add(rnd)
             fields = {k: v for k, v in r.items() if k not in ("user", "pgc")}
+            created = r["checkin_time"] or r["checkout_time"] or datetime.now(UTC)
             votes.append(
-                InclinationVote(
-                    user_id=uid,
-                    galaxy_id=r["pgc"],
-                    round=rnd,
-                    source=InclinationVote.Source.IMPORT,
-                    created=r["checkin_time"] or r["checkout_time"] or datetime.now(UTC),
-                    **fields,
-                )
+                {"user_id": uid, "galaxy_id": r["pgc"], "round": rnd, "source": InclinationVote.Source.IMPORT, "created": created, **fields}
             )
         total = len(votes)
-        for start in range(0, total, BATCH):
-            InclinationVote.objects.bulk_create(votes[start : start + BATCH])
-            if progress:
-                progress(min(start + BATCH, total), total)
+        with connection.cursor() as cur:
+            for start in range(0, total, BATCH):
+                copy_records(cur, InclinationVote, votes[start : start + BATCH])
+                if progress:
+                    progress(min(start + BATCH, total), total)
         report.created = total
         report.extra["volunteers"] = len(users)
         if votes:

@@ -21,13 +21,15 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from catalog.conf import conf
+from catalog.importers.copy import create_placeholder_galaxies
 from catalog.importers.report import ImportReport, ImportValidationError
-from catalog.models import Galaxy, Image
+from catalog.models import Image
 from catalog.signals import images_added
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".fits", ".fit", ".fits.gz", ".fts")
 NAME_PATTERN = re.compile(r"^pgc(\d+)_([A-Za-z0-9]+)\.", re.IGNORECASE)
 BANDS = {b.value for b in Image.Band}
+WRITE_BATCH = 500
 
 
 class ImageDecodeError(ValueError):
@@ -44,7 +46,7 @@ class DecodedImage:
     channels: int
     inverted: bool
     wcs: dict | None
-    pixels: np.ndarray  # [H, W] or [H, W, C], float32, for callers that need the data
+    pixels: np.ndarray | None  # [H, W] or [H, W, C], float32, for callers that need the data
 
 
 def _grey_inverted(grey: np.ndarray) -> bool:
@@ -287,7 +289,9 @@ def import_images(
     if not specs and not report.problems:
         report.add(None, None, "no image files found")
 
-    decoded: list[tuple[ImageSpec, bytes, DecodedImage]] = []
+    # Pass 1 decodes every file and keeps only what it learnt (no pixels, no bytes), so memory
+    # does not grow with the number of images; pass 2 reads each file again to store it.
+    checked: list[tuple[ImageSpec, str, DecodedImage]] = []
     total = len(specs)
     for i, spec in enumerate(specs):
         report.rows_read += 1
@@ -296,54 +300,67 @@ def import_images(
             if size > conf.IMAGE_MAX_BYTES:
                 raise ImageDecodeError(f"file of {size} bytes exceeds the limit of {conf.IMAGE_MAX_BYTES} bytes")
             data = spec.path.read_bytes()
-            decoded.append((spec, data, decode_image(data, spec.path.name)))
+            img = decode_image(data, spec.path.name)
+            img.pixels = None
+            checked.append((spec, hashlib.sha256(data).hexdigest(), img))
         except (ImageDecodeError, OSError) as exc:
             report.add(None, None, f"{spec.path.name}: {exc}")
         if progress:
             progress(i + 1, total * 2)
     if report.problems and not partial:
         raise ImportValidationError(report)
-    report.skipped = report.rows_read - len(decoded)
+    report.skipped = report.rows_read - len(checked)
 
     new_ids: list[int] = []
     with transaction.atomic():
-        pgcs = {spec.pgc for spec, _, _ in decoded}
-        known = set(Galaxy.objects.filter(pgc__in=pgcs).values_list("pgc", flat=True))
-        placeholders = [Galaxy(pgc=p) for p in sorted(pgcs - known)]
-        Galaxy.objects.bulk_create(placeholders, ignore_conflicts=True)
-        report.extra["galaxies awaiting position"] = len(placeholders)
+        pgcs = {spec.pgc for spec, _, _ in checked}
+        report.extra["galaxies awaiting position"] = create_placeholder_galaxies(pgcs)
         first_name: dict[str, str] = {}
-        for i, (spec, data, img) in enumerate(decoded):
-            sha, name = store_image_bytes(data, img)
-            if sha in first_name:
-                report.warnings.append(f"{spec.path.name} has the same bytes as {first_name[sha]}; stored once")
-            first_name.setdefault(sha, spec.path.name)
-            obj, created = Image.objects.get_or_create(
-                galaxy_id=spec.pgc,
-                band=spec.band,
-                sha256=sha,
-                defaults=dict(
-                    survey=spec.survey,
-                    file=name,
-                    format=img.format,
-                    width=img.width,
-                    height=img.height,
-                    channels=img.channels,
-                    pixel_scale=spec.pixel_scale or pixel_scale or pixel_scale_from_wcs(img.wcs),
-                    orientation=spec.orientation,
-                    inverted=img.inverted if spec.inverted is None else spec.inverted,
-                    wcs=img.wcs,
-                    original_name=spec.path.name,
-                    uploaded_by=user if getattr(user, "is_authenticated", False) else None,
-                ),
+        for start in range(0, len(checked), WRITE_BATCH):
+            batch = checked[start : start + WRITE_BATCH]
+            stored = set(
+                Image.objects.filter(galaxy_id__in={s.pgc for s, _, _ in batch}, sha256__in={sha for _, sha, _ in batch}).values_list(
+                    "galaxy_id", "band", "sha256"
+                )
             )
-            if created:
-                report.created += 1
-                new_ids.append(obj.pk)
-            else:
-                report.extra["already stored"] = report.extra.get("already stored", 0) + 1
+            fresh = []
+            for spec, sha, img in batch:
+                if sha in first_name:
+                    report.warnings.append(f"{spec.path.name} has the same bytes as {first_name[sha]}; stored once")
+                first_name.setdefault(sha, spec.path.name)
+                key = (spec.pgc, spec.band, sha)
+                if key in stored:
+                    report.extra["already stored"] = report.extra.get("already stored", 0) + 1
+                    continue
+                stored.add(key)
+                data = spec.path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != sha:
+                    report.add(None, None, f"{spec.path.name}: the file changed during the import")
+                    raise ImportValidationError(report)
+                _, name = store_image_bytes(data, img)
+                fresh.append(
+                    Image(
+                        galaxy_id=spec.pgc,
+                        band=spec.band,
+                        sha256=sha,
+                        survey=spec.survey,
+                        file=name,
+                        format=img.format,
+                        width=img.width,
+                        height=img.height,
+                        channels=img.channels,
+                        pixel_scale=spec.pixel_scale or pixel_scale or pixel_scale_from_wcs(img.wcs),
+                        orientation=spec.orientation,
+                        inverted=img.inverted if spec.inverted is None else spec.inverted,
+                        wcs=img.wcs,
+                        original_name=spec.path.name,
+                        uploaded_by=user if getattr(user, "is_authenticated", False) else None,
+                    )
+                )
+            new_ids.extend(obj.pk for obj in Image.objects.bulk_create(fresh))
+            report.created += len(fresh)
             if progress:
-                progress(total + i + 1, total * 2)
+                progress(total + start + len(batch), total * 2)
         if new_ids:
             transaction.on_commit(lambda: images_added.send(sender=Image, image_ids=list(new_ids)))
     return report

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_LISTED = 200
+# Problems kept in memory; the rest are only counted, so a file with millions of bad rows
+# keeps its report small.
+MAX_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -36,13 +39,25 @@ class ImportReport:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    more_problems: int = 0  # found beyond the MAX_KEPT kept in `problems`
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.more_problems
+
+    @property
+    def problem_count(self) -> int:
+        return len(self.problems) + self.more_problems
+
+    def room(self) -> int:
+        """How many more problems are kept before they are only counted."""
+        return max(0, MAX_KEPT - len(self.problems))
 
     def add(self, line: int | None, column: str | None, message: str) -> None:
-        self.problems.append(Problem(line, column, message))
+        if len(self.problems) < MAX_KEPT:
+            self.problems.append(Problem(line, column, message))
+        else:
+            self.more_problems += 1
 
     def summary(self) -> str:
         parts = [f"{self.source}: {self.rows_read} rows read, {self.created} created, {self.updated} updated"]
@@ -54,8 +69,8 @@ class ImportReport:
 
     def problem_text(self) -> str:
         lines = [str(p) for p in self.problems[:MAX_LISTED]]
-        if len(self.problems) > MAX_LISTED:
-            lines.append(f"... and {len(self.problems) - MAX_LISTED} more problems")
+        if self.problem_count > MAX_LISTED:
+            lines.append(f"... and {self.problem_count - MAX_LISTED} more problems")
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -66,7 +81,7 @@ class ImportReport:
             "updated": self.updated,
             "skipped": self.skipped,
             "problems": [str(p) for p in self.problems[:MAX_LISTED]],
-            "problem_count": len(self.problems),
+            "problem_count": self.problem_count,
             "warnings": self.warnings[:MAX_LISTED],
             **self.extra,
         }
@@ -77,6 +92,6 @@ class ImportValidationError(ValueError):
 
     def __init__(self, report: ImportReport):
         self.report = report
-        count = len(report.problems)
+        count = report.problem_count
         head = f"{report.source}: {count} problem{'s' if count != 1 else ''}, nothing written"
         super().__init__(f"{head}\n{report.problem_text()}")

@@ -25,3 +25,27 @@ def replace_cell(lines: list[str], row: int, column: str, value: str) -> list[st
     cells[j] = f" {value} "
     out[row] = "|".join(cells)
     return out
+
+
+def write_csv(path: Path, n: int, *, first: int = 1, bad_rows: dict[int, tuple[str, str]] | None = None) -> Path:
+    """A CSV of n synthetic galaxies (pgc first.., ra, dec, vhel, d25, name); bad_rows maps a
+    data row (1-based) to (column, text) replacing that cell."""
+    header = ["pgc", "ra", "dec", "vhel", "d25", "name"]
+    bad_rows = bad_rows or {}
+    with path.open("w") as f:
+        f.write(",".join(header) + "\n")
+        for k in range(n):
+            pgc = first + k
+            cells = [
+                str(pgc),
+                f"{(pgc * 0.37) % 360:.5f}",
+                f"{((pgc * 0.11) % 180) - 90:.5f}",
+                f"{1000 + pgc % 9000}",
+                f"{1 + pgc % 7 / 10:.2f}",
+                f"TST {pgc}",
+            ]
+            if k + 1 in bad_rows:
+                col, text = bad_rows[k + 1]
+                cells[header.index(col)] = text
+            f.write(",".join(cells) + "\n")
+    return path

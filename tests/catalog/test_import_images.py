@@ -108,3 +108,16 @@ def test_command_without_arguments_and_with_garbage(tmp_path):
     (tmp_path / "pgc5_g.png").write_bytes(b"garbage")
     with pytest.raises(CommandError, match="pgc5_g.png"):
         call_command("import_images", str(tmp_path), verbosity=0)
+
+
+def test_many_images_are_written_in_batches(tmp_path, django_assert_max_num_queries):
+    for pgc in range(1, 61):
+        (tmp_path / f"pgc{pgc}_g.png").write_bytes(png_bytes(32 + pgc % 5))
+    (tmp_path / "pgc61_r.png").write_bytes(png_bytes(33))  # same bytes as pgc1_g.png, other galaxy
+    with django_assert_max_num_queries(12):  # not one query (or more) per image
+        report = import_images([tmp_path])
+    assert report.created == 61 and Image.objects.count() == 61
+    assert Image.objects.values("sha256").distinct().count() == 5
+    assert sum("same bytes" in w for w in report.warnings) == 56
+    again = import_images([tmp_path])
+    assert again.created == 0 and again.extra["already stored"] == 61

@@ -78,3 +78,28 @@ def test_missing_columns_and_empty_file(tmp_path):
     path.write_text("")
     with pytest.raises(ImportValidationError, match="empty"):
         import_votes(path)
+
+
+def _vote_row(vote_id: int, user: str = "vol1", note: str = "") -> str:
+    return f"{vote_id},5555,70,,,0,0,0,{note},{user},Input_Guest,2018-03-03 15:06:36,2018-03-03 15:08:25\n"
+
+
+def test_long_names_nul_bytes_and_bad_utf8_are_line_column_problems(tmp_path):
+    body = "".join(_vote_row(i) for i in range(1, 1000))
+    assert len(body) > 65536
+    path = tmp_path / "v.csv"
+    path.write_bytes(
+        (HEADER + body + _vote_row(1000, user="v" * 81)).encode()
+        + _vote_row(1001, note="a\x00b").encode()
+        + _vote_row(1002, note="caf\xe9").encode("latin-1")
+        + _vote_row(1003, note="ok").encode()
+    )
+    with pytest.raises(ImportValidationError) as info:
+        import_votes(path)
+    found = [(p.line, p.column) for p in info.value.report.problems]
+    assert found == [(1001, "user"), (1002, "note"), (1003, "note")]
+    text = str(info.value)
+    assert "longer than 80" in text and "NUL byte" in text and "not UTF-8" in text
+    assert InclinationVote.objects.count() == 0 and Galaxy.objects.count() == 0
+    report = import_votes(path, partial=True)
+    assert report.created == 1000 and report.skipped == 3

@@ -7,7 +7,10 @@ from jobs.services import tracked
 
 
 class Command(BaseCommand):
-    help = "Import a catalog table (EDD pipe table, CSV, VOTable or FITS), upserting galaxies by pgc."
+    help = (
+        "Import a catalog table (EDD pipe table, CSV, VOTable, FITS or OpenNGC), upserting galaxies by pgc: only the "
+        "columns the table holds are written; streamed, so memory does not grow with the file (at most GALCAT_TABLE_MAX_BYTES)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="table file")

@@ -1,0 +1,193 @@
+"""Catalog import benchmark: `import_catalog` end to end against the server's own COPY.
+
+    .venv/bin/python bench/import_bench.py [--n 1000000] [--update-n N] [--bad-mb 200] [--keep]
+
+Works in a separate database (galcat_importbench on the embedded PostgreSQL, created empty at
+the start and dropped at the end unless --keep; never the site's). Writes a CSV of N synthetic
+galaxies with the 8 columns of a HyperLEDA-like table (pgc, ra, dec, vhel, d25, b_a, pa, inc),
+then measures, each import in its own process with DJANGO_DEBUG=0:
+
+- the ceiling: the server's COPY of the same file into a bare table of 8 columns;
+- create: `manage.py import_catalog` of the N rows into the empty catalog;
+- update: a re-import of --update-n rows (default N/4), four fifths of them already there;
+- with --bad-mb M: a CSV of about M MB whose last row is bad (refused, nothing written).
+
+Prints rows/s, the fraction of the COPY rate, and the peak RSS of each import process. The
+machine may be shared: compare the fractions, not the absolute rates, between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BENCH_DB = os.environ.get("GALCAT_IMPORT_BENCH_DB", "galcat_importbench")
+HEADER = ("pgc", "ra", "dec", "vhel", "d25", "b_a", "pa", "inc")
+WRITE_ROWS = 200_000
+
+
+def write_csv(path: Path, first: int, n: int, *, seed: int, bad_last: bool = False) -> int:
+    """A CSV of n synthetic galaxies with pgc first..first+n-1; returns its size in bytes."""
+    rng = np.random.default_rng(seed)
+    with path.open("w") as f:
+        f.write(",".join(HEADER) + "\n")
+        for start in range(0, n, WRITE_ROWS):
+            k = min(WRITE_ROWS, n - start)
+            cols = [
+                np.arange(first + start, first + start + k).astype(str),
+                np.char.mod("%.6f", rng.uniform(0, 360, k)),
+                np.char.mod("%.6f", np.degrees(np.arcsin(rng.uniform(-1, 1, k)))),
+                np.char.mod("%.1f", rng.uniform(300, 15000, k)),
+                np.char.mod("%.2f", rng.lognormal(0.3, 0.4, k)),
+                np.char.mod("%.2f", rng.uniform(0.1, 1.0, k)),
+                np.char.mod("%.1f", rng.uniform(0, 180, k)),
+                np.char.mod("%.0f", rng.uniform(45, 90, k)),
+            ]
+            lines = [",".join(row) for row in zip(*cols)]
+            if bad_last and start + k == n:
+                lines[-1] = lines[-1].rsplit(",", 1)[0] + ",ninety"
+            f.write("\n".join(lines) + "\n")
+    return path.stat().st_size
+
+
+def server():
+    from config.database import embedded_pgdata, embedded_server
+
+    return embedded_server(embedded_pgdata(ROOT))
+
+
+def fresh_database() -> None:
+    """Drop and recreate the bench database, then migrate it (in a child, as the imports run)."""
+    server().psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE);')
+    subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=child_env(), check=True)
+
+
+def drop_database() -> None:
+    server().psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE);')
+
+
+def child_env() -> dict:
+    return {**os.environ, "GALCAT_DB_NAME": BENCH_DB, "DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": "config.settings"}
+
+
+def copy_floor(path: Path) -> float:
+    """Seconds of the server's COPY of the file into a bare table of the same 8 columns."""
+    import psycopg
+
+    info = server().get_postmaster_info()
+    with psycopg.connect(host=str(info.socket_dir), port=info.port or 5432, user="postgres", dbname=BENCH_DB, autocommit=True) as con:
+        con.execute("DROP TABLE IF EXISTS bench_bare")
+        con.execute(
+            "CREATE TABLE bench_bare (pgc integer, ra float8, dec float8, vhel float8, d25 float8, b_a float8, pa float8, inc float8)"
+        )
+        t0 = time.perf_counter()
+        with con.cursor() as cur, cur.copy("COPY bench_bare FROM STDIN (FORMAT csv, HEADER true)") as copy, path.open("rb") as f:
+            while block := f.read(1 << 20):
+                copy.write(block)
+        seconds = time.perf_counter() - t0
+        con.execute("DROP TABLE bench_bare")
+    return seconds
+
+
+def run_child(kind: str, path: Path) -> dict:
+    """One import in its own process: {'seconds', 'rss_mb', 'ok', 'report' or 'error'}."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(path)], cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise SystemExit(f"{kind} import crashed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(lines[-1])
+
+
+def child(path: str) -> None:
+    import django
+
+    django.setup()
+    from django.core.management import CommandError, call_command
+
+    from catalog.models import Galaxy
+
+    t0 = time.perf_counter()
+    try:
+        call_command("import_catalog", path, verbosity=0)
+        result = {"ok": True}
+    except CommandError as exc:
+        result = {"ok": False, "error": str(exc).splitlines()[0]}
+    result["seconds"] = time.perf_counter() - t0
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["galaxies"] = Galaxy.objects.count()
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000, help="rows of the created table")
+    parser.add_argument("--update-n", type=int, help="rows of the re-imported table (default n/4, 4/5 of them existing)")
+    parser.add_argument("--bad-mb", type=float, default=0, help="also import a CSV of about this size with a bad last row")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    n = args.n
+    update_n = args.update_n or n // 4
+    existing = update_n * 4 // 5
+    print(f"import_bench: N = {n:,}, re-import {update_n:,} rows ({existing:,} existing), database {BENCH_DB}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="import_bench_") as tmp:
+        create = Path(tmp) / "create.csv"
+        size = write_csv(create, 1, n, seed=1)
+        update = Path(tmp) / "update.csv"
+        write_csv(update, n - existing + 1, update_n, seed=2)
+        fresh_database()
+        try:
+            floor = copy_floor(create)
+            copy_rate = n / floor
+            print(
+                f"ceiling: COPY of {n:,} rows ({size / 1e6:.1f} MB) into a bare table: {floor:.2f} s = {copy_rate:,.0f} rows/s", flush=True
+            )
+            rows = []
+            for kind, path, count in (("create", create, n), ("update", update, update_n)):
+                r = run_child(kind, path)
+                if not r["ok"]:
+                    raise SystemExit(f"{kind} import refused: {r['error']}")
+                rate = count / r["seconds"]
+                rows.append((kind, count, r["seconds"], rate, rate / copy_rate, r["rss_mb"]))
+                print(
+                    f"{kind}: {count:,} rows in {r['seconds']:.1f} s = {rate:,.0f} rows/s "
+                    f"({rate / copy_rate:.3f} of COPY), peak RSS {r['rss_mb']:.0f} MB, {r['galaxies']:,} galaxies",
+                    flush=True,
+                )
+            if args.bad_mb:
+                bad = Path(tmp) / "bad.csv"
+                bad_n = int(args.bad_mb * 1e6 / (size / n))
+                bad_size = write_csv(bad, 10 * n + 1, bad_n, seed=3, bad_last=True)
+                r = run_child("bad", bad)
+                print(
+                    f"bad last row: {bad_n:,} rows ({bad_size / 1e6:.0f} MB) refused={not r['ok']} in {r['seconds']:.1f} s "
+                    f"({bad_n / r['seconds']:,.0f} rows/s), peak RSS {r['rss_mb']:.0f} MB, galaxies {r['galaxies']:,} "
+                    f"(unchanged: {r['galaxies'] == n + update_n - existing}); {r.get('error', '')}",
+                    flush=True,
+                )
+        finally:
+            if not args.keep:
+                drop_database()
+    print("\nrun            rows   seconds     rows/s  of COPY  peak RSS MB")
+    for kind, count, seconds, rate, frac, rss in rows:
+        print(f"{kind:8s} {count:>10,} {seconds:9.1f} {rate:10,.0f} {frac:8.3f} {rss:12.0f}")
+
+
+if __name__ == "__main__":
+    main()
