@@ -15,6 +15,10 @@ from urllib.parse import parse_qs, unquote, urlparse
 # django-q2's ORM broker polls the database constantly: keep connections (NOTES.md measured
 # 26-33 tasks/s with CONN_MAX_AGE=0 against about 100 with 60 s).
 CONN_MAX_AGE = 60
+# Seconds a web request waits for a pooled connection before it fails (GALCAT_DB_POOL): with a
+# connection per thread it waits only while PostgreSQL is unreachable.
+POOL_TIMEOUT = 5
+POOL_RECONNECT_TIMEOUT = 3
 
 
 def parse_database_url(url: str) -> dict:
@@ -69,6 +73,15 @@ def embedded_settings(pgdata: Path, name: str = "galcat") -> dict:
     }
 
 
+def max_connections() -> int:
+    """max_connections of the embedded server (scripts/pg.py sets it): GALCAT_PG_MAX_CONNECTIONS,
+    default 200. Budget on one machine: web 3 processes x 4 pooled connections (config/gunicorn.py),
+    a cluster about 8 (workers, their heartbeat threads, pusher, monitor, scheduler), a gpu
+    cluster, management commands, and test runs that share a developer's server (each pytest
+    process and its qcluster subprocesses)."""
+    return int(os.environ.get("GALCAT_PG_MAX_CONNECTIONS", 200))
+
+
 def embedded_pgdata(base_dir: Path) -> Path:
     """Data directory of the embedded server: $GALCAT_PGDATA, else var/pgdata."""
     return Path(os.environ.get("GALCAT_PGDATA", base_dir / "var" / "pgdata"))
@@ -81,8 +94,25 @@ def database_settings(base_dir: Path) -> dict:
         db = parse_database_url(url)
     else:
         db = embedded_settings(embedded_pgdata(base_dir), os.environ.get("GALCAT_DB_NAME", "galcat"))
-    db["CONN_MAX_AGE"] = CONN_MAX_AGE
-    db["CONN_HEALTH_CHECKS"] = True
+    pool_size = int(os.environ.get("GALCAT_DB_POOL") or 0)
+    if pool_size > 0:
+        # Web server processes (config/gunicorn.py sets GALCAT_DB_POOL to its thread count): one
+        # psycopg pool per process, at most a connection per thread, checked before each use
+        # (a restarted PostgreSQL leaves broken connections behind). Pooling needs CONN_MAX_AGE 0.
+        db["CONN_MAX_AGE"] = 0
+        # reconnect_timeout: give up a failing reconnection after a few seconds, so the next
+        # request starts a fresh attempt (the pool's backoff would otherwise grow to minutes
+        # while PostgreSQL restarts).
+        db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": pool_size,
+            "timeout": POOL_TIMEOUT,
+            "max_idle": 60,
+            "reconnect_timeout": POOL_RECONNECT_TIMEOUT,
+        }
+    else:
+        db["CONN_MAX_AGE"] = CONN_MAX_AGE
+    db["CONN_HEALTH_CHECKS"] = True  # with a pool: psycopg_pool's check before each use
     # JIT planning cost 8-50 ms on the catalog's cheap indexed queries (NOTES.md): turn it off.
     options = db.setdefault("OPTIONS", {})
     options.setdefault("options", "-c jit=off")

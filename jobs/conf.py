@@ -13,6 +13,7 @@ conf = AppSettings(
     "PIPELINE_TIMEOUT",
     "Q_KEEP_DAYS",
     "Q_KEEP_FAILED_DAYS",
+    "Q_RELEASE_AFTER",
     "TASKS_SYNC",
     "TRIGGER_DEBOUNCE",
     "TRIGGER_MAX_WAIT",

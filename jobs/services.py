@@ -8,6 +8,8 @@ Liveness: a running job's worker writes ``heartbeat`` every ``GALCAT_JOB_HEARTBE
 (from a small thread, so a long batch without progress still counts as alive). A running job
 whose heartbeat is older than ``GALCAT_JOB_LOST_AFTER`` seconds is shown as ``lost`` and can be
 retried; a worker that comes back (the broker re-delivers its task) sets it running again.
+Work whose worker died is queued again without anyone's help, within seconds of a worker's
+replacement and at most a minute later otherwise (``jobs.tasks.recover_lost_work``).
 """
 
 from __future__ import annotations
@@ -298,13 +300,16 @@ def mark_lost_jobs(now=None) -> int:
     stale = Job.objects.filter(status=Job.Status.RUNNING).filter(Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True, started__lt=cutoff))
     count = 0
     for job in stale.only("pk", "params", "result", "heartbeat", "worker"):
-        if is_batched(job) and not (job.result or {}).get("batches", {}).get("running"):
+        running = (job.result or {}).get("batches", {}).get("running") or {}
+        if is_batched(job) and not running:
             continue
+        # The workers that held its batches (job.worker is only the last one that started one).
+        workers = ", ".join(sorted(set(running.values()))) if running else job.worker or "?"
         seen = job.heartbeat.isoformat(timespec="seconds") if job.heartbeat else "never"
         count += (
             Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING)
             .filter(Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True))
-            .update(status=Job.Status.LOST, message=f"worker {job.worker or '?'} lost: last heartbeat {seen}"[:500])
+            .update(status=Job.Status.LOST, message=f"worker {workers} lost: last heartbeat {seen}"[:500])
         )
     return count
 

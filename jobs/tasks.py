@@ -4,7 +4,8 @@ A batch job is one Job row whose items (ids) are split into batches; each batch 
 django-q2 task (``run_batch``). A batch runs the job's function on its items inside one
 database transaction and, in the same transaction, records the batch as done on the Job row
 (under a row lock). So a batch's writes and its count in done/total commit together or not at
-all: a worker killed mid-batch leaves nothing behind, the broker re-delivers the task, and a
+all: a worker killed mid-batch leaves nothing behind, the batch is queued again within seconds
+(recover_lost_work, below; the broker's own re-delivery after `retry` is only a backstop), and a
 batch delivered twice (two clusters, a retry racing a slow worker) is counted and written once.
 Functions the runner calls must write only to the database (idempotent upserts are still
 welcome: files or other side effects are not covered by the transaction).
@@ -23,13 +24,15 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -42,6 +45,7 @@ from jobs.services import (
     JobError,
     JobReporter,
     create_job,
+    mark_lost_jobs,
     worker_name,
 )
 
@@ -228,8 +232,31 @@ def _merge_summary(job: Job, out: Any) -> None:
 
 
 def run_batch(job_id: int, index: int, generation: int) -> dict:
-    """The django-q2 task of one batch (see the module docstring)."""
+    """The django-q2 task of one batch (see the module docstring). Its worker holds the batch's
+    lock (work_key) while it runs: a second delivery meanwhile is skipped."""
     me = worker_name()
+    key = work_key(job_id, index)
+    # Until the batch is claimed nothing records it: a task that failed here for want of a
+    # database (a restart) would be acknowledged and lost, so it waits for the database instead.
+    for attempt in range(CLAIM_TRIES):
+        try:
+            if not _take_work_lock(key):
+                return {"skipped": f"batch {index} is running in another worker"}
+            break
+        except (OperationalError, InterfaceError):
+            if attempt == CLAIM_TRIES - 1:
+                raise
+            connection.close()
+            time.sleep(RECOVER_DELAY)
+    try:
+        claimed = _claim_batch(job_id, index, generation, me)
+        return claimed if isinstance(claimed, dict) else _run_taken_batch(claimed, index)
+    finally:
+        _release_work_lock(key)
+
+
+def _claim_batch(job_id: int, index: int, generation: int, me: str) -> Job | dict:
+    """Mark the batch running by `me` under the Job row lock; a dict says why it is skipped."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
@@ -254,6 +281,12 @@ def run_batch(job_id: int, index: int, generation: int) -> dict:
         b["failed"].pop(str(index), None)
         job.heartbeat, job.worker = now, me
         job.save()
+    return job
+
+
+def _run_taken_batch(job: Job, index: int) -> dict:
+    """Run a batch this worker holds (run_batch took its lock); record it done or failed."""
+    job_id = job.pk
     params = job.params
     items = _batch_items(params, index)
     func = import_string(params["func"])
@@ -277,6 +310,12 @@ def run_batch(job_id: int, index: int, generation: int) -> dict:
                 _finalize(job, now)
                 job.save()
     except Exception as exc:
+        if isinstance(exc, (OperationalError, InterfaceError)) and not connection.is_usable():
+            # The database went away (a restart): not the batch's fault. Its lock went with the
+            # connection, so recover_lost_work queues it again.
+            logger.warning("batch %s of job %s lost its database connection: %s", index, job_id, exc)
+            recover_soon()
+            raise
         text = f"{type(exc).__name__}: {exc}"
         with transaction.atomic():
             job = Job.objects.select_for_update().get(pk=job_id)
@@ -362,20 +401,29 @@ def run_single(job_id: int, generation: int) -> Any:
     if job.cancel_requested:
         Job.objects.filter(pk=job_id).update(status=Job.Status.CANCELLED, finished=timezone.now(), message="cancelled")
         return {"skipped": "cancel requested"}
-    func = import_string(job.params["func"])
-    kwargs = dict(job.params.get("kwargs") or {})
-    reporter = JobReporter(job)
-    reporter.start()
-    if "progress" in inspect.signature(func).parameters:
-        kwargs["progress"] = reporter.progress
+    key = work_key(job_id, SINGLE_INDEX)
+    if not _take_work_lock(key):
+        return {"skipped": "running in another worker"}
     try:
-        with Heartbeat(job_id):
-            out = func(**kwargs)
-    except BaseException as exc:
-        reporter.fail(exc)
-        raise
-    reporter.finish(out if isinstance(out, dict) else {"value": out} if out is not None else {}, message="done")
-    return out
+        func = import_string(job.params["func"])
+        kwargs = dict(job.params.get("kwargs") or {})
+        reporter = JobReporter(job)
+        reporter.start()
+        if "progress" in inspect.signature(func).parameters:
+            kwargs["progress"] = reporter.progress
+        try:
+            with Heartbeat(job_id):
+                out = func(**kwargs)
+        except BaseException as exc:
+            if isinstance(exc, (OperationalError, InterfaceError)) and not connection.is_usable():
+                recover_soon()  # the database went away: not the job's fault, run it again
+                raise
+            reporter.fail(exc)
+            raise
+        reporter.finish(out if isinstance(out, dict) else {"value": out} if out is not None else {}, message="done")
+        return out
+    finally:
+        _release_work_lock(key)
 
 
 def _retry_single(job: Job) -> Job:
@@ -515,8 +563,239 @@ def nightly() -> dict:
     return {"queued": queued, "missing": missing}
 
 
-def mark_lost() -> int:
-    """Scheduled sweep: running jobs without heartbeat become `lost` (see jobs.services)."""
-    from jobs.services import mark_lost_jobs
+def mark_lost() -> dict:
+    """Scheduled sweep (every minute): work of dead workers is queued again (recover_lost_work),
+    then running jobs without heartbeat become `lost` (jobs.services.mark_lost_jobs)."""
+    out = recover_lost_work()
+    out["marked_lost"] = mark_lost_jobs()
+    return out
 
-    return mark_lost_jobs()
+
+# ---------------------------------------------------------------------------------------------
+# Recovery of work whose worker died
+# ---------------------------------------------------------------------------------------------
+# A worker running a batch (or a single-task job) holds a session-level PostgreSQL advisory lock
+# on work_key(job, batch) from the moment it marks the batch running (under the Job row lock)
+# until the batch is recorded. A worker that dies (kill -9, out of memory, its machine or the
+# database restarting) loses its connection and with it the lock, at once. recover_lost_work
+# finds running batches whose lock nobody holds and queues them again; the batch runner's
+# done-check under the Job row lock keeps every batch written once, whatever is delivered twice.
+# It runs from the schedule every minute, in each freshly spawned worker (a worker replaced after
+# a kill, a restarted cluster) and in a worker whose batch lost the database (recover_soon).
+SINGLE_INDEX = 2**31 - 1  # the "batch" of a single-task job
+RECOVER_DELAY = 2.0
+RECOVER_LATER = 3
+CLAIM_TRIES = 30  # RECOVER_DELAY s apart: how long a batch task waits for the database
+
+
+def work_key(job_id: int, index: int) -> tuple[int, int]:
+    """The advisory lock (two int4 keys: objsubid 2 in pg_locks, apart from the one-bigint locks
+    of jobs.triggers) of batch `index` of a job."""
+    return (job_id, index)
+
+
+def _take_work_lock(key: tuple[int, int]) -> bool:
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", list(key))
+        return bool(cur.fetchone()[0])
+
+
+def _release_work_lock(key: tuple[int, int]) -> None:
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s, %s)", list(key))
+    except DatabaseError:  # connection gone: so is the lock
+        pass
+
+
+def held_work_locks() -> set[tuple[int, int]]:
+    """Work locks some session of this database holds."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+            " AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return {(row[0], row[1]) for row in cur.fetchall()}
+
+
+def _max_attempts() -> int:
+    return int(settings.Q_CLUSTER.get("max_attempts") or 3)
+
+
+def _taken_tasks(older_than: float) -> dict[tuple, Any]:
+    """ORM broker: queued rows of job tasks that a cluster took more than `older_than` s ago and
+    still holds (lock in the future), by (func, args)."""
+    if "orm" not in settings.Q_CLUSTER:
+        return {}
+    from django_q.models import OrmQ
+
+    now = timezone.now()
+    found = {}
+    for row in OrmQ.objects.filter(lock__gt=now):
+        taken_at = row.lock - timedelta(seconds=_cluster_retry(row.key))
+        task = row.task
+        if task.get("func") in ("jobs.tasks.run_batch", "jobs.tasks.run_single") and taken_at < now - timedelta(seconds=older_than):
+            found[(task["func"], tuple(task.get("args") or ()))] = row
+    return found
+
+
+def _release_task(row) -> bool:
+    """Make a taken ORM task deliverable now (unless someone changed it meanwhile)."""
+    from django_q.models import OrmQ
+
+    return bool(OrmQ.objects.filter(pk=row.pk, lock=row.lock).update(lock=timezone.now()))
+
+
+def _requeue(job: Job, func: str, args: tuple, taken: dict, name: str) -> None:
+    row = taken.pop((func, args), None)
+    if row is not None and _release_task(row):
+        return
+    _enqueue(func, *args, job=job, name=name, timeout=job.params.get("timeout"))
+
+
+def recover_lost_work() -> dict:
+    """Queue again the batches and single-task jobs whose worker died (their lock is free), and
+    release job tasks a cluster took GALCAT_Q_RELEASE_AFTER s ago but has not started (a
+    killed pusher's). A batch whose workers died GALCAT_Q_MAX_ATTEMPTS times is failed instead.
+    Returns counts; the job's message and log name the dead worker."""
+    taken = _taken_tasks(float(conf.Q_RELEASE_AFTER))
+    out = {"requeued": 0, "failed": 0, "released": 0}
+    active = Job.objects.filter(status__in=(Job.Status.RUNNING, Job.Status.LOST)).values_list("pk", flat=True)
+    for pk in list(active):
+        with transaction.atomic():
+            job = Job.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            if job is None or job.status not in (Job.Status.RUNNING, Job.Status.LOST):
+                continue
+            # Read under the row lock: a worker takes its lock before it marks a batch running.
+            held = held_work_locks()
+            runner = (job.params or {}).get(RUNNER_KEY)
+            generation = job.params.get("_generation")
+            if runner == "batched":
+                b = _batches(job)
+                dead = {i: w for i, w in b["running"].items() if work_key(job.pk, int(i)) not in held}
+                if not dead:
+                    continue
+                lost = b.setdefault("lost", {})
+                for i, w in dead.items():
+                    b["running"].pop(i)
+                    lost[i] = lost.get(i, 0) + 1
+                    if lost[i] >= _max_attempts():
+                        b["failed"][i] = f"worker {w} died running it ({lost[i]} times)"
+                        _append_log(job, f"batch {i}: worker {w} died, {lost[i]} times: failed")
+                        out["failed"] += 1
+                        continue
+                    _append_log(job, f"batch {i}: worker {w} lost; batch queued again")
+                    name = f"job{job.pk}-b{i}-g{generation}-r{lost[i]}"
+                    _requeue(job, "jobs.tasks.run_batch", (job.pk, int(i), generation), taken, name)
+                    out["requeued"] += 1
+                job.message = f"worker {', '.join(sorted(set(dead.values())))} lost; batch {', '.join(sorted(dead, key=int))} queued again"
+                _finalize(job, timezone.now())
+                job.save()
+            elif runner == "single" and job.status == Job.Status.RUNNING and work_key(job.pk, SINGLE_INDEX) not in held:
+                if job.attempts >= _max_attempts():
+                    job.status, job.finished = Job.Status.FAILED, timezone.now()
+                    job.error = job.message = f"worker {job.worker} died running it ({job.attempts} attempts)"
+                    out["failed"] += 1
+                else:
+                    job.message = f"worker {job.worker} lost; queued again"
+                    _append_log(job, job.message)
+                    _requeue(job, "jobs.tasks.run_single", (job.pk, generation), taken, f"job{job.pk}-g{generation}-r{job.attempts}")
+                    out["requeued"] += 1
+                job.save()
+    if "orm" not in settings.Q_CLUSTER:
+        out["released"] += _requeue_popped_batches()
+    # Taken long ago, never started, their batch neither running nor done: a dead pusher's.
+    held = held_work_locks()
+    for (func, args), row in taken.items():
+        key = work_key(args[0], args[1] if func == "jobs.tasks.run_batch" else SINGLE_INDEX)
+        if key not in held and _release_task(row):
+            out["released"] += 1
+    if any(out.values()):
+        logger.warning("recovered lost work: %s", out)
+    return out
+
+
+def _queued_in_broker(queue: str) -> set[tuple]:
+    """(func, args) of the tasks waiting in a Redis-like broker's list for `queue`."""
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+
+    broker = get_broker(queue)
+    found = set()
+    for payload in broker.connection.lrange(broker.list_key, 0, -1):
+        try:
+            task = SignedPackage.loads(payload)
+        except Exception:  # noqa: BLE001 - a foreign or corrupt entry is not ours
+            continue
+        found.add((task.get("func"), tuple(task.get("args") or ())))
+    return found
+
+
+def _requeue_popped_batches() -> int:
+    """Brokers without acknowledgement (Redis): a cluster that died took its popped tasks with
+    it. Batches of a job that has not moved for GALCAT_Q_RELEASE_AFTER s, neither done, running,
+    failed nor waiting in the broker, are queued again (a live cluster's copy is then skipped)."""
+    quiet = timezone.now() - timedelta(seconds=float(conf.Q_RELEASE_AFTER))
+    stalled = Job.objects.filter(status__in=(Job.Status.QUEUED, Job.Status.RUNNING, Job.Status.LOST), params__has_key=RUNNER_KEY)
+    stalled = stalled.filter(Q(heartbeat__lt=quiet) | Q(heartbeat__isnull=True, created__lt=quiet))
+    queued: dict[str, set[tuple]] = {}
+    count = 0
+    for pk in list(stalled.values_list("pk", flat=True)):
+        with transaction.atomic():
+            job = Job.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            if job is None or job.status in ENDED or job.params.get(RUNNER_KEY) != "batched":
+                continue
+            b = _batches(job)
+            if b["running"]:
+                continue
+            generation = job.params.get("_generation")
+            if job.queue not in queued:
+                queued[job.queue] = _queued_in_broker(job.queue)
+            settled = set(b["done"]) | {int(i) for i in b["failed"]}
+            missing = [
+                i for i in range(b["n"]) if i not in settled and ("jobs.tasks.run_batch", (job.pk, i, generation)) not in queued[job.queue]
+            ]
+            for i in missing:
+                _enqueue(
+                    "jobs.tasks.run_batch",
+                    job.pk,
+                    i,
+                    generation,
+                    job=job,
+                    name=f"job{job.pk}-b{i}-g{generation}-p",
+                    timeout=job.params.get("timeout"),
+                )
+            if missing:
+                job.heartbeat = timezone.now()  # one release per quiet period
+                _append_log(job, f"batches {', '.join(map(str, missing))} lost in a cluster's hands; queued again")
+                job.save(update_fields=["heartbeat", "log_tail"])
+                count += len(missing)
+    return count
+
+
+def recover_soon(**kwargs) -> None:
+    """django-q2 post_spawn receiver, also called by a batch that lost its database: a thread of
+    this worker runs recover_lost_work after RECOVER_DELAY s (time for a dead backend to go, or
+    for the database to come back; tried again every RECOVER_DELAY s for a minute while it is
+    down), then RECOVER_LATER times GALCAT_Q_RELEASE_AFTER s apart, for what a dead pusher took."""
+
+    def run() -> None:
+        for delay in [RECOVER_DELAY] * int(60 / RECOVER_DELAY):
+            time.sleep(delay)
+            try:
+                recover_lost_work()
+                break
+            except DatabaseError as exc:
+                logger.info("recovery postponed: %s", exc)
+            finally:
+                connection.close()
+        for _ in range(RECOVER_LATER):
+            time.sleep(float(conf.Q_RELEASE_AFTER) + RECOVER_DELAY)
+            try:
+                recover_lost_work()
+            except DatabaseError as exc:
+                logger.info("recovery skipped: %s", exc)
+            finally:
+                connection.close()
+
+    threading.Thread(target=run, name="recover-lost-work", daemon=True).start()

@@ -145,7 +145,7 @@ def schedule_specs() -> list[dict]:
             "name": "galcat: mark lost jobs",
             "func": "jobs.tasks.mark_lost",
             "schedule_type": Schedule.MINUTES,
-            "minutes": 5,
+            "minutes": 1,
             "next_run": now,
         },
         {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from config.database import embedded_pgdata, embedded_server  # noqa: E402
+from config.database import embedded_pgdata, embedded_server, max_connections  # noqa: E402
 
 PGDATA = embedded_pgdata(BASE_DIR)
 
@@ -25,11 +25,35 @@ def _postmaster():
     return info if info is not None and info.is_running() else None
 
 
+def _pg_ctl(*args: str) -> None:
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", *args], pgdata=PGDATA, user="pgserver" if os.geteuid() == 0 else None)
+
+
+def _size_connections(server, just_started: bool) -> None:
+    """max_connections = GALCAT_PG_MAX_CONNECTIONS (web + workers + tests, see config.database).
+    A server this command just started is restarted at once with it; a running one (others use
+    it) keeps its value until its next start."""
+    want = max_connections()
+    now = int(server.psql("SHOW max_connections;").split()[2])
+    if now == want:
+        return
+    server.psql(f"ALTER SYSTEM SET max_connections = {want};")
+    if just_started:
+        _pg_ctl("restart")
+        print(f"max_connections {now} -> {want}")
+    else:
+        print(f"max_connections is {now}: {want} applies at the next start")
+
+
 def start() -> None:
     """Start the server; the last line printed is 'started' or 'already running'."""
     was_running = _postmaster() is not None
     server = embedded_server(PGDATA)
-    print(f"PostgreSQL running: pid {server.get_pid()}, socket {server.get_postmaster_info().socket_dir}")
+    _size_connections(server, just_started=not was_running)
+    info = _postmaster()
+    print(f"PostgreSQL running: pid {info.pid}, socket {info.socket_dir}")
     print("already running" if was_running else "started")
 
 
@@ -38,11 +62,8 @@ def stop() -> None:
     if info is None:
         print("PostgreSQL is not running")
         return
-    from pgserver._commands import pg_ctl
-
-    user = "pgserver" if os.geteuid() == 0 else None
     try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user)
+        _pg_ctl("stop")
     except Exception as exc:  # fall back to a signal: SIGINT is PostgreSQL's fast shutdown
         import signal
 

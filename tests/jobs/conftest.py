@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
+from config.checks import DEV_SECRET_KEY
 from core.roles import MEMBER
 from tests.utils import user_with_role
 
@@ -52,6 +53,11 @@ def cluster_env(**extra: str) -> dict[str, str]:
             "PYTHONPATH": str(ROOT),
         }
     )
+    # The cluster checks task signatures with this process's key; the public development key is
+    # only accepted with DEBUG on (config.checks).
+    env["DJANGO_SECRET_KEY"] = django_settings.SECRET_KEY
+    if django_settings.SECRET_KEY == DEV_SECRET_KEY:
+        env["DJANGO_DEBUG"] = "1"
     env.pop("Q_CLUSTER_NAME", None)
     env.update(extra)
     return env

@@ -148,7 +148,7 @@ def test_make_run_starts_a_gpu_cluster_only_with_cuda_or_when_forced(monkeypatch
     monkeypatch.setenv("GALCAT_GPU_WORKER", "1")
     monkeypatch.delenv("GALCAT_GPU_QUEUE", raising=False)
     commands = run.worker_commands()
-    assert [(c[0], c[1], c[3]) for c in commands] == [
+    assert commands == [
         ("cpu task cluster", ("qcluster",), {}),
         ("gpu task cluster", ("qcluster",), {"Q_CLUSTER_NAME": "gpu"}),
     ]

@@ -34,6 +34,8 @@ def test_run_serves_site_and_stops_everything(tmp_path):
         **os.environ,
         "GALCAT_PGDATA": str(tmp_path / "pgdata"),
         "GALCAT_MEDIA_ROOT": str(tmp_path / "media"),
+        "GALCAT_VAR_DIR": str(tmp_path / "var"),
+        "GALCAT_STATIC_ROOT": str(tmp_path / "var" / "static"),
         "GALCAT_SAMPLE_DATA": str(tmp_path / "no-shared-data"),  # forces the synthetic sample
         "GALCAT_PORT": str(port),
         "GALCAT_ADMIN_PASSWORD": "admin-pw-for-tests",

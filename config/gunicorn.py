@@ -1,0 +1,36 @@
+"""gunicorn settings of the site (`make run` and deploy/galcat-web.service use this file).
+
+    gunicorn -c config/gunicorn.py config.wsgi
+
+Threaded workers (gthread): GALCAT_WEB_WORKERS processes of GALCAT_WEB_THREADS threads each
+(defaults 3 and 4 on this 2-core machine: about 1.5 processes per core; threads cover the time a
+request waits on PostgreSQL). Each process keeps a psycopg pool of at most as many database
+connections as it has threads (config.database reads GALCAT_DB_POOL, set here), so the web
+server holds at most workers x threads connections, however many clients connect: clients
+beyond the threads wait in the listen backlog, they do not open connections to PostgreSQL.
+"""
+
+import os
+
+bind = [f"{os.environ.get('GALCAT_HOST', '127.0.0.1')}:{os.environ.get('GALCAT_PORT', '8000')}"]
+worker_class = "gthread"
+workers = int(os.environ.get("GALCAT_WEB_WORKERS", "3"))
+threads = int(os.environ.get("GALCAT_WEB_THREADS", "4"))
+# Idle keep-alive connections a worker holds open (beyond its threads) and for how long (s).
+worker_connections = int(os.environ.get("GALCAT_WEB_CONNECTIONS", "200"))
+keepalive = int(os.environ.get("GALCAT_WEB_KEEPALIVE", "5"))
+backlog = 2048
+# A request running longer than this is killed with its worker (which gunicorn replaces).
+timeout = int(os.environ.get("GALCAT_WEB_TIMEOUT", "120"))
+graceful_timeout = 20
+# Replace each worker after about this many requests (jittered), bounding slow leaks.
+max_requests = int(os.environ.get("GALCAT_WEB_MAX_REQUESTS", "20000"))
+max_requests_jitter = max_requests // 10
+accesslog = os.environ.get("GALCAT_WEB_ACCESS_LOG") or None  # e.g. "-" for stdout
+errorlog = "-"
+loglevel = os.environ.get("GALCAT_WEB_LOG_LEVEL", "info")
+proc_name = "galcat-web"
+control_socket_disable = True  # gunicorn 24+: one fixed socket path would clash between sites
+# The application is loaded in each worker after the fork: every process opens its own pool.
+preload_app = False
+os.environ["GALCAT_DB_POOL"] = str(threads)
