@@ -15,6 +15,7 @@ import csv
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -22,17 +23,24 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from catalog.models import Galaxy
 from zoo.conf import conf
 from zoo.methods import (
     CAT_A,
     CAT_F,
     CAT_J,
     FLAG_LETTERS,
+    CalibratedConsensus,
     ConsensusMethod,
+    JointConsensus,
+    MeanConsensus,
     MedianConsensus,
     VoteTable,
     calibration_cv,
+    compare_kinds,
+    main_kind,
     split_half,
+    truth_scores,
 )
 from zoo.models import (
     CalibrationGalaxy,
@@ -40,6 +48,7 @@ from zoo.models import (
     ConsensusOverride,
     InclinationVote,
     ReferenceFlag,
+    Standard,
     VolunteerCalibration,
 )
 
@@ -68,27 +77,49 @@ def vote_category(rejected: bool, face_on: bool, inc: float | None) -> int:
 
 def load_vote_table(*, pgcs: Iterable[int] | None = None) -> VoteTable:
     """Each volunteer's latest vote per galaxy (highest round, then latest stored), of all galaxies
-    or of the given pgcs."""
+    or of the given pgcs, with the input table each was served from (InclinationVote.kind:
+    target, calibration, tutorial_good, tutorial_bad) in VoteTable.served."""
     qs = InclinationVote.objects.all()
     if pgcs is not None:
         qs = qs.filter(galaxy_id__in=list(pgcs))
     rows = (
         qs.order_by("user_id", "galaxy_id", "-round", "-created", "-id")
         .distinct("user_id", "galaxy_id")
-        .values_list("user_id", "galaxy_id", "inc", "rejected", "face_on")
+        .values_list("user_id", "galaxy_id", "inc", "rejected", "face_on", "kind")
     )
-    records = [(uid, pgc, inc, vote_category(rej, fo, inc)) for uid, pgc, inc, rej, fo in rows.iterator(chunk_size=5000)]
-    return VoteTable.from_records(records)
+    records, served = [], []
+    for uid, pgc, inc, rej, fo, kind in rows.iterator(chunk_size=5000):
+        records.append((uid, pgc, inc, vote_category(rej, fo, inc)))
+        served.append(kind)
+    return VoteTable.from_records(records, served)
 
 
-def known_inclinations(table: VoteTable) -> dict[int, float]:
-    """{galaxy index: inc} of the accepted calibration galaxies among the table's galaxies."""
+def _reference_rows() -> list[tuple[int, float | None, str]]:
+    """(pgc, inc, flag) of the standards, then of the calibration galaxies (a calibration
+    galaxy's value wins where a galaxy is both)."""
+    std = list(Standard.objects.exclude(galaxy_id=None).values_list("galaxy_id", "inc", "flag"))
+    cal = list(CalibrationGalaxy.objects.values_list("galaxy_id", "inc", "flag"))
+    return std + cal
+
+
+def known_inclinations(table: VoteTable, *, exclude: Iterable[int] = ()) -> dict[int, float]:
+    """{galaxy index: inc} of the accepted calibration galaxies and standards among the table's
+    galaxies, leaving out the pgcs in exclude (galaxies held out for scoring)."""
     index = {int(p): i for i, p in enumerate(table.pgcs.tolist())}
+    skip = set(exclude)
     out = {}
-    for pgc, inc in CalibrationGalaxy.objects.filter(flag=ReferenceFlag.ACCEPTED, inc__isnull=False).values_list("galaxy_id", "inc"):
-        if pgc in index:
+    for pgc, inc, flag in _reference_rows():
+        if flag == ReferenceFlag.ACCEPTED and inc is not None and pgc in index and pgc not in skip:
             out[index[pgc]] = float(inc)
     return out
+
+
+def known_flags(table: VoteTable, *, exclude: Iterable[int] = ()) -> dict[int, int]:
+    """{galaxy index: CAT_*} of the calibration galaxies and standards whose flag is known."""
+    index = {int(p): i for i, p in enumerate(table.pgcs.tolist())}
+    skip = set(exclude)
+    cat = {FLAG_LETTERS[k]: k for k in (CAT_A, CAT_F, CAT_J)}
+    return {index[pgc]: cat[flag] for pgc, _, flag in _reference_rows() if pgc in index and pgc not in skip and flag in cat}
 
 
 @dataclass
@@ -126,7 +157,7 @@ def compute_all(method: ConsensusMethod | None = None) -> tuple[list[ConsensusRo
     """Consensus rows (overrides applied) and, for methods that calibrate, each volunteer's calibration."""
     method = method or get_method()
     table = load_vote_table()
-    res = method.compute(table, known_inclinations(table))
+    res = method.compute(table, known_inclinations(table), known_flags(table))
     calibration = []
     if res.a is not None:
         n_votes = np.bincount(table.user[np.isfinite(table.inc)], minlength=table.n_users)
@@ -252,3 +283,116 @@ def consensus_report(
         entry["accepted"] = int(res.accepted().sum())
         out["methods"][m.label] = entry
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring against a table of known inclinations (consensus_report --truth FILE.csv)
+# ---------------------------------------------------------------------------------------------
+class TruthTableError(ValueError):
+    """A truth table that cannot be read; the message names the line and column."""
+
+
+def read_truth_table(path: str | Path) -> dict[int, float]:
+    """{pgc: inc} from a CSV file with columns pgc and inc (deg, 0-90); other columns are ignored."""
+    truth: dict[int, float] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"pgc", "inc"} - set(reader.fieldnames or ())
+        if missing:
+            raise TruthTableError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} (need pgc, inc)")
+        for line, row in enumerate(reader, start=2):
+            try:
+                pgc = int(row["pgc"])
+            except (TypeError, ValueError):
+                raise TruthTableError(f"{path}: line {line}, column pgc: expected an integer, got {row['pgc']!r}") from None
+            try:
+                inc = float(row["inc"])
+            except (TypeError, ValueError):
+                raise TruthTableError(f"{path}: line {line}, column inc: expected degrees, got {row['inc']!r}") from None
+            if not np.isfinite(inc) or not 0.0 <= inc <= 90.0:
+                raise TruthTableError(f"{path}: line {line}, column inc: {row['inc']} outside [0, 90] deg")
+            if pgc in truth:
+                raise TruthTableError(f"{path}: line {line}, column pgc: PGC {pgc} given twice")
+            truth[pgc] = inc
+    if not truth:
+        raise TruthTableError(f"{path}: no rows")
+    return truth
+
+
+def published_inclinations() -> dict[int, tuple[float, str]]:
+    """{pgc: (inc, source)} of every galaxy with an accepted published inclination the catalog
+    holds: the EDD table's inc column (inc_flg 0), the accepted standards and the accepted
+    calibration galaxies (in that order; a later source wins where a galaxy is in several)."""
+    out: dict[int, tuple[float, str]] = {}
+    for pgc, inc in Galaxy.objects.filter(inc__isnull=False, inc_flg=0).values_list("pgc", "inc"):
+        out[pgc] = (float(inc), "catalog")
+    for pgc, inc in (
+        Standard.objects.filter(flag=ReferenceFlag.ACCEPTED, inc__isnull=False).exclude(galaxy_id=None).values_list("galaxy_id", "inc")
+    ):
+        out[pgc] = (float(inc), "standard")
+    for pgc, inc in CalibrationGalaxy.objects.filter(flag=ReferenceFlag.ACCEPTED, inc__isnull=False).values_list("galaxy_id", "inc"):
+        out[pgc] = (float(inc), "calibration")
+    return out
+
+
+def write_truth_table(out: IO[str], *, seed: int = 1, fraction: float = 0.5, min_votes: int = 3) -> dict:
+    """Write a held-out truth table (pgc, inc, source): a seeded random `fraction` of the galaxies
+    with a published inclination and at least `min_votes` measurements. Scoring with it
+    (truth_report) removes these galaxies from the anchors of every method, so the remaining
+    published values calibrate and the chosen ones only judge. Same catalog and seed, same file."""
+    published = published_inclinations()
+    table = load_vote_table(pgcs=published)
+    n_meas = np.bincount(table.galaxy[np.isfinite(table.inc)], minlength=table.n_galaxies)
+    eligible = sorted(int(p) for p, n in zip(table.pgcs.tolist(), n_meas.tolist()) if n >= min_votes)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(np.array(eligible, dtype=np.int64)[rng.random(len(eligible)) < fraction].tolist())
+    w = csv.writer(out)
+    w.writerow(["pgc", "inc", "source"])
+    for pgc in chosen:
+        inc, source = published[pgc]
+        w.writerow([pgc, f"{inc:g}", source])
+    return {"published": len(published), "eligible": len(eligible), "written": len(chosen), "seed": seed, "fraction": fraction}
+
+
+def default_truth_methods() -> list[ConsensusMethod]:
+    """Plain mean and median of the votes beside the calibrated, the joint and the configured method."""
+    methods: list[ConsensusMethod] = [MeanConsensus(), MedianConsensus(), CalibratedConsensus(), JointConsensus()]
+    configured = get_method()
+    if configured.label not in {m.label for m in methods}:
+        methods.append(configured)
+    return methods
+
+
+def truth_report(
+    truth: dict[int, float], methods: list[ConsensusMethod] | None = None, *, min_votes: int = 3, splits: int = 20, seed: int = 1
+) -> dict:
+    """Every method against known inclinations {pgc: inc} held out from all of them.
+
+    The truth galaxies are removed from the known inclinations and flags each method calibrates
+    on; scores run over the truth galaxies with at least min_votes measurements to which every
+    method gives a value, overall, by inclination bin and by the input table most of a galaxy's
+    votes came from. Also: split-half agreement (>= 2 votes in each half) with the same anchors,
+    and how calibration galaxies differ from ordinary targets (zoo.methods.compare_kinds)."""
+    methods = methods or default_truth_methods()
+    table = load_vote_table()
+    index = {int(p): i for i, p in enumerate(table.pgcs.tolist())}
+    known = known_inclinations(table, exclude=truth)
+    flags = known_flags(table, exclude=truth)
+    n_meas = np.bincount(table.galaxy[np.isfinite(table.inc)], minlength=table.n_galaxies)
+    gi = np.array(sorted(index[p] for p in truth if p in index and n_meas[index[p]] >= min_votes), dtype=np.int64)
+    true = np.array([truth[int(table.pgcs[i])] for i in gi.tolist()], dtype=np.float64)
+    kinds = main_kind(table, table.served)
+    results = {m.label: m.compute(table, known, flags) for m in methods}
+    rep = truth_scores(results, gi, true, kinds[gi] if len(gi) else np.zeros(0, dtype=object))
+    rep.update(
+        {
+            "truth_rows": len(truth),
+            "truth_in_votes": sum(1 for p in truth if p in index),
+            "min_votes": min_votes,
+            "anchors": len(known),
+            "splits": splits,
+            "split_half": {m.label: split_half(m, table, known, splits=splits, seed=seed, min_votes=2) for m in methods},
+            "kinds": compare_kinds(table, table.served, known),
+        }
+    )
+    return rep

@@ -89,7 +89,7 @@ def test_profile_shows_own_votes_statistics_calibration_and_token_section(client
     gals = [GalaxyFactory() for _ in range(4)]
     for g, inc in zip(gals[:3], (60.0, 70.0, 80.0)):
         InclinationVote.objects.create(user=me, galaxy=g, inc=inc)
-        ConsensusInclination.objects.create(galaxy=g, inc=inc - 2, inc_e=1, inc_n=3, flag="A", method="calibrated", version="1.0")
+        ConsensusInclination.objects.create(galaxy=g, inc=inc - 2, inc_e=1, inc_n=3, flag="A", method="joint", version="1.0")
     InclinationVote.objects.create(user=me, galaxy=gals[3], inc=None, face_on=True)
     InclinationVote.objects.create(user=other, galaxy=gals[3], inc=55.5)
     CalibrationGalaxy.objects.create(galaxy=gals[2], inc=81.0, flag="A")
@@ -101,7 +101,7 @@ def test_profile_shows_own_votes_statistics_calibration_and_token_section(client
     assert calib["fit"]["a"] == pytest.approx(0.871, abs=0.01)
     client.force_login(me)
     assert 'id="method-calibration"' not in client.get("/accounts/profile/").content.decode()
-    VolunteerCalibration.objects.create(user=me, a=1.04, b=-2.5, sigma=3.21, n_votes=3, method="calibrated", version="1.0")
+    VolunteerCalibration.objects.create(user=me, a=1.04, b=-2.5, sigma=3.21, n_votes=3, method="joint", version="1.0")
     html = client.get("/accounts/profile/").content.decode()
     assert "= 1.040 <i>i</i> − 2.50°" in html and "scatter by 3.2°" in html
     assert html.count('class="vote-row"') == 4 and f"PGC {gals[0].pk}" in html

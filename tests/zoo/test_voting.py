@@ -208,7 +208,7 @@ def test_curator_override(volunteer, curator, galaxy):
     from zoo.models import ConsensusInclination, ConsensusOverride
     from zoo.voting import override_consensus
 
-    ConsensusInclination.objects.create(galaxy=galaxy, inc=60.0, inc_e=2.0, inc_n=4, flag="A", method="calibrated", version="1.0")
+    ConsensusInclination.objects.create(galaxy=galaxy, inc=60.0, inc_e=2.0, inc_n=4, flag="A", method="joint", version="1.0")
     with pytest.raises(NotAllowed):
         override_consensus(galaxy, volunteer, "J")
     for flag, inc in (("X", None), ("A", None), ("A", 91), ("J", 50)):

@@ -247,7 +247,7 @@ def test_votes_panel_on_galaxy_page(client, volunteer):
     g = GalaxyFactory()
     for inc in (60.0, 62.0, 64.0):
         InclinationVote.objects.create(user=UserFactory(), galaxy=g, inc=inc)
-    ConsensusInclination.objects.create(galaxy=g, inc=62.0, inc_e=1.2, inc_n=3, flag="A", method="calibrated", version="1.0")
+    ConsensusInclination.objects.create(galaxy=g, inc=62.0, inc_e=1.2, inc_n=3, flag="A", method="joint", version="1.0")
     r = client.get(f"/galaxies/{g.pgc}/")
     html = r.content.decode()
     assert r.status_code == 200 and 'id="votes-panel"' in html

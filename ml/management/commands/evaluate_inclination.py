@@ -4,14 +4,15 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.conf import conf
-from ml.evaluation import TEST_SEED, evaluate_sdss, evaluate_synthetic, format_table
+from ml.evaluation import GALSIM_SEED, TEST_SEED, GalSimMissing, evaluate_galsim, evaluate_sdss, evaluate_synthetic, format_table
 from ml.inference import Ensemble, WeightsChecksumError, default_weights_dir
 
 
 class Command(BaseCommand):
     help = (
         "Evaluate the CNN ensemble, each member and the axis-ratio baseline side by side on a fresh-seed "
-        "synthetic test set and on the shared SDSS cutouts with EDD labels (RMS, MAE, bias, by inclination bin)."
+        "synthetic test set, on images of an independent renderer (GalSim; never used for training or for choosing "
+        "runs) and on the shared SDSS cutouts with EDD labels (RMS, MAE, bias, by inclination bin)."
     )
     requires_system_checks = []
 
@@ -21,6 +22,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--synthetic", type=int, default=2000, help="images in the synthetic test set (0 to skip)")
         parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the synthetic test set (never a training seed)")
+        parser.add_argument("--galsim", type=int, default=300, help="images in the GalSim test set (0 to skip; needs galsim)")
+        parser.add_argument("--galsim-seed", type=int, default=GALSIM_SEED, help="seed of the GalSim test set")
         parser.add_argument("--sdss", default=None, help="folder with pgc*_{g,r,i}.png, pgc*_gri.jpg and labels.csv")
         parser.add_argument("--no-tta", action="store_true")
         parser.add_argument("--json", help="also write all figures to this JSON file")
@@ -44,6 +47,17 @@ class Command(BaseCommand):
                 f"false rejects {extra['false_reject_rate']:.3f}; mean stdev over passes {extra['mean_std']:.2f} deg, "
                 f"mean predicted sigma {extra['mean_sigma_model']:.2f} deg\n"
             )
+        if o["galsim"] > 0:
+            try:
+                stats, extra = evaluate_galsim(ens, n=o["galsim"], seed=o["galsim_seed"], q0=q0, tta=tta, progress=True)
+            except GalSimMissing as exc:
+                self.stderr.write(f"{exc}\nThe GalSim rows are skipped (--galsim 0 silences this).")
+            else:
+                report["galsim"] = {"seed": o["galsim_seed"], "stats": stats, "extra": extra}
+                self.stdout.write(
+                    format_table(f"Independent renderer (GalSim), seed {o['galsim_seed']}: {extra['n_images']} inclined disks", stats)
+                )
+                self.stdout.write(f"false rejects {extra['false_reject_rate']:.3f}\n")
         folder = Path(o["sdss"]) if o["sdss"] else Path(conf.SAMPLE_DATA) / "sdss"
         if (folder / "labels.csv").exists():
             rows, stats = evaluate_sdss(ens, folder, q0=q0, tta=tta)

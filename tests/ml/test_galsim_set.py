@@ -1,0 +1,79 @@
+"""The independent GalSim test set of evaluate_inclination: what it draws, and what happens
+without GalSim."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from ml.evaluation import GALSIM_SEED, GalSimMissing, render_galsim
+from ml.inference import axis_ratio_from_moments
+from ml.preprocess import is_inverted, to_grey01
+from tests.ml.makers import make_weights
+
+
+@pytest.fixture
+def weights(tmp_path):
+    return make_weights(tmp_path / "w", members=2)
+
+
+def test_galsim_images_are_deterministic_inclined_disks():
+    pytest.importorskip("galsim")
+    images = [render_galsim(GALSIM_SEED, k) for k in range(12)]
+    again, inc0 = render_galsim(GALSIM_SEED, 0)
+    assert np.array_equal(again, images[0][0]) and inc0 == images[0][1]
+    assert not np.array_equal(render_galsim(GALSIM_SEED + 1, 0)[0], images[0][0])
+    incs = np.array([inc for _, inc in images])
+    assert images[0][0].shape == (128, 128) and images[0][0].dtype == np.uint8
+    assert ((incs >= 45) & (incs <= 90)).all()
+    # More inclined disks look flatter; inverted ones (dark on light) are recognised as such.
+    q = np.array([axis_ratio_from_moments(im) for im, _ in images])
+    assert np.corrcoef(np.cos(np.radians(incs)), q)[0, 1] > 0.8
+    assert any(is_inverted(to_grey01(im)) for im, _ in images) and not all(is_inverted(to_grey01(im)) for im, _ in images)
+
+
+def test_without_galsim_the_command_says_how_to_install_it(monkeypatch, weights):
+    monkeypatch.setitem(sys.modules, "galsim", None)  # import galsim now raises ImportError
+    with pytest.raises(GalSimMissing, match="pip install"):
+        render_galsim(1, 0)
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "evaluate_inclination",
+        "--weights",
+        str(weights),
+        "--synthetic",
+        "0",
+        "--galsim",
+        "5",
+        "--sdss",
+        "/nonexistent",
+        stdout=out,
+        stderr=err,
+    )
+    assert "GalSim is not installed" in err.getvalue() and "pip install -c <(echo torch==2.13.0) galsim" in err.getvalue()
+    assert "GalSim rows are skipped" in err.getvalue() and "Independent renderer" not in out.getvalue()
+
+
+@pytest.mark.slow
+def test_command_reports_the_galsim_rows(weights):
+    pytest.importorskip("galsim")
+    out = io.StringIO()
+    call_command(
+        "evaluate_inclination",
+        "--weights",
+        str(weights),
+        "--synthetic",
+        "0",
+        "--galsim",
+        "6",
+        "--sdss",
+        "/nonexistent",
+        stdout=out,
+        stderr=io.StringIO(),
+    )
+    text = out.getvalue()
+    assert f"Independent renderer (GalSim), seed {GALSIM_SEED}: 6 inclined disks" in text and "ensemble" in text
