@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 from catalog.models import Galaxy, Image
+from fitting.conf import conf
 from fitting.engine.version import ENGINE_VERSION
 from fitting.models import FitResult
 from fitting.signals import fits_stored
@@ -107,30 +109,59 @@ def _clean(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+#: Start values of a fit: from a learned initialiser (GALCAT_FIT_INIT) when it gives some, else
+#: image moments ('auto'); always moments; always the initialiser (an error when it gives none).
+INIT_CHOICES = ("auto", "moments", "cnn")
+
+
+class NoInitialiserError(ValueError):
+    """init='cnn' was asked for but the initialiser gives no start values (no active model)."""
+
+
+def initial_values(data: list[np.ndarray], sigma: list[np.ndarray], model_kind: str, init: str) -> np.ndarray | None:
+    """Start values [B, P] (engine physical order) from the GALCAT_FIT_INIT initialiser, or None
+    for the engine's moments. fitting never imports the app that provides it (ml depends on
+    fitting): the dotted path is resolved here, at call time."""
+    if init not in INIT_CHOICES:
+        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INIT_CHOICES)}")
+    if init == "moments":
+        return None
+    path = conf.FIT_INIT
+    values = import_string(path)(data, sigma, model_kind) if path else None
+    if values is None and init == "cnn":
+        raise NoInitialiserError(f"no start values from {path or 'GALCAT_FIT_INIT (unset)'}: is a morphology model active?")
+    return values
+
+
 def fit_and_store(
     image_ids: Iterable[int],
     model_kind: str = FitResult.Kind.SERSIC,
     *,
     progress: Callable[[int, int], None] | None = None,
     device: str | None = None,
+    init: str = "auto",
 ) -> dict:
     """Fit images and upsert one FitResult per (image, model, engine version).
 
     Images that cannot be read are stored as failed fits with their reason; nothing is written
-    for ids that do not exist. Returns counts {'stored', 'converged', 'failed', 'missing'}.
-    progress(done, total) is called after each batch.
+    for ids that do not exist. Returns counts {'stored', 'converged', 'failed', 'missing'} and
+    {'started_from': {'moments': k, 'cnn': k}}. progress(done, total) is called after each batch.
+    init: see INIT_CHOICES.
     """
     if model_kind not in FitResult.Kind.values:
         raise ValueError(f"unknown model {model_kind!r}; expected one of {', '.join(FitResult.Kind.values)}")
+    if init not in INIT_CHOICES:
+        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INIT_CHOICES)}")
     import torch
 
-    from fitting.engine import fit
+    from fitting.engine.fit import fit
 
     ids = list(dict.fromkeys(int(i) for i in image_ids))
     images = {im.pk: im for im in Image.objects.filter(pk__in=ids)}
     missing = len(ids) - len(images)
     todo = [images[i] for i in ids if i in images]
     stored = converged = failed = 0
+    started = {"moments": 0, "cnn": 0}
     for start in range(0, len(todo), FIT_BATCH):
         batch = todo[start : start + FIT_BATCH]
         rows: list[FitResult] = []
@@ -145,7 +176,16 @@ def fit_and_store(
         for group in groups.values():
             data = torch.from_numpy(np.stack([p.data for _, p in group]))
             sigma = torch.from_numpy(np.stack([p.sigma for _, p in group]))
-            out = fit(data, sigma, None, model=model_kind, device=device)
+            p0 = initial_values([p.data for _, p in group], [p.sigma for _, p in group], model_kind, init)
+            started["moments" if p0 is None else "cnn"] += len(group)
+            out = fit(
+                data,
+                sigma,
+                None,
+                model=model_kind,
+                device=device,
+                init=None if p0 is None else torch.from_numpy(np.asarray(p0, dtype=np.float64)),
+            )
             per = out.seconds / len(group)
             for i, (im, prep) in enumerate(group):
                 row = out.row(i)
@@ -191,7 +231,7 @@ def fit_and_store(
         failed += sum(1 for r in rows if not r.converged)
         if progress is not None:
             progress(start + len(batch), len(todo))
-    return {"stored": stored, "converged": converged, "failed": failed, "missing": missing}
+    return {"stored": stored, "converged": converged, "failed": failed, "missing": missing, "started_from": started}
 
 
 def image_ids_for(pgcs: Iterable[int] | None = None) -> list[int]:
@@ -235,10 +275,10 @@ def model_images(result: FitResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return prep.data, model, prep.data - model
 
 
-def fits_for_galaxy(galaxy: Galaxy) -> list[FitResult]:
-    """The current engine's fits of a galaxy's images, by band and model."""
-    return list(
-        FitResult.objects.filter(image__galaxy=galaxy, engine_version=ENGINE_VERSION)
-        .select_related("image")
-        .order_by("image__band", "model_kind")
-    )
+def fits_for_galaxy(galaxy: Galaxy, images=None) -> list[FitResult]:
+    """The current engine's fits of a galaxy's images (or of `images` only: those the viewer may
+    see), by band and model."""
+    qs = FitResult.objects.filter(image__galaxy=galaxy, engine_version=ENGINE_VERSION)
+    if images is not None:
+        qs = qs.filter(image__in=images)
+    return list(qs.select_related("image").order_by("image__band", "model_kind"))

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ml.models import ModelVersion, Prediction
+from ml.models import ModelVersion, MorphologyPosterior, Prediction
 
 
 @admin.register(ModelVersion)
@@ -15,5 +15,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class PredictionAdmin(admin.ModelAdmin):
     list_display = ("galaxy", "image", "model_version", "value", "uncertainty", "reject_likelihood", "axis_ratio_inc", "created")
     list_filter = ("model_version",)
+    search_fields = ("galaxy__pgc",)
+    raw_id_fields = ("image", "galaxy")
+
+
+@admin.register(MorphologyPosterior)
+class MorphologyPosteriorAdmin(admin.ModelAdmin):
+    list_display = ("galaxy", "image", "model_version", "kind", "re", "n", "q", "bt", "created")
+    list_filter = ("model_version", "kind")
     search_fields = ("galaxy__pgc",)
     raw_id_fields = ("image", "galaxy")

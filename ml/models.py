@@ -8,6 +8,18 @@ from django.db import models
 class ModelVersion(models.Model):
     """One trained ensemble: where its weights are, their checksums, how it was made and how it scores."""
 
+    class Task(models.TextChoices):
+        INCLINATION = "inclination", "inclination"
+        MORPHOLOGY = "morphology", "morphology (profile-parameter posteriors)"
+
+    task = models.CharField(
+        max_length=20,
+        choices=Task.choices,
+        default=Task.INCLINATION,
+        db_index=True,
+        verbose_name="task",
+        help_text="What the model estimates; one version per task is active",
+    )
     name = models.CharField(max_length=80, verbose_name="name", help_text="Model family, e.g. inclinet-synth")
     version = models.CharField(max_length=40, verbose_name="version", help_text="Version label, e.g. 1 or the training date")
     architecture = models.CharField(max_length=300, verbose_name="architecture", help_text="Network architecture in words")
@@ -79,3 +91,86 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"PGC {self.galaxy_id} image {self.image_id}: {self.value:.1f} deg ({self.model_version})"
+
+
+class MorphologyPosterior(models.Model):
+    """The morphology network's posterior of one image's profile parameters, per model version and
+    model kind: summaries per physical parameter, the covariance of the transformed targets, and
+    histograms of the samples for the galaxy page."""
+
+    class Kind(models.TextChoices):
+        SERSIC = "sersic", "Sérsic"
+        BULGE_DISK = "bulge_disk", "bulge (Sérsic) + exponential disk"
+
+    image = models.ForeignKey(
+        "catalog.Image",
+        on_delete=models.CASCADE,
+        related_name="morphology_posteriors",
+        verbose_name="image",
+        help_text="The image the network saw",
+    )
+    galaxy = models.ForeignKey(
+        "catalog.Galaxy",
+        on_delete=models.CASCADE,
+        related_name="morphology_posteriors",
+        verbose_name="galaxy",
+        help_text="The image's galaxy",
+    )
+    model_version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.CASCADE,
+        related_name="morphology_posteriors",
+        verbose_name="model version",
+        help_text="Morphology network version",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices, verbose_name="model", help_text="Light-profile model of the network")
+    names = models.JSONField(
+        default=list,
+        verbose_name="parameter names",
+        help_text="Physical parameters in order: x, y [fitted pixel], flux [display units], re (re_disk, re_bulge) [fitted pixel], "
+        "n, q (q_disk) [1], bt [1], theta [rad, counter-clockwise from +x]",
+    )
+    median = models.JSONField(default=dict, verbose_name="median", help_text="Posterior median per parameter (units as in names)")
+    mode = models.JSONField(default=dict, verbose_name="mode", help_text="Posterior mode (histogram peak) per parameter")
+    mean = models.JSONField(default=dict, verbose_name="mean", help_text="Posterior mean per parameter")
+    std = models.JSONField(default=dict, verbose_name="std", help_text="Posterior standard deviation per parameter")
+    intervals = models.JSONField(
+        default=dict,
+        verbose_name="intervals",
+        help_text="Central 68.3 / 95.4 / 99.7 % intervals per parameter: [[lo, hi], [lo, hi], [lo, hi]]",
+    )
+    target_mean = models.JSONField(
+        default=list, verbose_name="target mean", help_text="Network mean of the transformed targets (ml.morph.targets.TARGETS order)"
+    )
+    target_covariance = models.JSONField(
+        default=list, verbose_name="target covariance", help_text="Network covariance Sigma = L D L^T of the transformed targets"
+    )
+    histograms = models.JSONField(
+        default=list, blank=True, verbose_name="histograms", help_text="Per parameter: histogram of the posterior samples (edges, counts)"
+    )
+    passes = models.PositiveIntegerField(default=1, verbose_name="passes", help_text="Monte-Carlo dropout passes [1]")
+    draws = models.PositiveIntegerField(default=0, verbose_name="draws", help_text="Posterior samples in all [1]")
+    zoom = models.FloatField(null=True, blank=True, verbose_name="zoom", help_text="Crop head's zoom: fraction of the cutout side seen [1]")
+    psf_fwhm = models.FloatField(null=True, blank=True, verbose_name="PSF FWHM", help_text="PSF FWHM given to the network [fitted pixel]")
+    scale = models.FloatField(
+        default=1.0, verbose_name="binning", help_text="Image pixels per fitted pixel (block averaging before the network) [pixel/pixel]"
+    )
+    re = models.FloatField(
+        null=True, blank=True, verbose_name="re", help_text="Posterior median half-light radius (of the disk for bulge+disk) [image pixel]"
+    )
+    re_err = models.FloatField(null=True, blank=True, verbose_name="re error", help_text="Posterior standard deviation of re [image pixel]")
+    n = models.FloatField(null=True, blank=True, verbose_name="n", help_text="Posterior median Sérsic index (Sérsic model) [1]")
+    q = models.FloatField(
+        null=True, blank=True, verbose_name="b/a", help_text="Posterior median axis ratio (of the disk for bulge+disk) [1]"
+    )
+    bt = models.FloatField(null=True, blank=True, verbose_name="B/T", help_text="Posterior median bulge-to-total flux ratio [1]")
+    created = models.DateTimeField(auto_now=True, verbose_name="created", help_text="When the posterior was (re)computed [UTC]")
+
+    class Meta:
+        verbose_name = "morphology posterior"
+        ordering = ["galaxy_id", "image_id", "kind"]
+        constraints = [models.UniqueConstraint(fields=["image", "model_version", "kind"], name="ml_morph_once_per_image_version_kind")]
+        indexes = [models.Index(fields=["galaxy", "model_version"], name="ml_morph_galaxy_version")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} posterior of image {self.image_id} ({self.model_version})"

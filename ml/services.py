@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import transaction
 
 from ml.conf import conf
-from ml.models import ModelVersion, Prediction
-from ml.weights_files import WeightsChecksumError, checked_manifest, default_weights_dir, sha256_file
+from ml.models import ModelVersion, MorphologyPosterior, Prediction
+from ml.weights_files import MORPH_WEIGHTS_DIR, WeightsChecksumError, checked_manifest, default_weights_dir, sha256_file
 
 if TYPE_CHECKING:
     from ml.inference import Ensemble
@@ -44,7 +44,9 @@ def weights_dir(mv: ModelVersion) -> Path:
 
 @transaction.atomic
 def register_weights(directory: str | Path, *, name: str | None = None, version: str | None = None, activate: bool = True) -> ModelVersion:
-    """Create or update the ModelVersion of a weights directory (ensemble.json + model card)."""
+    """Create or update the ModelVersion of a weights directory (ensemble.json + model card).
+    The manifest's ``task`` (inclination unless it says morphology) decides which active version
+    it replaces."""
     directory = Path(directory)
     manifest_path = directory / "ensemble.json"
     manifest = checked_manifest(directory)
@@ -52,19 +54,29 @@ def register_weights(directory: str | Path, *, name: str | None = None, version:
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     files = {m["file"]: m["sha256"] for m in manifest["members"]}
     sha = sha256_file(manifest_path)
+    task = manifest.get("task", ModelVersion.Task.INCLINATION)
     td = card.get("training_data", {})
+    if task == ModelVersion.Task.MORPHOLOGY:
+        training_data = (
+            f"{td.get('kind', '?')}: {td.get('images_per_kind', '?')} cutouts per model, sides {td.get('sizes')}, seeds {td.get('seeds')}"
+        )
+        metrics = {"validation": {m["kind"]: m.get("val_nll_calibrated") for m in card.get("members", [])}}
+    else:
+        training_data = (
+            f"{td.get('kind', 'synthetic')}: {td.get('pool_images', '?')} images, seed {td.get('pool_seed', '?')}, "
+            f"bag fraction {td.get('bag_fraction', '?')}"
+            if td
+            else ""
+        )
+        metrics = {"validation": card.get("ensemble_val", {}), "members": [m.get("val") for m in card.get("members", [])]}
     mv, _ = ModelVersion.objects.update_or_create(
         name=name or manifest.get("name", "inclinet-synth"),
         version=version or sha[:12],
         defaults=dict(
+            task=task,
             architecture=manifest.get("architecture", "")[:300],
-            training_data=(
-                f"{td.get('kind', 'synthetic')}: {td.get('pool_images', '?')} images, seed {td.get('pool_seed', '?')}, "
-                f"bag fraction {td.get('bag_fraction', '?')}"
-                if td
-                else ""
-            ),
-            metrics={"validation": card.get("ensemble_val", {}), "members": [m.get("val") for m in card.get("members", [])]},
+            training_data=training_data,
+            metrics=metrics,
             weights_path=_relative(directory),
             sha256=sha,
             files=files,
@@ -72,16 +84,16 @@ def register_weights(directory: str | Path, *, name: str | None = None, version:
         ),
     )
     if activate:
-        ModelVersion.objects.exclude(pk=mv.pk).update(active=False)
+        ModelVersion.objects.filter(task=task).exclude(pk=mv.pk).update(active=False)
         ModelVersion.objects.filter(pk=mv.pk).update(active=True)
         mv.active = True
     return mv
 
 
 def active_version() -> ModelVersion:
-    """The active model version; registers the default ensemble (ml/weights, or
+    """The active inclination model version; registers the default ensemble (ml/weights, or
     $GALCAT_ML_WEIGHTS) when none is."""
-    mv = ModelVersion.objects.filter(active=True).order_by("-created").first()
+    mv = ModelVersion.objects.filter(active=True, task=ModelVersion.Task.INCLINATION).order_by("-created").first()
     if mv is None:
         mv = register_weights(default_weights_dir())
     return mv
@@ -225,12 +237,15 @@ def summarise_values(values: list[float]) -> dict:
     return {"mean": round(float(a.mean()), 2), "median": round(float(np.median(a)), 2), "stdev": round(float(a.std()), 2)}
 
 
-def galaxy_summary(galaxy, mv: ModelVersion | None = None) -> dict | None:
+def galaxy_summary(galaxy, mv: ModelVersion | None = None, images=None) -> dict | None:
     """CNN figures of a galaxy from its stored predictions (one version): per member (median over
-    the galaxy's images), summary, rejection likelihood and the axis-ratio baseline."""
+    the galaxy's images, or over `images` only: those the viewer may see), summary, rejection
+    likelihood and the axis-ratio baseline."""
     qs = Prediction.objects.filter(galaxy=galaxy)
+    if images is not None:
+        qs = qs.filter(image__in=images)
     if mv is None:
-        mv = ModelVersion.objects.filter(active=True).first()
+        mv = ModelVersion.objects.filter(active=True, task=ModelVersion.Task.INCLINATION).first()
     if mv is not None:
         qs = qs.filter(model_version=mv)
     preds = list(qs.select_related("model_version", "image"))
@@ -267,7 +282,7 @@ def comparison_rows(mv: ModelVersion | None = None, limit: int = COMPARE_LIMIT) 
     from catalog.models import Galaxy
     from zoo.models import ConsensusInclination
 
-    mv = mv or ModelVersion.objects.filter(active=True).first()
+    mv = mv or ModelVersion.objects.filter(active=True, task=ModelVersion.Task.INCLINATION).first()
     out: dict = {"pgc": [], "cnn": [], "axis_ratio": [], "consensus": [], "published": [], "q0": q0(), "model": str(mv) if mv else ""}
     if mv is None:
         return out
@@ -290,3 +305,204 @@ def comparison_rows(mv: ModelVersion | None = None, limit: int = COMPARE_LIMIT) 
         out["consensus"].append(cons.get(g))
         out["published"].append(published.get(g))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Morphology posteriors (ml.morph networks): registry, storage, fitter start values, the panel
+# ---------------------------------------------------------------------------------------------
+def active_morph_version(register_default: bool = False) -> ModelVersion | None:
+    """The active morphology version; with register_default, the shipped ml/weights/morph is
+    registered and activated when none is active."""
+    mv = ModelVersion.objects.filter(active=True, task=ModelVersion.Task.MORPHOLOGY).order_by("-created").first()
+    if mv is None and register_default:
+        mv = register_weights(MORPH_WEIGHTS_DIR)
+    return mv
+
+
+_MORPH_NETS: dict[tuple[int, str], dict] = {}
+
+
+def morph_nets_for(mv: ModelVersion) -> dict:
+    """{kind: network} of a morphology version (loaded once per process), refusing files whose
+    sha256 differ from the version's."""
+    key = (mv.pk, mv.sha256)
+    if key not in _MORPH_NETS:
+        d = weights_dir(mv)
+        got = sha256_file(d / "ensemble.json")
+        if got != mv.sha256:
+            raise WeightsChecksumError(f"{d / 'ensemble.json'}: sha256 {got} differs from model version {mv}'s {mv.sha256}")
+        from ml.morph.posterior import load_nets
+
+        _MORPH_NETS[key] = load_nets(d, expected_sha256=mv.files)
+    return _MORPH_NETS[key]
+
+
+def _morph_rows(image, mv: ModelVersion, kind: str, post: dict, k: int, prep) -> MorphologyPosterior:
+    from ml.morph.posterior import histograms
+
+    names = post["names"]
+
+    def per(key: str) -> dict:
+        return {n: float(v) for n, v in zip(names, post[key][k], strict=True)}
+
+    med = per("median")
+    std = per("std")
+    scale = float(prep.scale)
+    re_name = "re" if kind == "sersic" else "re_disk"
+    return MorphologyPosterior(
+        image=image,
+        galaxy_id=image.galaxy_id,
+        model_version=mv,
+        kind=kind,
+        names=names,
+        median=med,
+        mode=per("mode"),
+        mean=per("mean"),
+        std=std,
+        intervals={
+            n: [[float(post["lo"][k, j, i]), float(post["hi"][k, j, i])] for i in range(post["lo"].shape[-1])] for j, n in enumerate(names)
+        },
+        target_mean=[float(v) for v in post["mean_t"][k]],
+        target_covariance=np.asarray(post["cov_t"][k], dtype=float).tolist(),
+        histograms=histograms(post["samples"][k]),
+        passes=int(post["passes"]),
+        draws=int(post["draws"]),
+        zoom=float(post["zoom"][k]),
+        psf_fwhm=float(conf.MORPH_PSF_FWHM),
+        scale=scale,
+        re=med[re_name] * scale,
+        re_err=std[re_name] * scale,
+        n=med.get("n"),
+        q=med.get("q", med.get("q_disk")),
+        bt=med.get("bt"),
+    )
+
+
+def morph_and_store(image_ids: list[int], mv: ModelVersion | None = None, *, passes: int | None = None, progress=None) -> dict:
+    """Posteriors of catalog images by every network of a morphology version; one
+    MorphologyPosterior per (image, version, model kind), re-runs update it. The pixels are those
+    the fitter sees (fitting.services.prepare_image); unreadable images are skipped and counted."""
+    from catalog.models import Image
+    from fitting.services import FitInputError, prepare_image
+    from ml.morph.posterior import posterior
+
+    mv = mv or active_morph_version(register_default=True)
+    nets = morph_nets_for(mv)
+    passes = int(conf.MORPH_PASSES) if passes is None else passes
+    ids = list(dict.fromkeys(int(i) for i in image_ids))
+    stored = skipped = 0
+    for b0 in range(0, len(ids), PREDICT_BATCH):
+        groups: dict[tuple, list] = {}
+        for im in Image.objects.filter(pk__in=ids[b0 : b0 + PREDICT_BATCH]):
+            try:
+                prep = prepare_image(im)
+            except FitInputError:
+                skipped += 1
+                continue
+            groups.setdefault(prep.data.shape, []).append((im, prep))
+        rows = []
+        for group in groups.values():
+            data = np.stack([p.data for _, p in group])
+            noise = np.array([float(np.median(p.sigma)) for _, p in group])
+            for kind, net in nets.items():
+                post = posterior(
+                    net, data, noise, float(conf.MORPH_PSF_FWHM), passes=passes, draws=int(conf.MORPH_DRAWS), keep_samples=True
+                )
+                rows += [_morph_rows(im, mv, kind, post, k, prep) for k, (im, prep) in enumerate(group)]
+        update = [f.name for f in MorphologyPosterior._meta.concrete_fields if f.name not in ("id", "image", "model_version", "kind")]
+        MorphologyPosterior.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["image", "model_version", "kind"], update_fields=update
+        )
+        stored += len(rows)
+        if progress is not None:
+            progress(min(b0 + PREDICT_BATCH, len(ids)), len(ids))
+    return {"stored": stored, "skipped": skipped, "model_version": mv.pk}
+
+
+def morph_initial_values(data: list[np.ndarray], sigma: list[np.ndarray], model_kind: str) -> np.ndarray | None:
+    """Start values of the fitter (GALCAT_FIT_INIT) from the active morphology version's network:
+    [B, P] in fitting.engine.lm.physical_names order, sky 0; None when no morphology version is
+    active or it has no network for this model (the fitter then starts from image moments)."""
+    mv = active_morph_version()
+    if mv is None:
+        return None
+    nets = morph_nets_for(mv)
+    if model_kind not in nets:
+        return None
+    from ml.morph.evaluate import init_from_net
+    from ml.morph.posterior import posterior
+
+    out = np.empty((len(data), 8 if model_kind == "sersic" else 13))
+    shapes: dict[tuple, list[int]] = {}
+    for i, arr in enumerate(data):
+        shapes.setdefault(arr.shape, []).append(i)
+    for idx in shapes.values():
+        noise = np.array([float(np.median(sigma[i])) for i in idx])
+        post = posterior(nets[model_kind], np.stack([data[i] for i in idx]), noise, float(conf.MORPH_PSF_FWHM), draws=200)
+        out[idx] = init_from_net(model_kind, post["median"]).numpy()
+    return out
+
+
+def morph_summary(galaxy, mv: ModelVersion | None = None, images=None) -> dict | None:
+    """The galaxy's stored posteriors of the active (or given) morphology version, with the
+    current engine's LM fits of the same images beside them (for the panel and its plots)."""
+    from fitting.services import fits_for_galaxy
+
+    mv = mv or active_morph_version()
+    if mv is None:
+        return None
+    qs = MorphologyPosterior.objects.filter(galaxy=galaxy, model_version=mv)
+    if images is not None:  # only the images the viewer may see
+        qs = qs.filter(image__in=images)
+    rows = list(qs.select_related("image").order_by("image__band", "-kind"))
+    if not rows:
+        return None
+    fits = {(f.image_id, f.model_kind): f for f in fits_for_galaxy(galaxy)}
+    plots = []
+    for r in rows:
+        fit = fits.get((r.image_id, r.kind))
+        lm = _lm_intervals(r.kind, fit, r.names) if fit is not None and fit.converged else {}
+        plots.append(
+            {
+                "id": f"morph-{r.pk}",
+                "label": f"{r.image.band} {r.get_kind_display()}",
+                "names": r.names,
+                "histograms": r.histograms,
+                "median": r.median,
+                "lm": lm,
+            }
+        )
+    return {"model_version": mv, "rows": rows, "plots": plots}
+
+
+#: The engine's physical parameter names (fitting.engine.lm.physical_names), spelled out so that
+#: the galaxy page does not import torch.
+_FIT_NAMES = {
+    "sersic": ["x0", "y0", "sky", "flux", "re", "n", "q", "theta"],
+    "bulge_disk": ["x0", "y0", "sky"] + [f"{c}.{k}" for c in ("bulge", "disk") for k in ("flux", "re", "n", "q", "theta")],
+}
+
+
+def _lm_intervals(kind: str, fit, columns: list[str]) -> dict:
+    """{name: [value, error]} of a stored LM fit in the network's columns (delta rule for the
+    bulge+disk total flux and B/T; numpy only, so the page does not import torch)."""
+    names = _FIT_NAMES[kind]
+    if any(fit.params.get(k) is None for k in names) or not fit.covariance:
+        return {}
+    p = np.array([fit.params[k] for k in names], dtype=float)
+    cov = np.array([[np.nan if v is None else v for v in row] for row in fit.covariance], dtype=float)
+    g = np.zeros((len(columns), len(names)))
+    if kind == "sersic":
+        for j, i in enumerate((0, 1, 3, 4, 5, 6, 7)):
+            g[j, i] = 1.0
+        vals = p[[0, 1, 3, 4, 5, 6, 7]]
+    else:
+        fb, fd = p[3], p[8]
+        tot = fb + fd
+        vals = np.array([p[0], p[1], tot, fb / tot, p[9], p[4], p[11], p[12]])
+        for j, i in ((0, 0), (1, 1), (4, 9), (5, 4), (6, 11), (7, 12)):
+            g[j, i] = 1.0
+        g[2, 3] = g[2, 8] = 1.0
+        g[3, 3], g[3, 8] = fd / tot**2, -fb / tot**2
+    err = np.sqrt(np.clip(np.diagonal(g @ np.nan_to_num(cov) @ g.T), 0.0, None))
+    return {n: [float(vals[j]), float(err[j])] for j, n in enumerate(columns)}

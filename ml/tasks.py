@@ -46,3 +46,20 @@ def predict_stale() -> dict:
         queue=queue_for_task("ml.tasks.predict_images"),
     )
     return {"queued": len(ids), "job": job.pk}
+
+
+def morph_images(image_ids: list[int], job_id: int | None = None, model_version_id: int | None = None) -> dict:
+    """Morphology posteriors of catalog images by the active (or given) morphology version (the
+    shipped one is registered when none is active); one MorphologyPosterior per image, version and
+    model kind (re-runs update it). Job progress as for :func:`predict_images`."""
+    from ml.services import active_morph_version, morph_and_store
+
+    mv = ModelVersion.objects.get(pk=model_version_id) if model_version_id else active_morph_version(register_default=True)
+    reporter = None
+    if job_id is not None:
+        from jobs.services import JobReporter
+
+        reporter = JobReporter(Job.objects.get(pk=job_id))
+        reporter.set_total(len(image_ids))
+    out = morph_and_store(list(image_ids), mv, progress=reporter.progress if reporter else None)
+    return {"stored": out["stored"], "skipped": out["skipped"]}

@@ -15,6 +15,8 @@ from pathlib import Path
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: The shipped ensemble of the longer GPU run (see its MODEL_CARD.md and EVALUATION.md).
 GPU_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights_gpu"
+#: The shipped morphology networks (ml.morph; see their MODEL_CARD.md and EVALUATION.md).
+MORPH_WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR / "morph"
 
 
 def default_weights_dir() -> Path:

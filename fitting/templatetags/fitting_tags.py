@@ -36,8 +36,10 @@ def _fmt(v, e, unit=""):
 
 @register.simple_tag
 def fitting_panel_data(galaxy) -> dict:
+    """Fits of the images on the page: `galaxy.images` holds those the viewer may see
+    (catalog.selectors.galaxy_with_related)."""
     fits = []
-    for f in fits_for_galaxy(galaxy):
+    for f in fits_for_galaxy(galaxy, images=galaxy.images.all()):
         rows = []
         for key, label, _ in ROWS.get(f.model_kind, []):
             v, e = f.params.get(key), f.errors.get(key)

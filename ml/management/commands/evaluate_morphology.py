@@ -1,0 +1,59 @@
+import json
+from pathlib import Path
+
+import torch
+from django.core.management.base import BaseCommand, CommandError
+
+from ml.morph.evaluate import evaluate, format_report
+from ml.morph.posterior import load_nets
+from ml.morph.train import TEST_SEED
+from ml.weights_files import WeightsChecksumError
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "morph"
+
+
+class Command(BaseCommand):
+    help = (
+        "Evaluate the morphology networks on a held-out rendered set: bias and scatter in Cramér-Rao units for the network, "
+        "the LM fitter and the fitter started from the network, per SNR bin; coverage; size dependence; fitter starts."
+    )
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="folder with ensemble.json (default: ml/weights/morph)")
+        parser.add_argument("--n", type=int, default=512, help="galaxies per model at 64 px")
+        parser.add_argument("--size-n", type=int, default=256, help="galaxies per model at 128 px for the size test")
+        parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the test set (never a training seed)")
+        parser.add_argument("--size-kinds", default="sersic,bulge_disk", help="models of the size test (comma-separated)")
+        parser.add_argument("--draws", type=int, default=1000, help="posterior samples per galaxy")
+        parser.add_argument("--threads", type=int, default=1)
+        parser.add_argument("--json", help="also write the figures to this JSON file")
+        parser.add_argument("--markdown", help="also write the tables to this Markdown file (e.g. the weights' EVALUATION.md)")
+
+    def handle(self, *args, **o):
+        if o["n"] < 16 or o["size_n"] < 16:
+            raise CommandError("--n and --size-n must be at least 16")
+        torch.set_num_threads(o["threads"])
+        try:
+            nets = load_nets(o["weights"])
+        except (FileNotFoundError, WeightsChecksumError) as exc:
+            raise CommandError(str(exc)) from exc
+        report = evaluate(
+            nets,
+            n=o["n"],
+            size_n=o["size_n"],
+            seed=o["seed"],
+            draws=o["draws"],
+            size_kinds=tuple(o["size_kinds"].split(",")),
+            log=self.stderr.write,
+        )
+        text = format_report(report)
+        self.stdout.write(text)
+        if o["markdown"]:
+            cmd = (
+                f"python manage.py evaluate_morphology --n {o['n']} --size-n {o['size_n']} --seed {o['seed']} "
+                f"--size-kinds {o['size_kinds']} --draws {o['draws']} --threads {o['threads']}"
+            )
+            Path(o["markdown"]).write_text(f"# Morphology networks: held-out evaluation\n\n`{cmd}`\n\n{text}\n")
+        if o["json"]:
+            Path(o["json"]).write_text(json.dumps(report, indent=1, default=float))

@@ -1,0 +1,96 @@
+import shlex
+
+import torch
+from django.core.management.base import BaseCommand, CommandError
+
+from core.progress import ProgressBar
+from jobs.services import tracked
+from ml.morph.render import KINDS
+from ml.morph.train import TrainConfig, train_all
+from ml.services import register_weights
+
+_VALUED = ("kinds", "images", "sizes", "val_images", "epochs", "seed", "batch_size", "lr", "width", "dropout", "threads", "device", "out")
+#: Training steps between two progress updates of the Job row.
+JOB_EVERY = 50
+
+
+def _as_argv(o: dict) -> list[str]:
+    """The command line that reproduces these options (recorded in the model card)."""
+    argv = []
+    for k in _VALUED:
+        if o.get(k) is not None:
+            argv += [f"--{k.replace('_', '-')}", str(o[k])]
+    return argv + [f"--{k.replace('_', '-')}" for k in ("no_register", "no_activate") if o.get(k)]
+
+
+class Command(BaseCommand):
+    help = (
+        "Train the morphology posterior networks (crop head + CNN + full-covariance head) on cutouts rendered by "
+        "fitting.engine, write weights, manifest and model card to --out, and register a ModelVersion with the sha256."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated models: sersic, bulge_disk")
+        parser.add_argument("--images", type=int, default=8192, help="training cutouts per model, split evenly over --sizes")
+        parser.add_argument("--sizes", default="64,128", help="comma-separated cutout sides (px)")
+        parser.add_argument("--val-images", type=int, default=1024, help="validation cutouts per model (seed + 500000)")
+        parser.add_argument("--epochs", type=int, default=6)
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--lr", type=float, default=2e-3)
+        parser.add_argument("--width", type=int, default=16, help="channels of the first CNN layers (then 2x, 4x)")
+        parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the head (MC dropout at inference)")
+        parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+        parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+        parser.add_argument("--out", default="ml/weights/morph", help="output directory")
+        parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
+        parser.add_argument("--no-activate", action="store_true", help="register without making it the active morphology version")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **o):
+        kinds = tuple(k.strip() for k in o["kinds"].split(",") if k.strip())
+        bad = [k for k in kinds if k not in KINDS]
+        if not kinds or bad:
+            raise CommandError(f"--kinds: unknown {', '.join(bad) or '(none given)'}; expected {', '.join(KINDS)}")
+        try:
+            sizes = tuple(int(s) for s in o["sizes"].split(","))
+        except ValueError as exc:
+            raise CommandError(f"--sizes must be integers separated by commas: {exc}") from exc
+        if any(s < 32 for s in sizes):
+            raise CommandError("--sizes: cutouts must be at least 32 px on a side")
+        for key in ("images", "val_images", "epochs", "batch_size", "threads", "width"):
+            if o[key] < 1:
+                raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
+        device = o["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+        o["device"] = device
+        cfg = TrainConfig(
+            kinds=kinds,
+            images=o["images"],
+            sizes=sizes,
+            val_images=o["val_images"],
+            epochs=o["epochs"],
+            seed=o["seed"],
+            batch_size=o["batch_size"],
+            lr=o["lr"],
+            width=o["width"],
+            dropout=o["dropout"],
+            threads=o["threads"],
+            device=device,
+            out=o["out"],
+        )
+        command = "python manage.py train_morphology " + " ".join(shlex.quote(a) for a in _as_argv(o))
+        params = {k: o[k] for k in ("kinds", "images", "epochs", "seed", "out")}
+        with tracked("train_morphology", params, total=len(kinds)) as job, ProgressBar("train", disable=o["no_progress"]) as bar:
+
+            def progress(step, steps):
+                bar(step, steps)
+                if step % JOB_EVERY == 0 or step == steps:
+                    job.progress(step, steps)
+
+            card = train_all(cfg, command=command, log=lambda s: (self.stderr.write(s), job.log(s)), progress=progress)
+            result = {"wall_seconds": card["wall_seconds"], "validation_nll": {m["kind"]: m["val_nll_calibrated"] for m in card["members"]}}
+            if not o["no_register"]:
+                mv = register_weights(cfg.out, activate=not o["no_activate"])
+                result["model_version"] = mv.pk
+                self.stderr.write(f"registered {mv} (sha256 {mv.sha256[:12]}..., active={mv.active})")
+            job.finish(result, "trained")

@@ -1,0 +1,300 @@
+"""Held-out evaluation of the morphology networks against the Cramér-Rao bound and the LM fitter.
+
+On galaxies rendered with a seed no training run uses (ml.morph.train.TEST_SEED), isolated (no
+neighbour: the bound is that of the galaxy alone), SNR 20-100:
+
+- per physical column and SNR bin, bias and scatter of (estimate - truth) / CRB for the network's
+  posterior median, the LM fit from image moments and the LM fit started at the network's values
+  (bias: median; scatter: 1.4826 MAD, so that the few catastrophic misses, counted separately as
+  |z| > 5, do not decide it);
+- coverage of the network's central 68.3 / 95.4 / 99.7 % intervals and of the fitter's
+  +-1/2/3 sigma covariance errors;
+- scatter against size: 128 px cutouts with re from 2 to 20 px (the crop head's job);
+- the two fitter starts on the same images: iterations, failures, outliers (the engine bench's
+  outlier rule).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from fitting.engine.fit import fit
+from ml.morph.crb import cramer_rao
+from ml.morph.posterior import LEVELS, posterior
+from ml.morph.render import MorphConfig, render_set
+from ml.morph.targets import PHYSICAL
+from ml.morph.train import TEST_SEED
+
+SNR_BINS = ((20.0, 40.0), (40.0, 70.0), (70.0, 100.0))
+RE_BINS = ((2.0, 4.0), (4.0, 8.0), (8.0, 14.0), (14.0, 20.0))
+#: |z| beyond which an estimate counts as a catastrophic miss (not in the MAD scatter).
+MISS_Z = 5.0
+#: Outlier rule of the fitter starts (as fitting.engine.bench: px, fractions, absolute).
+OUTLIER = {"x": 1.0, "y": 1.0, "flux": 0.2, "re": 0.2, "re_disk": 0.2, "n": 1.0, "q": 0.1, "q_disk": 0.1, "bt": 0.2}
+ESTIMATORS = ("net", "lm", "lm_from_net")
+
+
+def truth_columns(kind: str, d: dict) -> np.ndarray:
+    return np.stack([d["truth"][c] for c in PHYSICAL[kind]], 1)
+
+
+def lm_columns(kind: str, params: torch.Tensor, cov: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The fitter's physical parameters [B, P] and covariance [B, P, P] (engine order) as the
+    network's columns and their 1-sigma errors (delta rule)."""
+    p = params.double().clone().requires_grad_(True)
+    if kind == "sersic":
+        cols = p[:, [0, 1, 3, 4, 5, 6, 7]]
+    else:
+        fb, fd = p[:, 3], p[:, 8]
+        cols = torch.stack([p[:, 0], p[:, 1], fb + fd, fb / (fb + fd), p[:, 9], p[:, 4], p[:, 11], p[:, 12]], 1)
+    rows = [torch.autograd.grad(cols[:, k].sum(), p, retain_graph=True)[0] for k in range(cols.shape[1])]
+    g = torch.nan_to_num(torch.stack(rows, 1))
+    c = torch.nan_to_num(cov.double(), nan=0.0, posinf=0.0)
+    var = torch.diagonal(g @ c @ g.transpose(1, 2), dim1=1, dim2=2)
+    err = torch.sqrt(var.clamp_min(0.0)).numpy()
+    err[~np.isfinite(cols.detach().numpy())] = np.nan
+    return cols.detach().numpy(), err
+
+
+def init_from_net(kind: str, med: np.ndarray) -> torch.Tensor:
+    """Engine start values [B, P] (physical_names order, sky 0) from the network's medians."""
+    b = med.shape[0]
+    z = np.zeros(b)
+    if kind == "sersic":
+        x, y, f, re, n, q, th = med.T
+        p = np.stack([x, y, z, f, re, n, q, th], 1)
+    else:
+        x, y, f, bt, red, reb, q, th = med.T
+        p = np.stack([x, y, z, f * bt, reb, np.full(b, 2.5), np.full(b, 0.8), th, f * (1 - bt), red, np.ones(b), q, th], 1)
+    return torch.from_numpy(p)
+
+
+def _wrap(d: np.ndarray, kind: str) -> np.ndarray:
+    j = PHYSICAL[kind].index("theta")
+    d = d.copy()
+    d[:, j] = (d[:, j] + math.pi / 2) % math.pi - math.pi / 2
+    return d
+
+
+def run_set(kind: str, net, cfg: MorphConfig, *, draws: int = 1000, log=print) -> dict:
+    """Network, CRB and both LM fits on one rendered set; arrays per galaxy."""
+    d = render_set(cfg)
+    truth = truth_columns(kind, d)
+    n = len(d["snr"])
+    t0 = time.perf_counter()
+    post = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws)
+    net_s = time.perf_counter() - t0
+    crb = np.empty_like(truth)
+    est = {e: np.full_like(truth, np.nan) for e in ("lm", "lm_from_net")}
+    err = {e: np.full_like(truth, np.nan) for e in ("lm", "lm_from_net")}
+    iters = {e: np.zeros(n, dtype=int) for e in ("lm", "lm_from_net")}
+    conv = {e: np.zeros(n, dtype=bool) for e in ("lm", "lm_from_net")}
+    secs = {"lm": 0.0, "lm_from_net": 0.0}
+    init = init_from_net(kind, post["median"])
+    for j, psf in enumerate(d["psfs"]):
+        sel = np.nonzero(d["psf_index"] == j)[0]
+        psf_t = torch.from_numpy(psf)
+        sig = torch.from_numpy(d["sigma"][sel])
+        _, c = cramer_rao(kind, torch.from_numpy(d["p_true"][sel]), psf_t, sig)
+        crb[sel] = c.numpy()
+        for e in ("lm", "lm_from_net"):
+            out = fit(
+                torch.from_numpy(d["images"][sel]),
+                sig,
+                psf_t,
+                model=kind,
+                fit_sky=False,
+                device="cpu",
+                init=None if e == "lm" else init[sel],
+            )
+            est[e][sel], err[e][sel] = lm_columns(kind, out.params, out.covariance)
+            iters[e][sel] = out.iterations.numpy()
+            conv[e][sel] = out.converged.numpy()
+            secs[e] += out.seconds
+    log(
+        f"{kind} {cfg.size} px: {n} galaxies; network {net_s / n * 1e3:.2f} ms/galaxy (with sampling), LM {secs['lm'] / n * 1e3:.1f} ms/galaxy"
+    )
+    return {
+        "d": d,
+        "truth": truth,
+        "crb": crb,
+        "est": {"net": post["median"], **est},
+        "err": {"net": post["std"], **err},
+        "lo": post["lo"],
+        "hi": post["hi"],
+        "iters": iters,
+        "converged": conv,
+        "seconds": {"net": net_s, **secs},
+        "zoom": post["zoom"],
+    }
+
+
+def _stats(z: np.ndarray) -> dict:
+    z = z[np.isfinite(z)]
+    if z.size < 3:
+        return {"bias": float("nan"), "scatter": float("nan"), "miss": float("nan"), "n": int(z.size)}
+    med = float(np.median(z))
+    return {
+        "bias": med,
+        "scatter": float(1.4826 * np.median(np.abs(z - med))),
+        "miss": float(np.mean(np.abs(z) > MISS_Z)),
+        "n": int(z.size),
+    }
+
+
+def crb_table(kind: str, res: dict) -> dict:
+    """{estimator: {column: {'all': stats, 'snr a-b': stats}}} of z = (est - truth) / CRB."""
+    snr = res["d"]["snr"]
+    out: dict = {}
+    for e in ESTIMATORS:
+        z = _wrap(res["est"][e] - res["truth"], kind) / res["crb"]
+        out[e] = {}
+        for j, c in enumerate(PHYSICAL[kind]):
+            row = {"all": _stats(z[:, j])}
+            for lo, hi in SNR_BINS:
+                row[f"snr {lo:.0f}-{hi:.0f}"] = _stats(z[(snr >= lo) & (snr < hi), j])
+            out[e][c] = row
+    return out
+
+
+def coverage(kind: str, res: dict) -> dict:
+    """Fraction of truths inside the network's intervals and the fitters' +-k sigma, per column."""
+    out: dict = {"net": {}, "lm": {}, "lm_from_net": {}}
+    ith = PHYSICAL[kind].index("theta")
+    for j, c in enumerate(PHYSICAL[kind]):
+        t = res["truth"][:, j]
+        med = res["est"]["net"][:, j]
+        lo, hi = res["lo"][:, j], res["hi"][:, j]
+        if j == ith:  # intervals are around the median, truth moved into the median's branch
+            t = med + ((t - med + math.pi / 2) % math.pi - math.pi / 2)
+        out["net"][c] = [float(np.mean((t >= lo[:, k]) & (t <= hi[:, k]))) for k in range(len(LEVELS))]
+        for e in ("lm", "lm_from_net"):
+            d = _wrap(res["est"][e] - res["truth"], kind)[:, j]
+            s = res["err"][e][:, j]
+            ok = np.isfinite(d) & np.isfinite(s) & (s > 0)
+            out[e][c] = [float(np.mean(np.abs(d[ok]) <= k * s[ok])) if ok.any() else float("nan") for k in (1, 2, 3)]
+    return out
+
+
+def size_table(kind: str, res: dict) -> dict:
+    """Scatter (1.4826 MAD) of z = (est - truth) / CRB per re bin, per estimator and column."""
+    re_col = "re" if kind == "sersic" else "re_disk"
+    re = res["d"]["truth"][re_col]
+    out: dict = {}
+    for e in ("net", "lm"):
+        z = _wrap(res["est"][e] - res["truth"], kind) / res["crb"]
+        out[e] = {
+            c: {f"re {lo:.0f}-{hi:.0f}": _stats(z[(re >= lo) & (re < hi), j])["scatter"] for lo, hi in RE_BINS}
+            for j, c in enumerate(PHYSICAL[kind])
+        }
+    return out
+
+
+def starts_table(kind: str, res: dict) -> dict:
+    """Iterations, failures and outliers of the fitter from moments and from the network."""
+    out = {}
+    names = PHYSICAL[kind]
+    for e in ("lm", "lm_from_net"):
+        est, t = res["est"][e], res["truth"]
+        bad = ~np.isfinite(est).all(1) | ~res["converged"][e]
+        d = _wrap(est - t, kind)
+        for j, c in enumerate(names):
+            if c not in OUTLIER:
+                continue
+            rel = d[:, j] / t[:, j] if c in ("flux", "re", "re_disk") else d[:, j]
+            with np.errstate(invalid="ignore"):
+                bad = bad | ~(np.abs(rel) <= OUTLIER[c])
+        out[e] = {
+            "iterations_mean": float(res["iters"][e].mean()),
+            "iterations_median": float(np.median(res["iters"][e])),
+            "failures": int((~res["converged"][e]).sum()),
+            "outliers": int(bad.sum()),
+            "n": int(len(bad)),
+            "seconds_per_galaxy": res["seconds"][e] / len(bad),
+        }
+    return out
+
+
+def evaluate(
+    nets: dict,
+    *,
+    n: int = 512,
+    size_n: int = 256,
+    seed: int = TEST_SEED,
+    draws: int = 1000,
+    size_kinds: tuple[str, ...] | None = None,
+    log=print,
+) -> dict:
+    """The whole evaluation for every kind the weights hold (the size test for ``size_kinds``,
+    default all); plain-Python figures."""
+    report: dict = {"seed": seed, "n": n, "size_n": size_n, "snr_range": [20, 100]}
+    for kind, net in nets.items():
+        cfg = MorphConfig(kind=kind, size=64, n=n, seed=seed, snr_range=(20.0, 100.0), neighbour_prob=0.0, re_range=(1.0, 12.0))
+        res = run_set(kind, net, cfg, draws=draws, log=log)
+        size_cfg = MorphConfig(
+            kind=kind,
+            size=128,
+            n=size_n,
+            seed=seed + 1,
+            snr_range=(20.0, 100.0),
+            neighbour_prob=0.0,
+            re_range=(2.0, 20.0),
+            re_max_fraction=0.2,
+        )
+        report[kind] = {"crb": crb_table(kind, res), "coverage": coverage(kind, res), "starts": starts_table(kind, res)}
+        if size_kinds is None or kind in size_kinds:
+            res_size = run_set(kind, net, size_cfg, draws=draws, log=log)
+            re = res_size["d"]["truth"]["re" if kind == "sersic" else "re_disk"]
+            report[kind]["size"] = size_table(kind, res_size)
+            report[kind]["zoom_128_by_re"] = {
+                f"re {lo:.0f}-{hi:.0f}": float(np.median(res_size["zoom"][(re >= lo) & (re < hi)])) for lo, hi in RE_BINS
+            }
+    return report
+
+
+def format_report(report: dict) -> str:
+    """Markdown tables of :func:`evaluate`'s report."""
+    lines = [
+        f"Held-out set: seed {report['seed']}, {report['n']} isolated galaxies per model at 64 px, SNR 20-100; size test {report['size_n']} at 128 px, re 2-20 px.",
+        "",
+    ]
+    for kind in PHYSICAL:
+        if kind not in report:
+            continue
+        r = report[kind]
+        cols = list(PHYSICAL[kind])
+        lines += [f"### {kind}: bias / scatter of (estimate - truth) in CRB units (median / 1.4826 MAD; misses |z| > 5)", ""]
+        lines += ["| estimator | bin | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+        for e in ESTIMATORS:
+            for b in r["crb"][e][cols[0]]:
+                cells = [f"{r['crb'][e][c][b]['bias']:+.2f} / {r['crb'][e][c][b]['scatter']:.2f}" for c in cols]
+                lines.append(f"| {e} | {b} | " + " | ".join(cells) + " |")
+            miss = [f"{r['crb'][e][c]['all']['miss'] * 100:.1f}%" for c in cols]
+            lines.append(f"| {e} | misses | " + " | ".join(miss) + " |")
+        lines += ["", f"### {kind}: coverage of the 68.3 / 95.4 / 99.7 % intervals (network) and +-1/2/3 sigma (fitter)", ""]
+        lines += ["| estimator | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for e in ("net", "lm", "lm_from_net"):
+            lines.append(f"| {e} | " + " | ".join("/".join(f"{100 * v:.1f}" for v in r["coverage"][e][c]) for c in cols) + " |")
+        if "size" in r:
+            lines += ["", f"### {kind}: scatter in CRB units against size (128 px cutouts)", ""]
+            bins = list(r["size"]["net"][cols[0]])
+            lines += ["| estimator | column | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
+            for e in ("net", "lm"):
+                for c in cols:
+                    lines.append(f"| {e} | {c} | " + " | ".join(f"{r['size'][e][c][b]:.2f}" for b in bins) + " |")
+            zoom = ", ".join(f"{k}: {v:.2f}" for k, v in r["zoom_128_by_re"].items())
+            lines += ["", f"Crop head zoom (median fraction of the side seen) at 128 px: {zoom}"]
+        lines.append("")
+        lines += [f"### {kind}: fitter starts on the same images", ""]
+        lines += ["| start | iterations (mean / median) | failures | outliers | ms per galaxy |", "|---|---|---|---|---|"]
+        for e, label in (("lm", "moments"), ("lm_from_net", "network")):
+            s = r["starts"][e]
+            lines.append(
+                f"| {label} | {s['iterations_mean']:.2f} / {s['iterations_median']:.0f} | {s['failures']} of {s['n']} | {s['outliers']} of {s['n']} | {1e3 * s['seconds_per_galaxy']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""The morphology posterior network: a crop head, a small CNN and a full-covariance head.
+
+Design after GaMPEN (Ghosh et al. 2022, ApJ 935, 138): a spatial transformer in front predicts one
+zoom factor per image (started at the identity: the last layer of its localisation network is
+zero, so every image is first seen whole) and resamples the cutout of any size to a VIEW x VIEW
+view, trained end to end through the regression loss with no crop labels; the CNN behind it
+predicts, for K transformed parameters, the means, the log-variances D and the K(K-1)/2 entries
+below the diagonal of a unit lower-triangular L, with Sigma = L D L^T; the loss is the Gaussian
+negative log-likelihood 1/2 Delta^T Sigma^-1 Delta + 1/2 log det Sigma. Dropout before the last
+layers gives Monte-Carlo samples at inference.
+
+Inputs: images [B, 1, H, W] already scaled by :func:`preprocess` (noise units, asinh stretch) and
+extras [B, E] (ln PSF FWHM, ln cutout side; see :func:`preprocess`). Everything here is plain
+PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Side of the view the crop head resamples every cutout to (px).
+VIEW = 48
+#: The zoom factor s (fraction of the cutout's side shown) stays within [1 / ZOOM_RANGE, ZOOM_RANGE].
+ZOOM_RANGE = 6.0
+#: Softening of the asinh stretch of the input, in noise units.
+ASINH_SOFT = 3.0
+#: Extra inputs: ln FWHM, ln side (both in input pixels).
+N_EXTRAS = 2
+#: Smallest variance the head may predict (transformed units squared).
+MIN_LOG_VAR = -14.0
+
+
+def preprocess(images: Tensor, noise: Tensor, fwhm: Tensor) -> tuple[Tensor, Tensor]:
+    """The one preprocessing of training, evaluation and inference.
+
+    images: [B, H, W] sky-subtracted counts; noise: [B] noise level (median of the sigma map);
+    fwhm: [B] PSF FWHM in pixels. Returns (x [B, 1, H, W] float32, extras [B, 2]).
+    """
+    img = torch.as_tensor(images, dtype=torch.float32)
+    nz = torch.as_tensor(noise, dtype=torch.float32, device=img.device).reshape(-1, 1, 1)
+    x = torch.asinh(img / (nz * ASINH_SOFT))
+    side = float(max(img.shape[-2:]))
+    fw = torch.as_tensor(fwhm, dtype=torch.float32, device=img.device).reshape(-1)
+    extras = torch.stack([torch.log(fw), torch.full_like(fw, math.log(side / 64.0))], 1)
+    return x[:, None], extras
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CropHead(nn.Module):
+    """Spatial transformer with one zoom factor per image: s = ZOOM_RANGE ** tanh(a), a from a
+    small localisation network on the cutout pooled to 24 x 24; s = 1 (identity) at the start."""
+
+    def __init__(self, view: int = VIEW) -> None:
+        super().__init__()
+        self.view = view
+        self.loc = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True)
+        )
+        self.fc = nn.Sequential(nn.Linear(16 * 6 * 6 + N_EXTRAS, 32), nn.ReLU(inplace=True), nn.Linear(32, 1))
+        nn.init.zeros_(self.fc[-1].weight)
+        nn.init.zeros_(self.fc[-1].bias)
+
+    def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns (view [B, 1, V, V], s [B])."""
+        small = F.adaptive_avg_pool2d(x, 24)
+        a = self.fc(torch.cat([self.loc(small).flatten(1), extras], 1))[:, 0]
+        s = torch.exp(math.log(ZOOM_RANGE) * torch.tanh(a))
+        zero = torch.zeros_like(s)
+        theta = torch.stack([torch.stack([s, zero, zero], 1), torch.stack([zero, s, zero], 1)], 1)  # [B, 2, 3]
+        grid = F.affine_grid(theta, [x.shape[0], 1, self.view, self.view], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), s
+
+
+class MorphNet(nn.Module):
+    """Crop head + CNN + covariance head for K targets."""
+
+    def __init__(self, n_targets: int, width: int = 16, dropout: float = 0.1, view: int = VIEW) -> None:
+        super().__init__()
+        self.k = n_targets
+        self.crop = CropHead(view)
+        w = width
+        self.features = nn.Sequential(
+            _block(1, w, 1),
+            _block(w, w, 2),
+            _block(w, 2 * w, 1),
+            _block(2 * w, 2 * w, 2),
+            _block(2 * w, 4 * w, 1),
+            _block(4 * w, 4 * w, 2),
+            _block(4 * w, 4 * w, 1),
+        )
+        n_tri = n_targets * (n_targets - 1) // 2
+        # extras + ln(view pixel in input pixels)
+        self.head = nn.Sequential(
+            nn.Linear(4 * w * 2 + N_EXTRAS + 1, 192),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(192, 192),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(192, 2 * n_targets + n_tri),
+        )
+        self.register_buffer("target_mean", torch.zeros(n_targets))
+        self.register_buffer("target_std", torch.ones(n_targets))
+        #: per-target scale of the predicted standard deviations, set on a validation set after training
+        self.register_buffer("calibration", torch.ones(n_targets))
+
+    def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Returns (mean [B, K], log_var [B, K], off-diagonals of L [B, K(K-1)/2], zoom s [B]),
+        mean and variances in target units (the normalisation undone, calibration applied)."""
+        view, s = self.crop(x, extras)
+        f = self.features(view)
+        pooled = torch.cat([F.adaptive_avg_pool2d(f, 1).flatten(1), F.adaptive_max_pool2d(f, 1).flatten(1)], 1)
+        pix = torch.log(s * x.shape[-1] / view.shape[-1])[:, None]
+        out = self.head(torch.cat([pooled, extras, pix], 1))
+        k = self.k
+        mean = out[:, :k] * self.target_std + self.target_mean
+        log_var = out[:, k : 2 * k].clamp_min(MIN_LOG_VAR) + 2 * torch.log(self.target_std * self.calibration)
+        off = out[:, 2 * k :]
+        return mean, log_var, off, s
+
+    def scale(self) -> Tensor:
+        """[K] scale that carries L from the head's normalised units to target units (see :func:`unit_lower`)."""
+        return self.target_std * self.calibration
+
+
+def unit_lower(off: Tensor, k: int, scale: Tensor | None = None) -> Tensor:
+    """Unit lower-triangular L [B, K, K] from its below-diagonal entries [B, K(K-1)/2] (row-major).
+    With scale [K] (the target std), entries are in normalised units: L = S L' S^-1."""
+    b = off.shape[0]
+    lo = torch.zeros(b, k, k, dtype=off.dtype, device=off.device)
+    rows, cols = torch.tril_indices(k, k, offset=-1, device=off.device)
+    lo[:, rows, cols] = off
+    if scale is not None:
+        lo = lo * (scale[:, None] / scale[None, :])
+    return lo + torch.eye(k, dtype=off.dtype, device=off.device)
+
+
+def covariance(log_var: Tensor, off: Tensor, scale: Tensor | None = None) -> Tensor:
+    """Sigma = L D L^T [B, K, K]."""
+    k = log_var.shape[1]
+    lo = unit_lower(off, k, scale)
+    return lo @ torch.diag_embed(torch.exp(log_var)) @ lo.transpose(1, 2)
+
+
+def gaussian_nll(target: Tensor, mean: Tensor, log_var: Tensor, off: Tensor, scale: Tensor | None = None) -> Tensor:
+    """Per-galaxy 1/2 Delta^T Sigma^-1 Delta + 1/2 log det Sigma [B] (no 1/2 K log 2 pi), with
+    Sigma = L D L^T: solve L z = Delta, then Delta^T Sigma^-1 Delta = sum z^2 / D."""
+    k = mean.shape[1]
+    lo = unit_lower(off, k, scale)
+    delta = (target - mean)[:, :, None]
+    z = torch.linalg.solve_triangular(lo, delta, upper=False, unitriangular=True)[:, :, 0]
+    return 0.5 * (z * z * torch.exp(-log_var)).sum(1) + 0.5 * log_var.sum(1)
+
+
+def mc_dropout(model: nn.Module, on: bool = True) -> None:
+    """Eval mode for everything (batch norm uses its running statistics) but dropout (``on``)."""
+    model.eval()
+    for mod in model.modules():
+        if isinstance(mod, nn.Dropout):
+            mod.train(on)

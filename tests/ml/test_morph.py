@@ -1,0 +1,171 @@
+"""ml.morph: renderer determinism, the covariance loss, the Cramér-Rao bound, training, weights checks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fitting.engine.fit import physical_to_m
+from fitting.engine.model import Renderer, model_spec
+from ml.morph.crb import cramer_rao, fisher, physical_columns
+from ml.morph.nets import MorphNet, covariance, gaussian_nll, preprocess
+from ml.morph.posterior import load_nets, posterior
+from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
+from ml.morph.targets import PHYSICAL, TARGETS, to_physical, to_targets
+from ml.morph.train import TrainConfig, save_net, train_kind
+from ml.weights_files import WeightsChecksumError, sha256_file
+
+
+@pytest.mark.parametrize("kind", ["sersic", "bulge_disk"])
+def test_renderer_is_deterministic_from_the_seed(kind):
+    cfg = MorphConfig(kind=kind, size=48, n=24, chunk=8, seed=11)
+    a, b = render_set(cfg), render_set(cfg)
+    assert np.array_equal(a["images"], b["images"])
+    assert np.array_equal(a["p_true"], b["p_true"])
+    alone = render_chunk(cfg, 2)
+    assert np.array_equal(alone["images"], a["images"][16:24])
+    other = render_set(MorphConfig(kind=kind, size=48, n=24, chunk=8, seed=12))
+    assert not np.allclose(other["images"], a["images"])
+    assert a["images"].shape == (24, 48, 48) and np.isfinite(a["images"]).all()
+    assert (a["snr"] >= 10).all() and (a["snr"] <= 200).all()
+
+
+def test_rendered_flux_and_psf_match_the_request():
+    d = render_set(MorphConfig(size=64, n=16, chunk=16, seed=3, neighbour_prob=0.0, offset=0.0, re_range=(2.0, 4.0)))
+    # the noiseless galaxy's flux is what the truth says (Poisson noise averages out to a few %)
+    assert np.median(d["images"].sum(axis=(1, 2)) / d["truth"]["flux"]) == pytest.approx(1.0, abs=0.1)
+    for kind in ("moffat", "gaussian"):
+        assert psf_fwhm(psf_image(kind, 3.0, 3.0)) == pytest.approx(3.0, rel=0.08)
+
+
+def test_covariance_loss_equals_a_direct_multivariate_normal_nll():
+    gen = torch.Generator().manual_seed(0)
+    k, b = 4, 6
+    mean = torch.randn(b, k, generator=gen, dtype=torch.float64)
+    log_var = torch.randn(b, k, generator=gen, dtype=torch.float64)
+    off = torch.randn(b, k * (k - 1) // 2, generator=gen, dtype=torch.float64)
+    target = torch.randn(b, k, generator=gen, dtype=torch.float64)
+    scale = torch.tensor([0.5, 2.0, 1.0, 3.0], dtype=torch.float64)
+    for sc in (None, scale):
+        sigma = covariance(log_var + (0 if sc is None else 2 * torch.log(sc)), off, sc)
+        direct = -torch.distributions.MultivariateNormal(mean, covariance_matrix=sigma).log_prob(target) - 0.5 * k * math.log(2 * math.pi)
+        ours = gaussian_nll(target, mean, log_var + (0 if sc is None else 2 * torch.log(sc)), off, sc)
+        assert torch.allclose(ours, direct, atol=1e-9)
+
+
+def test_crb_matches_a_finite_difference_fisher_matrix():
+    d = render_set(MorphConfig(size=32, n=3, chunk=3, seed=5, neighbour_prob=0.0, re_range=(2.0, 5.0)))
+    psf = torch.from_numpy(d["psfs"][0])
+    spec = model_spec("sersic", fit_sky=False)
+    r = Renderer(spec, 32, 32, psf, dtype=torch.float64)
+    m = physical_to_m(torch.from_numpy(d["p_true"]), spec)
+    sigma = torch.from_numpy(d["sigma"]).double()
+    free = spec.free
+    cols = []
+    for i in free:
+        h = 1e-5 * max(1.0, float(m[:, i].abs().max()))
+        up, dn = m.clone(), m.clone()
+        up[:, i] += h
+        dn[:, i] -= h
+        cols.append((r.render(up, need_grad=False)[0] - r.render(dn, need_grad=False)[0]) / (2 * h))
+    jac = torch.stack(cols, 1).reshape(3, len(free), -1)
+    w = (1.0 / sigma**2).reshape(3, 1, -1)
+    f_fd = torch.bmm(jac * w, jac.transpose(1, 2))
+    f_an = fisher(r, m, sigma)
+    # the engine's centre derivatives are spectral (exact for the band-limited image), the finite
+    # differences see the sampled one: compare diagonals to 1 % and the normalised matrix to 0.01
+    d_an, d_fd = torch.diagonal(f_an, dim1=1, dim2=2), torch.diagonal(f_fd, dim1=1, dim2=2)
+    assert torch.allclose(d_an, d_fd, rtol=1e-2)
+    norm = torch.sqrt(d_fd[:, :, None] * d_fd[:, None, :])
+    assert torch.allclose(f_an / norm, f_fd / norm, atol=1e-2)
+    # the bound of the physical columns: finite-difference Fisher, finite-difference dg/dm
+    cov_fd = torch.linalg.inv(f_fd)
+    g_rows = []
+    for i in free:
+        up, dn = m.clone(), m.clone()
+        up[:, i] += 1e-6
+        dn[:, i] -= 1e-6
+        g_rows.append((physical_columns("sersic", up, spec) - physical_columns("sersic", dn, spec)) / 2e-6)
+    g = torch.stack(g_rows, 2)  # [B, K, Pf]
+    crb_fd = torch.sqrt(torch.diagonal(g @ cov_fd @ g.transpose(1, 2), dim1=1, dim2=2))
+    _, crb = cramer_rao("sersic", torch.from_numpy(d["p_true"]), psf, sigma)
+    assert torch.allclose(crb, crb_fd, rtol=2e-2)
+    # flux / SNR is the bound with the shape known and sky noise only: the marginal bound is larger
+    snr_limit = torch.from_numpy(d["truth"]["flux"] / d["snr"])
+    assert (crb[:, 2] >= 0.99 * snr_limit).all()
+
+
+@pytest.mark.parametrize("kind", ["sersic", "bulge_disk"])
+def test_targets_round_trip(kind):
+    d = render_set(MorphConfig(kind=kind, size=64, n=8, chunk=8, seed=2))
+    size = torch.full((8,), 64.0, dtype=torch.float64)
+    noise = torch.from_numpy(d["noise"])
+    t = to_targets(kind, d["truth"], size, noise)
+    assert t.shape == (8, len(TARGETS[kind]))
+    back = to_physical(kind, t, size, noise)
+    for j, name in enumerate(PHYSICAL[kind]):
+        ref = torch.as_tensor(d["truth"][name if name != "q_disk" else "q_disk"])
+        assert torch.allclose(back[:, j], ref.double(), rtol=1e-5, atol=1e-6), name
+
+
+def test_crop_head_starts_at_the_identity_and_takes_any_size():
+    net = MorphNet(len(TARGETS["sersic"])).eval()
+    for side in (40, 64, 100):
+        x, ex = preprocess(torch.randn(3, side, side), torch.ones(3), torch.full((3,), 2.0))
+        view, s = net.crop(x, ex)
+        assert torch.equal(s, torch.ones(3))
+        assert view.shape == (3, 1, net.crop.view, net.crop.view)
+        mean, log_var, off, _ = net(x, ex)
+        assert mean.shape == (3, 7) and log_var.shape == (3, 7) and off.shape == (3, 21)
+
+
+def test_a_few_training_steps_lower_the_loss():
+    cfg = TrainConfig(kinds=("sersic",), images=256, sizes=(48,), val_images=64, epochs=3, batch_size=32, lr=3e-3, width=8)
+    net, entry = train_kind("sersic", cfg, log=lambda s: None)
+    nll = [h["train_nll"] for h in entry["history"]]
+    assert nll[-1] < nll[0] - 0.3
+    assert entry["steps"] == 3 * 8
+    assert all(0.3 <= c <= 3.0 for c in entry["calibration"])
+
+
+def _weights(tmp_path) -> MorphNet:
+    cfg = TrainConfig(width=8)
+    net = MorphNet(len(TARGETS["sersic"]), width=8)
+    sha = save_net(net, "sersic", cfg, tmp_path)
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps({"name": "morph-test", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha}]})
+    )
+    return net
+
+
+def test_weights_with_a_wrong_sha256_refuse_to_load(tmp_path):
+    _weights(tmp_path)
+    nets = load_nets(tmp_path)
+    assert set(nets) == {"sersic"}
+    with pytest.raises(WeightsChecksumError):
+        load_nets(tmp_path, expected_sha256={"sersic.pt": "0" * 64})
+    with open(tmp_path / "sersic.pt", "ab") as fh:
+        fh.write(b"\0")
+    assert sha256_file(tmp_path / "sersic.pt") != json.loads((tmp_path / "ensemble.json").read_text())["members"][0]["sha256"]
+    with pytest.raises(WeightsChecksumError):
+        load_nets(tmp_path)
+
+
+def test_posterior_summaries_are_ordered(tmp_path):
+    _weights(tmp_path)
+    net = load_nets(tmp_path)["sersic"]
+    d = render_set(MorphConfig(size=64, n=4, chunk=4, seed=9))
+    out = posterior(net, d["images"], d["noise"], d["fwhm"], passes=3, draws=600, keep_samples=True)
+    assert out["samples"].shape == (4, 600, 7) and out["passes"] == 3
+    lo, hi = out["lo"], out["hi"]
+    assert (lo[..., 0] >= lo[..., 1]).all() and (lo[..., 1] >= lo[..., 2]).all()
+    assert (hi[..., 0] <= hi[..., 1]).all() and (hi[..., 1] <= hi[..., 2]).all()
+    assert ((out["median"] >= lo[..., 2]) | (out["names"].index("theta") == np.arange(7))).all()
+    # the same seed gives the same samples; a deterministic pass gives the same mean
+    again = posterior(net, d["images"], d["noise"], d["fwhm"], passes=1, draws=600, seed=0)
+    once = posterior(net, d["images"], d["noise"], d["fwhm"], passes=1, draws=600, seed=0)
+    assert np.array_equal(again["median"], once["median"])
