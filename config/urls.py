@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from django.views.static import serve
+
+from catalog.media import media_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,5 +13,5 @@ urlpatterns = [
     path("fitting/", include("fitting.urls")),
     path("", include("ml.urls")),
     path("", include("catalog.urls")),
-    path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}),
+    path(settings.MEDIA_URL.lstrip("/") + "<path:path>", media_view, name="media"),
 ]

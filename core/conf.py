@@ -26,4 +26,4 @@ class AppSettings:
 
 
 # The project-wide plumbing's own settings (core.api.throttles).
-conf = AppSettings("core", "API_THROTTLE_ANON", "API_THROTTLE_USER")
+conf = AppSettings("core", "API_THROTTLE_ANON", "API_THROTTLE_USER", "API_THROTTLE_INFERENCE", "API_THROTTLE_UPLOAD")

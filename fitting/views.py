@@ -9,6 +9,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.cache import cache_control
 
+from core.roles import is_member
 from fitting.models import FitResult
 from fitting.services import FitInputError, model_images
 
@@ -34,12 +35,12 @@ def png_bytes(data: np.ndarray, model: np.ndarray, which: str) -> bytes:
     return buf.getvalue()
 
 
-@cache_control(max_age=3600)
+@cache_control(max_age=3600, private=True)
 def fit_png(request, fit_id: int, which: str):
     if which not in WHICH:
         raise Http404("which must be data, model or residual")
     result = get_object_or_404(FitResult.objects.select_related("image"), pk=fit_id)
-    if not result.image.is_public and not request.user.is_staff:
+    if not result.image.is_public and not is_member(request.user):
         raise Http404("no such fit")
     try:
         data, model, _ = model_images(result)

@@ -11,11 +11,19 @@ and for files the filename. Bad input gets 400 and unknown galaxies 404, with a 
 
 from __future__ import annotations
 
+import io
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
 import numpy as np
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.authentication import CSRFCheck
 
+from core.api.throttles import InferenceThrottle
 from ml.conf import conf
 from ml.preprocess import load_image_bytes
 from ml.services import active_version, ensemble_for, galaxy_summary, predict_and_store
@@ -75,14 +83,21 @@ def file_answer(data: bytes, filename: str) -> dict:
         raise ApiInputError(f"{filename}: the file is empty (0 bytes)")
     if len(data) > cap:
         raise ApiInputError(f"{filename}: the file has {len(data)} bytes, more than the limit of {cap} bytes")
+    _check_dimensions(data, filename)
     try:
         image = load_image_bytes(data, filename)
     except ValueError as exc:
         raise ApiInputError(f"{filename}: {exc}") from exc
-    if min(image.shape[:2]) < 16:
-        raise ApiInputError(f"{filename}: image of {image.shape[1]}x{image.shape[0]} pixels is too small (16x16 at least)")
+    minimum = int(conf.IMAGE_MIN_SIZE)
+    if min(image.shape[:2]) < minimum:
+        raise ApiInputError(f"{filename}: image of {image.shape[1]}x{image.shape[0]} pixels is too small ({minimum}x{minimum} at least)")
+    finite = np.isfinite(image)
+    if not finite.any():
+        raise ApiInputError(f"{filename}: the image has no finite pixel (all NaN or infinite)")
+    if float(np.ptp(image[finite])) == 0.0:
+        raise ApiInputError(f"{filename}: the image is constant (every pixel {image[finite].flat[0]}): no galaxy to measure")
     ens = ensemble_for(active_version())
-    res = ens.predict_images([image])
+    res = _bounded(ens.predict_images, [image])
     members = {n: round(float(v), 2) for n, v in zip(ens.names, res["per_member"][0], strict=True)}
     flat = res["passes"][0]
     return {
@@ -100,6 +115,55 @@ def file_answer(data: bytes, filename: str) -> dict:
         },
         "rejection_likelihood": round(float(res["reject_likelihood"][0]), 4),
     }
+
+
+def _check_dimensions(data: bytes, filename: str) -> None:
+    """Refuse images larger than GALCAT_UPLOAD_MAX_PIXELS from their header, before decoding."""
+    from PIL import Image
+
+    cap = int(conf.UPLOAD_MAX_PIXELS)
+    try:
+        if data[:6] == b"SIMPLE" or filename.lower().endswith((".fits", ".fit", ".fts")):
+            from astropy.io import fits
+
+            header = fits.Header.fromstring(data[: 2880 * 10].split(b"END" + b" " * 77)[0].decode("ascii", "replace") + "END")
+            width, height = int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    width, height = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ApiInputError(f"{filename}: image too large: {exc}") from None
+    except Exception:  # noqa: BLE001 - an unreadable header is reported by the decoder next
+        return
+    if width * height > cap:
+        raise ApiInputError(f"{filename}: image of {width}x{height} pixels exceeds the limit of {cap} pixels")
+
+
+_POOL: ThreadPoolExecutor | None = None
+_SLOTS: threading.BoundedSemaphore | None = None
+
+
+class Busy(RuntimeError):
+    """Every inference slot of this process is taken, or the call ran past its time."""
+
+
+def _bounded(fn, *args):
+    """fn(*args) in this process's bounded pool (GALCAT_FILE_WORKERS threads): Busy when every
+    slot is taken or when it runs past GALCAT_FILE_TIMEOUT seconds."""
+    global _POOL, _SLOTS
+    if _POOL is None:
+        workers = max(1, int(conf.FILE_WORKERS))
+        _POOL, _SLOTS = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api-file"), threading.BoundedSemaphore(workers)
+    if not _SLOTS.acquire(blocking=False):
+        raise Busy("the inference service is busy; retry in a few seconds")
+    future = _POOL.submit(fn, *args)
+    future.add_done_callback(lambda _f: _SLOTS.release())
+    try:
+        return future.result(timeout=float(conf.FILE_TIMEOUT))
+    except FutureTimeout:
+        raise Busy(f"inference took longer than {conf.FILE_TIMEOUT} s") from None
 
 
 def resolve_name(name: str):
@@ -140,9 +204,17 @@ def objname_view(request: HttpRequest, name: str) -> JsonResponse:
     return _galaxy_response(resolve_name(name), repr(name))
 
 
-@csrf_exempt
+@csrf_exempt  # checked below as in the rest of the API: only for session-authenticated requests
 @require_POST
 def file_view(request: HttpRequest) -> JsonResponse:
+    if request.user.is_authenticated and (reason := _csrf_failure(request)):
+        return _error(f"CSRF failed: {reason}", 403)
+    throttle = InferenceThrottle()
+    if not throttle.allow_request(request, None):
+        wait = throttle.wait()
+        response = _error(f"too many requests: retry in {int(wait or 1)} s", 429)
+        response["Retry-After"] = str(int(wait or 1))
+        return response
     up = request.FILES.get("file")
     if up is None:
         return _error('no file: send the image as multipart/form-data field "file"', 400)
@@ -155,4 +227,16 @@ def file_view(request: HttpRequest) -> JsonResponse:
         return _error(str(exc), 400, filename=up.name)
     except WeightsChecksumError as exc:
         return _error(str(exc), 503, filename=up.name)
+    except Busy as exc:
+        response = _error(str(exc), 503, filename=up.name)
+        response["Retry-After"] = "5"
+        return response
     return JsonResponse(body)
+
+
+def _csrf_failure(request: HttpRequest) -> str | None:
+    """DRF's SessionAuthentication check: the CSRF failure reason, or None."""
+    check = CSRFCheck(lambda r: None)
+    check.process_request(request)
+    response = check.process_view(request, None, (), {})
+    return "missing or wrong CSRF token (signed-in requests need one)" if response is not None else None

@@ -9,6 +9,7 @@ from ml.models import Prediction
 ENDPOINTS = (
     ("ModelVersion", "model-versions", "CNN model versions: architecture, training data, metrics, weights checksum"),
     ("Prediction", "predictions", "CNN inclination predictions"),
+    ("MorphologyPosterior", "morphology", "Morphology posteriors: medians, modes, intervals and covariance of profile parameters"),
 )
 
 

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from catalog.api.serializers import PGC_MAX
 from core.api.errors import ERROR_RESPONSES, ApiError, pgc_param
+from core.api.fields import IntField, NumberField
 from core.api.pagination import KeysetPagination
 from core.api.permissions import IsVolunteer
 from core.roles import is_curator
@@ -59,8 +60,8 @@ def _flag_field(name: str) -> serializers.BooleanField:
 class VoteCreateSerializer(serializers.Serializer):
     """A new inclination vote of the signed-in volunteer."""
 
-    pgc = serializers.IntegerField(min_value=1, max_value=PGC_MAX, help_text="PGC number of the galaxy measured")
-    inc = serializers.FloatField(
+    pgc = IntField(min_value=1, max_value=PGC_MAX, help_text="PGC number of the galaxy measured")
+    inc = NumberField(
         required=False,
         allow_null=True,
         min_value=0,
@@ -68,12 +69,10 @@ class VoteCreateSerializer(serializers.Serializer):
         help_text="Measured inclination; omit or null when rejected or face-on [deg]",
     )
     rejected = serializers.BooleanField(default=False, help_text="The volunteer rejects or flags the galaxy")
-    std1 = serializers.IntegerField(
+    std1 = IntField(
         required=False, allow_null=True, min_value=1, max_value=PGC_MAX, help_text="PGC of the standard on one side of the target"
     )
-    std2 = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=PGC_MAX, help_text="PGC of the standard on the other side"
-    )
+    std2 = IntField(required=False, allow_null=True, min_value=1, max_value=PGC_MAX, help_text="PGC of the standard on the other side")
     not_sure = _flag_field("not_sure")
     better_image = _flag_field("better_image")
     bad_tf = _flag_field("bad_tf")

@@ -3,6 +3,9 @@ the conventions every endpoint shares (authentication, errors, paging, throttlin
 
 from __future__ import annotations
 
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from rest_framework.permissions import SAFE_METHODS
+
 from catalog.columns import BY_NAME, DERIVED
 
 _COLUMNS = {**BY_NAME, **{c.name: c for c in DERIVED}}
@@ -45,3 +48,66 @@ def add_column_units(result: dict, generator, request, public) -> dict:
     if CONVENTIONS.strip() not in info.get("description", ""):
         info["description"] = info.get("description", "") + CONVENTIONS
     return result
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "The API's error format (core.api.errors)",
+    "required": ["message", "field", "errors", "status"],
+    "properties": {
+        "message": {"type": "string", "description": "The first human-readable reason"},
+        "field": {"type": "string", "nullable": True, "description": "The offending parameter or body field, or null"},
+        "errors": {
+            "type": "object",
+            "description": "Every reason, keyed by field (non_field_errors for the request as a whole)",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+        "status": {"type": "integer", "description": "The HTTP status"},
+    },
+}
+ERROR_STATUSES = {
+    "400": "Bad input: the message names the offending field",
+    "401": "Authentication needed or the token is not valid",
+    "403": "The account's role does not allow this (or a signed-in request lacks its CSRF token)",
+    "404": "No such resource visible to the caller",
+    "405": "Method not allowed on this resource",
+    "406": "The requested answer format is not available here",
+    "413": "The request body exceeds the size limit",
+    "415": "Unsupported body media type",
+    "429": "Too many requests: retry after Retry-After seconds",
+}
+
+
+def add_error_responses(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: every operation documents every error status the
+    API can answer, each with the one JSON error schema (schemathesis checks the answers
+    against this)."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete", "head", "options"):
+                continue
+            responses = operation.setdefault("responses", {})
+            for code, description in ERROR_STATUSES.items():
+                entry = responses.setdefault(code, {"description": description})
+                entry.setdefault("description", description)
+                entry["content"] = ref
+    return result
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema, plus: reads that a permission class lets anyone make
+    (``anonymous_read = True``, e.g. core.api.permissions.ReadAnyoneWriteMember) are declared
+    as needing no authentication."""
+
+    def get_auth(self) -> list[dict]:
+        auths = super().get_auth()
+        if (
+            {} not in auths
+            and self.method in SAFE_METHODS
+            and any(getattr(p, "anonymous_read", False) for p in self.view.get_permissions())
+        ):
+            auths.append({})
+        return auths

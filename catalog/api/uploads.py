@@ -48,9 +48,15 @@ def store_uploaded_image(
     if not Galaxy.objects.filter(pk=pgc).exists():
         raise UploadError(f"PGC {pgc} is not in the catalog", field="pgc")
     try:
-        decoded = decode_image(data, name)
+        decoded = decode_image(data, name, max_pixels=conf.UPLOAD_MAX_PIXELS)
     except ImageDecodeError as exc:
         raise UploadError(str(exc), field="file") from None
+    minimum = conf.IMAGE_MIN_SIZE
+    if min(decoded.width, decoded.height) < minimum:
+        raise UploadError(
+            f"image of {decoded.width}x{decoded.height} pixels is too small: the CNN and the fits need {minimum}x{minimum} at least",
+            field="file",
+        )
     with transaction.atomic():
         sha, stored = store_image_bytes(data, decoded)
         image, created = Image.objects.get_or_create(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections import OrderedDict
 from typing import Any
 
@@ -30,6 +31,26 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+BIGINT = 2**63
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a cursor value")
+
+
+def _plain(value: Any) -> bool:
+    """A value a cursor may hold: null, a string without NUL, a finite number within 64 bits."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return "\x00" not in value and len(value) <= 200
+    if isinstance(value, int):
+        return -BIGINT <= value < BIGINT
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return False
 
 
 def _invalid(field: str, message: str) -> ApiValidationError:
@@ -84,10 +105,14 @@ class KeysetPagination(BasePagination):
         return column, descending
 
     def _decode_cursor(self, raw: str) -> tuple[Any, Any]:
+        """(value, key) of a cursor; 400 for anything a 'next' link cannot hold: a missing key,
+        non-finite numbers (1e400, NaN), integers beyond 64 bits, nested values."""
         try:
             padded = raw + "=" * (-len(raw) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+            data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"), parse_constant=_refuse_constant)
             value, key = data["v"], data["k"]
+            if key is None or not all(_plain(x) for x in (value, key)):
+                raise ValueError("not a cursor")
         except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
             raise _invalid(self.cursor_query_param, "invalid cursor: use the 'next' link of the previous page") from None
         return value, key
@@ -109,8 +134,11 @@ class KeysetPagination(BasePagination):
                 raise _invalid("cursor", "invalid cursor: use the 'next' link of the previous page") from None
             return value
         try:
-            return field.to_python(value)
-        except ValidationError:
+            result = field.to_python(value)
+            if not _plain(result) and not hasattr(result, "isoformat"):
+                raise ValueError("not a cursor value")
+            return result
+        except (ValidationError, OverflowError, ValueError, TypeError):
             raise _invalid("cursor", "invalid cursor: use the 'next' link of the previous page") from None
 
     def paginate_queryset(self, queryset: QuerySet, request, view=None) -> list:

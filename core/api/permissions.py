@@ -18,6 +18,7 @@ class ReadAnyoneWriteMember(BasePermission):
     """Anyone reads; members write."""
 
     message = "uploading needs a collaboration member account"
+    anonymous_read = True  # the API schema declares its reads open to anonymous clients
 
     def has_permission(self, request, view) -> bool:
         return request.method in SAFE_METHODS or is_member(request.user)

@@ -37,3 +37,20 @@ class UserThrottle(UserRateThrottle):
         if not (request.user and request.user.is_authenticated):
             return True
         return super().allow_request(request, view)
+
+
+class InferenceThrottle(UserRateThrottle):
+    """POST /api/file (the CNN in the web process): its own, lower rate, per user or address."""
+
+    scope = "inference"
+    setting = "API_THROTTLE_INFERENCE"
+
+    def get_rate(self) -> str | None:
+        return getattr(conf, self.setting) or None
+
+
+class UploadThrottle(InferenceThrottle):
+    """Image uploads (decoded and stored): per user."""
+
+    scope = "upload"
+    setting = "API_THROTTLE_UPLOAD"

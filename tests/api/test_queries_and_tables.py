@@ -10,6 +10,7 @@ import pytest
 from astropy.io.votable import parse_single_table
 
 from catalog.models import Release, ReleaseRow
+from catalog.releases import publish_release
 from jobs.services import create_job
 from tests.factories import GalaxyFactory, VoteFactory, make_image
 
@@ -28,6 +29,7 @@ def many_rows(curator):
     release = Release.objects.create(slug="r1", name="R", version="1", columns=["pgc", "inc"])
     for g in galaxies:
         ReleaseRow.objects.create(release=release, galaxy=g, ra=g.ra, dec=g.dec, healpix=g.healpix, values={"inc": 60})
+    publish_release(release)  # drafts are for curators only
     return galaxies
 
 

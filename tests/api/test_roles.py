@@ -6,6 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog.models import Image, Release, ReleaseRow
+from catalog.releases import publish_release
 from jobs.services import create_job
 from tests.factories import GalaxyFactory, png_bytes
 from zoo.models import InclinationVote
@@ -111,7 +112,7 @@ def releases(galaxy):
     private = Release.objects.create(slug="internal-v1", name="Internal", version="1", is_public=False, columns=["pgc", "inc"])
     for rel in (public, private):
         ReleaseRow.objects.create(release=rel, galaxy=galaxy, ra=galaxy.ra, dec=galaxy.dec, healpix=galaxy.healpix, values={"inc": 70})
-    return public, private
+    return publish_release(public), publish_release(private)  # drafts are for curators only
 
 
 def test_private_releases_for_members_only(anon_client, volunteer_client, member_client, releases):
