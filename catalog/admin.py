@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from catalog.forms import ImageAdminAddForm
 from catalog.models import Galaxy, GalaxyName, Image, Release, ReleaseRow
 
 
@@ -60,6 +61,30 @@ class ImageAdmin(admin.ModelAdmin):
     search_fields = ("=galaxy__pgc", "sha256", "original_name")
     raw_id_fields = ("galaxy", "uploaded_by")
     readonly_fields = ("sha256", "created")
+    add_form = ImageAdminAddForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """Adding: a file and what it cannot tell (ImageAdminAddForm); changing: the stored row."""
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return (*self.readonly_fields, "file", "format", "width", "height", "channels")
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ("upload", "galaxy", "band", "survey", "pixel_scale", "orientation", "is_public")})]
+        return super().get_fieldsets(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        image = form.store(request.user)  # validated, stored by content, fit and prediction queued
+        obj.pk = image.pk
+        obj.refresh_from_db()
 
 
 @admin.register(Release)

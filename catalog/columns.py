@@ -8,7 +8,9 @@ ApJ 902, 145; photometry from Kourkchi et al. 2019, ApJ 884, 82), with lower-cas
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 BANDS_SDSS = ("u", "g", "r", "i", "z")
 BANDS_WISE = ("w1", "w2")
@@ -40,6 +42,22 @@ class Column:
     @property
     def help_text(self) -> str:
         return f"{self.description} [{self.unit}]" if self.unit else self.description
+
+
+@dataclass(frozen=True)
+class DerivedColumn(Column):
+    """A column computed from other apps' rows (consensus, CNN, fits), not stored on the galaxy.
+
+    expression: () -> a Django expression over Galaxy rows (a Subquery on OuterRef("pk")), so a
+    whole table of them is one SQL statement, never a query per row.
+    """
+
+    expression: Callable[[], Any] | None = None
+
+
+def derived(name: str, kind: str, unit: str, ucd: str, description: str, group: str, expression, fmt: str = "") -> DerivedColumn:
+    """A DerivedColumn (the helper the apps' column modules use)."""
+    return DerivedColumn(name, name, kind, unit, ucd, description, group, fmt=fmt, expression=expression)
 
 
 def _c(name, source, kind, unit, ucd, description, group, zero_is_null=False, letter="", fmt=""):
@@ -183,6 +201,9 @@ DERIVED: tuple[Column, ...] = (
 )
 
 GROUP_TITLES = {
+    "consensus": "Volunteer consensus",
+    "cnn": "CNN (active model)",
+    "fit": "Profile fit (latest)",
     "position": "Position",
     "velocity": "Velocity",
     "shape": "Size, shape and type",
@@ -199,28 +220,81 @@ GROUP_TITLES = {
 DEFAULT_LIST_COLUMNS = ("pgc", "ra", "dec", "vhel", "d25", "b_a", "pa", "type", "inc", "inc_e", "inc_flg")
 
 
+_derived_cache: dict[tuple[str, ...], tuple[DerivedColumn, ...]] = {}
+
+
+def derived_columns() -> tuple[DerivedColumn, ...]:
+    """The derived columns the installed apps contribute: GALCAT_DERIVED_COLUMNS lists dotted
+    paths of callables returning DerivedColumns (zoo: consensus, ml: CNN and axis ratio, fitting:
+    the latest fit), loaded once per value of the setting. The catalog imports none of those apps."""
+    from django.utils.module_loading import import_string
+
+    from catalog.conf import conf
+
+    paths = tuple(conf.DERIVED_COLUMNS)
+    if paths not in _derived_cache:
+        cols: list[DerivedColumn] = []
+        for path in paths:
+            cols.extend(import_string(path)())
+        clash = [c.name for c in cols if c.name in BY_NAME or [d.name for d in cols].count(c.name) > 1]
+        if clash:
+            raise ValueError(f"derived column names clash with other columns: {', '.join(sorted(set(clash)))}")
+        _derived_cache[paths] = tuple(cols)
+    return _derived_cache[paths]
+
+
+def all_columns() -> tuple[Column, ...]:
+    """Every column a table can have: the stored registry columns, then the derived ones."""
+    return COLUMNS + derived_columns()
+
+
+def derived_by_name() -> dict[str, DerivedColumn]:
+    return {c.name: c for c in derived_columns()}
+
+
 def column(name: str) -> Column:
-    """The column called `name` (registry name or EDD header, any case); KeyError if unknown."""
+    """The column called `name` (registry name, EDD header or derived column, any case); KeyError if unknown."""
     key = name.strip()
     if key in BY_NAME:
         return BY_NAME[key]
     if key.lower() in BY_SOURCE:
         return BY_SOURCE[key.lower()]
+    extra = derived_by_name()
+    if key.lower() in extra:
+        return extra[key.lower()]
     raise KeyError(f"unknown column {name!r}")
 
 
 def resolve_columns(names: list[str] | str | None, default: tuple[str, ...] = DEFAULT_LIST_COLUMNS) -> list[Column]:
-    """Columns for a comma-separated list or list of names; ValueError naming unknown ones."""
+    """Columns for a comma-separated list or list of names ('all': every column, the derived ones
+    included); ValueError naming unknown ones."""
     if names is None or names == "" or names == []:
-        return [BY_NAME[n] for n in default]
+        return [column(n) for n in default]
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
-    unknown = [n for n in names if n.strip() not in BY_NAME and n.strip().lower() not in BY_SOURCE]
-    if unknown:
-        raise ValueError(f"unknown column(s): {', '.join(unknown)}")
+    if len(names) == 1 and names[0].strip().lower() == "all":
+        return list(all_columns())
     out: list[Column] = []
+    unknown = []
     for n in names:
-        c = column(n)
+        try:
+            c = column(n)
+        except KeyError:
+            unknown.append(n)
+            continue
         if c not in out:
             out.append(c)
+    if unknown:
+        raise ValueError(f"unknown column(s): {', '.join(unknown)}")
     return out
+
+
+def with_columns(queryset, columns: Iterable[Column | str]):
+    """`queryset` (of galaxies) with the derived columns among `columns` annotated under their names."""
+    extra = derived_by_name()
+    wanted = {}
+    for c in columns:
+        name = c.name if isinstance(c, Column) else str(c)
+        if name in extra and name not in queryset.query.annotations:
+            wanted[name] = extra[name].expression()
+    return queryset.annotate(**wanted) if wanted else queryset

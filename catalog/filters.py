@@ -14,7 +14,7 @@ from django import forms
 from django.apps import apps
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
-from catalog.columns import BY_NAME, COLUMNS, DERIVED
+from catalog.columns import BY_NAME, COLUMNS, DERIVED, derived_by_name, derived_columns
 from catalog.cone import ConeError, check_cone, galaxies_in_cone
 from catalog.models import Galaxy, Image
 from catalog.search import ConeQuery, SearchError, parse_query, resolve_name
@@ -24,13 +24,23 @@ from catalog.selectors import galaxy_related_model
 # makes it equal to ra IS NOT NULL): counts of 1M rows then read the index, not the wide table.
 LOCATED = Q(healpix__isnull=False)
 RANGE_COLUMNS = ("ra", "dec", "vhel", "vls", "d25", "b_a", "pa", "ty", "inc", "inc_e", "ebv", "gb", "sgb")
-SORTABLE = tuple(c.name for c in COLUMNS) + tuple(c.name for c in DERIVED)
+SORTABLE = tuple(c.name for c in COLUMNS) + tuple(c.name for c in DERIVED) + tuple(c.name for c in derived_columns())
 
 
 def _sort(ordering: str):
     """Order expression of 'col' or '-col', missing values last either way."""
     name = ordering.lstrip("-")
-    return F(name).desc(nulls_last=True) if ordering.startswith("-") else F(name).asc(nulls_last=True)
+    extra = derived_by_name()
+    expr = extra[name].expression() if name in extra else F(name)
+    return expr.desc(nulls_last=True) if ordering.startswith("-") else expr.asc(nulls_last=True)
+
+
+def _derived_filter(queryset: QuerySet, name: str, lookup: str, value) -> QuerySet:
+    """Rows whose derived column `name` satisfies `lookup` (gte, lte, exact), in one SQL subquery."""
+    if value in (None, ""):
+        return queryset
+    alias = f"_filter_{name}_{lookup}"
+    return queryset.alias(**{alias: derived_by_name()[name].expression()}).filter(**{f"{alias}__{lookup}": value})
 
 
 def _related_exists(app_label: str) -> Q | None:
@@ -63,6 +73,17 @@ def _bool_related(queryset: QuerySet, app_label: str, value: bool | None) -> Que
     return queryset.filter(cond) if value else queryset.exclude(cond)
 
 
+class AnyYesNo(forms.NullBooleanSelect):
+    """A yes/no/any choice whose "any" is empty, so an untouched filter adds nothing to the URL."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.choices = [("", "any"), ("true", "yes"), ("false", "no")]
+
+    def format_value(self, value) -> list[str]:
+        return [{True: "true", False: "false", "true": "true", "false": "false"}.get(value, "")]
+
+
 class GalaxyFilter(df.FilterSet):
     """Filters over a Galaxy queryset (see the module docstring)."""
 
@@ -72,12 +93,12 @@ class GalaxyFilter(df.FilterSet):
     radius = df.NumberFilter(method="filter_noop", label="Cone radius [deg]", help_text="Cone radius [deg], with ra_center and dec_center")
     inc_flg = df.NumberFilter(field_name="inc_flg", label="Inclination flag", help_text="0 = accepted, 1 = rejected or unsure")
     type = df.CharFilter(field_name="type", lookup_expr="istartswith", label="Type starts with", help_text="Morphological type, e.g. Sc")
-    has_images = df.BooleanFilter(method="filter_has_images", label="Has images", help_text="At least one image stored")
+    has_images = df.BooleanFilter(widget=AnyYesNo, method="filter_has_images", label="Has images", help_text="At least one image stored")
     votes_min = df.NumberFilter(method="filter_votes_min", label="Votes at least", help_text="Least number of inclination votes")
-    has_cnn = df.BooleanFilter(method="filter_has_cnn", label="Has CNN inclination", help_text="A CNN prediction exists")
-    has_fit = df.BooleanFilter(method="filter_has_fit", label="Has profile fit", help_text="A profile fit exists")
+    has_cnn = df.BooleanFilter(widget=AnyYesNo, method="filter_has_cnn", label="Has CNN inclination", help_text="A CNN prediction exists")
+    has_fit = df.BooleanFilter(widget=AnyYesNo, method="filter_has_fit", label="Has profile fit", help_text="A profile fit exists")
     include_unlocated = df.BooleanFilter(
-        method="filter_noop", label="Include unlocated", help_text="Also galaxies known only by pgc (no position)"
+        widget=AnyYesNo, method="filter_noop", label="Include unlocated", help_text="Also galaxies known only by pgc (no position)"
     )
     ordering = df.CharFilter(method="filter_noop", label="Sort by", help_text="A column name, '-name' for descending, or distance")
 
@@ -101,6 +122,38 @@ class GalaxyFilter(df.FilterSet):
             field_name=_name, lookup_expr="lte", label=f"{_name} to{_unit}", help_text=f"{_col.description}, at most{_unit}"
         )
     del _name, _col, _unit
+
+    # Ranges of the numeric derived columns (consensus, CNN, fit) and equality of the text ones.
+    _col = _unit = None
+    for _col in derived_columns():
+        _unit = f" [{_col.unit}]" if _col.unit else ""
+        if _col.kind in ("float", "int"):
+            locals()[f"{_col.name}_min"] = df.NumberFilter(
+                field_name=_col.name,
+                method="filter_derived_gte",
+                label=f"{_col.name} from{_unit}",
+                help_text=f"{_col.description}, at least{_unit}",
+            )
+            locals()[f"{_col.name}_max"] = df.NumberFilter(
+                field_name=_col.name,
+                method="filter_derived_lte",
+                label=f"{_col.name} to{_unit}",
+                help_text=f"{_col.description}, at most{_unit}",
+            )
+        else:
+            locals()[_col.name] = df.CharFilter(
+                field_name=_col.name, method="filter_derived_exact", label=_col.name, help_text=_col.description
+            )
+    del _col, _unit
+
+    def filter_derived_gte(self, queryset, name, value):
+        return _derived_filter(queryset, name, "gte", value)
+
+    def filter_derived_lte(self, queryset, name, value):
+        return _derived_filter(queryset, name, "lte", value)
+
+    def filter_derived_exact(self, queryset, name, value):
+        return _derived_filter(queryset, name, "exact", (value or "").strip())
 
     def filter_noop(self, queryset, name, value):
         return queryset

@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from catalog.columns import COLUMNS, resolve_columns
+from catalog.columns import all_columns, resolve_columns, with_columns
 from catalog.models import Galaxy, Release, ReleaseRow
 from core.roles import is_curator, is_member
 
@@ -72,7 +72,8 @@ def make_release(
     slug: str | None = None,
 ) -> Release:
     """Freeze the galaxies of `queryset` (or of filter parameters `query`, or all located
-    galaxies) with `columns` (default: every registry column) as a new release."""
+    galaxies) with `columns` (default: every column, the derived consensus, CNN and fit values
+    included, frozen at this moment) as a new release."""
     name, version = (name or "").strip(), (version or "").strip()
     if not name or not version:
         raise ReleaseError("a release needs a name and a version")
@@ -82,7 +83,7 @@ def make_release(
     if Release.objects.filter(Q(slug=slug) | Q(name=name, version=version)).exists():
         raise ReleaseError(f"a release {name} v{version} (or slug {slug}) exists already; releases are never overwritten")
     try:
-        cols = resolve_columns(columns, default=tuple(c.name for c in COLUMNS))
+        cols = resolve_columns(columns, default=tuple(c.name for c in all_columns()))
     except ValueError as exc:
         raise ReleaseError(str(exc)) from None
     names = [c.name for c in cols]
@@ -93,7 +94,7 @@ def make_release(
         queryset = query_queryset(query)
     queryset = queryset.filter(ra__isnull=False).order_by()
     select_names = sorted(set(names) | {"pgc", "ra", "dec", "healpix"})
-    inner, params = queryset.values_list(*select_names).query.sql_with_params()
+    inner, params = with_columns(queryset, select_names).values_list(*select_names).query.sql_with_params()
     value_names = [n for n in names if n not in ("pgc", "ra", "dec")]
     values = _values_sql(value_names) if value_names else "'{}'::jsonb"
     with transaction.atomic():

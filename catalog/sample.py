@@ -15,6 +15,7 @@ import numpy as np
 
 from catalog.conf import conf
 from catalog.importers.images import import_images
+from catalog.importers.openngc import bundled_path
 from catalog.importers.tables import import_catalog
 from catalog.models import Galaxy, Image
 
@@ -35,13 +36,21 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def _load_folder(folder: Path, table: str, fmt: str, survey: str, say: Say) -> dict:
-    """Import a catalog table and a folder of images, then run the sample hooks on the folder."""
+def _load_folder(folder: Path, table: str, fmt: str, survey: str, say: Say, *, openngc: bool = False) -> dict:
+    """Import a catalog table and a folder of images, then run the sample hooks on the folder.
+
+    With `openngc`, the OpenNGC galaxies (names, positions, sizes) are imported first, so the
+    table's own values win where both have a column and every OpenNGC galaxy gets its names."""
     from django.utils.module_loading import import_string
 
+    out = {}
+    if openngc:
+        report = import_catalog(bundled_path(), "openngc")
+        say(f"OpenNGC: {report.summary()}")
+        out["openngc"] = report.created + report.updated
     report = import_catalog(folder / table, fmt)
     say(report.summary())
-    out = {"galaxies": report.created + report.updated}
+    out["galaxies"] = report.created + report.updated
     report = import_images([folder / "sdss"], survey=survey, orientation=Image.Orientation.MAJOR_HORIZONTAL)
     say(report.summary())
     out["images"] = report.created
@@ -52,8 +61,9 @@ def _load_folder(folder: Path, table: str, fmt: str, survey: str, say: Say) -> d
 
 def load_shared_sample(folder: Path, say: Say = print) -> dict:
     """Import the EDD table and the SDSS images of the shared folder (and, through the hooks, its
-    GIZ votes and standards)."""
-    return _load_folder(folder, "edd_cf4_sample.txt", "edd", "SDSS", say)
+    GIZ votes and standards), after the OpenNGC galaxies: so the images' galaxies have positions
+    and names (9 of the 10 are NGC/IC galaxies) and the search box's examples answer."""
+    return _load_folder(folder, "edd_cf4_sample.txt", "edd", "SDSS", say, openngc=True)
 
 
 # ---------------------------------------------------------------------------------------------

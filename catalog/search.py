@@ -47,7 +47,12 @@ _RADIUS = re.compile(
 )
 _POSITION_CHARS = re.compile(r"^[\d\s.,:;+\-hmsdHMSD°′″'\"]+$")
 _NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9 .+\-_/]*\d[A-Za-z0-9 .+\-_/]*$|^\d+$")
+# A catalogue designation (NGC 4565, MCG +04-30-006, 2MASX J12362080+2559146), a bare PGC number,
+# or a common name of letters and blanks ("Andromeda", "Needle Galaxy", "Bode's Galaxy").
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .+\-_/'’]*$")
+_QUOTES = "\"'“”‘’"
+_COMMON_SUFFIX = "GALAXY"
+NEAR_MATCH_LIMIT = 8
 
 
 class SearchError(ValueError):
@@ -122,10 +127,21 @@ def _parse_position(text: str) -> tuple[float, float]:
 def parse_query(text: str, default_radius_deg: float = DEFAULT_RADIUS_DEG) -> NameQuery | ConeQuery:
     """A NameQuery or ConeQuery for what was typed, or SearchError with a clear message."""
     raw = (text or "").strip()
+    if len(raw) > 2 and raw[0] in _QUOTES and raw[-1] in _QUOTES:
+        raw = raw[1:-1].strip()  # "Needle Galaxy" typed with its quotes
     if not raw:
         raise SearchError("Type a galaxy name (NGC 4565, PGC 42038, 42038) or a position with a radius (189.086 25.988 5 arcmin).")
     if len(raw) > MAX_QUERY_LENGTH:
         raise SearchError(f"The search text is longer than {MAX_QUERY_LENGTH} characters.")
+    if raw[0].isalpha():  # positions start with a digit or a sign; M31, UGC 7772, Andromeda are names
+        if _parse_radius(raw)[1] is not None:
+            raise SearchError(f"A radius was given but {raw!r} is not a position (RA Dec in degrees or sexagesimal).")
+        if not _NAME.match(raw):
+            raise SearchError(
+                f"Cannot read {raw!r} as a galaxy name (e.g. 'NGC 4565', 'M 31', 'Needle Galaxy') or a position "
+                "(e.g. '189.086 25.988 5 arcmin', '12:36:20.8 +25:59:15 30 arcsec')."
+            )
+        return NameQuery(raw, normalise_name(raw), pgc_from_name(raw))
     rest, radius = _parse_radius(raw)
     looks_like_position = bool(_POSITION_CHARS.match(rest)) and len(_NUMBER.findall(rest)) >= 2
     if looks_like_position:
@@ -140,7 +156,7 @@ def parse_query(text: str, default_radius_deg: float = DEFAULT_RADIUS_DEG) -> Na
         raise SearchError(f"A radius was given but {rest!r} is not a position (RA Dec in degrees or sexagesimal).")
     if _POSITION_CHARS.match(raw) and len(_NUMBER.findall(raw)) == 1 and not re.fullmatch(r"\d+", raw.strip()):
         raise SearchError(f"{raw!r} is one number: a position needs RA and Dec, a PGC number is a whole number.")
-    if not _NAME.match(raw):
+    if not (_NAME.match(raw) and re.match(r"^\d+$|^\d[A-Za-z]", raw)):  # 42038, 2MASX J..., 3C 273
         raise SearchError(
             f"Cannot read {raw!r} as a galaxy name (e.g. 'NGC 4565', 'PGC 42038') or a position "
             "(e.g. '189.086 25.988 5 arcmin', '12:36:20.8 +25:59:15 30 arcsec')."
@@ -152,9 +168,50 @@ def resolve_name(query: NameQuery):
     """The Galaxy a NameQuery designates, or None."""
     from catalog.models import Galaxy, GalaxyName
 
-    hit = GalaxyName.objects.filter(normalised=query.normalised).select_related("galaxy").first()
-    if hit is not None:
-        return hit.galaxy
+    keys = [query.normalised]
+    if not query.normalised.endswith(_COMMON_SUFFIX) and query.normalised.isalpha():
+        keys.append(query.normalised + _COMMON_SUFFIX)  # "Andromeda" is the Andromeda Galaxy
+    hits = {n.normalised: n.galaxy for n in GalaxyName.objects.filter(normalised__in=keys).select_related("galaxy")}
+    for key in keys:
+        if key in hits:
+            return hits[key]
     if query.pgc is not None:
         return Galaxy.objects.filter(pgc=query.pgc).first()
     return None
+
+
+def near_matches(query: NameQuery, limit: int = NEAR_MATCH_LIMIT) -> list[tuple[str, int]]:
+    """(name, pgc) of names close to one that was not found, best first: names that start with
+    what was typed or contain it, then the same catalogue with the nearest numbers (NGC 4564 and
+    NGC 4567 for NGC 4565), then names that differ by a letter or two (difflib on the names of the
+    same first letters). Each query reads the unique index on the normalised names."""
+    import difflib
+
+    from catalog.models import GalaxyName
+
+    key = query.normalised
+    if not key:
+        return []
+    names = GalaxyName.objects.values_list("name", "galaxy_id", "normalised")
+    found: dict[str, tuple[str, int]] = {}
+
+    def add(rows) -> None:
+        for name, pgc, norm in rows:
+            if len(found) < limit and norm != key:
+                found.setdefault(norm, (name, pgc))
+
+    add(names.filter(normalised__startswith=key).order_by("normalised")[:limit])
+    if len(key) >= 4 and len(found) < limit:
+        add(names.filter(normalised__contains=key).order_by("normalised")[:limit])
+    m = re.match(r"^([A-Z]+)(\d+)$", key)
+    if m and len(found) < limit:
+        prefix, number = m.group(1), int(m.group(2))
+        wanted = [f"{prefix}{k}" for k in range(max(0, number - 3), number + 4) if k != number]
+        rows = sorted(names.filter(normalised__in=wanted), key=lambda r: abs(int(r[2][len(prefix) :]) - number))
+        add(rows)
+    if len(found) < limit and len(key) >= 3:
+        pool = list(names.filter(normalised__startswith=key[:2])[:5000])
+        close = difflib.get_close_matches(key, [r[2] for r in pool], n=limit, cutoff=0.75)
+        by_norm = {r[2]: r for r in pool}
+        add(by_norm[c] for c in close)
+    return list(found.values())

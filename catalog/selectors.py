@@ -6,7 +6,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from catalog.models import Galaxy, Image
-from jobs.models import Job
+from core.roles import is_member
 
 
 def galaxy_related_model(name: str) -> type[models.Model] | None:
@@ -35,10 +35,20 @@ def catalog_counts() -> dict[str, int]:
     return counts
 
 
-def recent_jobs(limit: int = 10):
-    return Job.objects.select_related("created_by")[:limit]
+def recent_jobs(user, limit: int = 10):
+    """The latest jobs `user` may see on the jobs page (none for anonymous users), so the home
+    page never lists what /jobs/ hides."""
+    from jobs.services import visible_jobs
+
+    return visible_jobs(user)[:limit]
 
 
-def galaxy_with_related(pgc: int) -> Galaxy:
-    """A galaxy with its names and images, or Galaxy.DoesNotExist."""
-    return Galaxy.objects.prefetch_related("names", "images").get(pgc=pgc)
+def visible_images(user) -> models.QuerySet:
+    """Images `user` may see: public ones for everyone, private ones for members too."""
+    return Image.objects.all() if is_member(user) else Image.objects.filter(is_public=True)
+
+
+def galaxy_with_related(pgc: int, user=None) -> Galaxy:
+    """A galaxy with its names and the images `user` may see (``galaxy.images.all()``), or
+    Galaxy.DoesNotExist."""
+    return Galaxy.objects.prefetch_related("names", models.Prefetch("images", queryset=visible_images(user))).get(pgc=pgc)

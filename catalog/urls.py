@@ -10,6 +10,7 @@ urlpatterns = [
     path("galaxies/", views.galaxy_list, name="galaxy-list"),
     path("galaxies/download.<str:fmt>", views.galaxy_download, name="galaxy-download"),
     path("galaxies/<int:pgc>/", views.galaxy_detail, name="galaxy-detail"),
+    path("upload/", views.upload_images, name="upload"),
     path("crossmatch/", views.crossmatch_view, name="crossmatch"),
     path("releases/", views.release_list, name="release-list"),
     path("releases/<slug:slug>/", views.release_detail, name="release-detail"),

@@ -7,6 +7,7 @@ import csv
 import io
 from urllib.parse import urlencode
 
+from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import EmptyPage, Paginator
 from django.db import connection
@@ -15,16 +16,19 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS, GROUP_TITLES, resolve_columns
+from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, GROUP_TITLES, all_columns, resolve_columns, with_columns
 from catalog.cone import ConeError, crossmatch, galaxies_in_cone
 from catalog.conf import conf
 from catalog.exports import FORMATS, ExportError, export_response
 from catalog.exports.source import DISTANCE
 from catalog.filters import GalaxyFilter
+from catalog.forms import ImageUploadForm
 from catalog.models import Galaxy, Release
 from catalog.releases import release_provenance, visible_releases
 from catalog.scs import SCSError, parse_scs, scs_error, scs_stream
+from catalog.search import near_matches
 from catalog.selectors import catalog_counts, galaxy_with_related, recent_jobs
+from core.roles import is_member
 
 PER_PAGE = 50
 MAX_PER_PAGE = 500
@@ -37,7 +41,7 @@ CROSSMATCH_MAX_RADIUS_ARCSEC = 3600.0
 
 def home(request: HttpRequest) -> HttpResponse:
     releases = visible_releases(request.user)[:5]
-    return render(request, "catalog/home.html", {"counts": catalog_counts(), "jobs": recent_jobs(), "releases": releases})
+    return render(request, "catalog/home.html", {"counts": catalog_counts(), "jobs": recent_jobs(request.user), "releases": releases})
 
 
 def sky_counts(depth: int = SKYMAP_DEPTH) -> dict:
@@ -106,7 +110,7 @@ def galaxy_list(request: HttpRequest) -> HttpResponse:
         return _bad_request(request, f"Columns: {exc}")
     if fs.is_bound and not fs.is_valid():
         return render(request, "catalog/galaxy_list.html", _list_context(request, fs, columns, None, []), status=400)
-    qs = fs.qs
+    qs = with_columns(fs.qs, columns)
     if fs.name_match is not None and set(request.GET) <= {"q"}:
         return redirect("catalog:galaxy-detail", pgc=fs.name_match.pk)
     try:
@@ -205,11 +209,14 @@ def _list_context(request, fs, columns, page, rows) -> dict:
         "rows": rows,
         "columns": columns,
         "sort_links": sort_links,
-        "all_columns": [(c, c.name in chosen) for c in COLUMNS],
+        "all_columns": [(c, c.name in chosen) for c in all_columns()],
         "downloads": downloads,
         "cone": fs.cone,
         "name_query": getattr(fs, "_name_query", None),
+        "near_matches": near_matches(fs._name_query) if getattr(fs, "_name_query", None) and fs.name_match is None else [],
         "page_query": _query_string(request, drop=("page",)),
+        "default_columns": ",".join(DEFAULT_LIST_COLUMNS),
+        "unlocated": 0 if request.GET.get("include_unlocated") == "true" else Galaxy.objects.awaiting_position().count(),
         "errors": fs.error_text() if fs.is_bound and fs.form.errors else "",
     }
 
@@ -236,7 +243,7 @@ def galaxy_download(request: HttpRequest, fmt: str) -> HttpResponse:
 
 def galaxy_detail(request: HttpRequest, pgc: int) -> HttpResponse:
     try:
-        galaxy = galaxy_with_related(pgc)
+        galaxy = galaxy_with_related(pgc, request.user)
     except Galaxy.DoesNotExist:
         raise Http404(f"PGC {pgc} is not in the catalog") from None
     groups: dict[str, list] = {}
@@ -265,6 +272,20 @@ def galaxy_detail(request: HttpRequest, pgc: int) -> HttpResponse:
             "radius_deg": radius_arcmin / 60,
         },
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads by members
+# ---------------------------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload_images(request: HttpRequest) -> HttpResponse:
+    if not is_member(request.user):
+        return _bad_request(request, "Uploading images needs a collaboration member account.", 403)
+    form = ImageUploadForm(request.POST or None, request.FILES or None, initial={"pgc": request.GET.get("pgc")})
+    results = form.store(request.user) if request.method == "POST" and form.is_valid() else []
+    status = 400 if request.method == "POST" and (not form.is_valid() or any(r["error"] for r in results)) else 200
+    return render(request, "catalog/upload.html", {"form": form, "results": results}, status=status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +370,8 @@ def release_list(request: HttpRequest) -> HttpResponse:
 
 def release_detail(request: HttpRequest, slug: str) -> HttpResponse:
     release = _release_or_404(request, slug)
-    columns = [BY_NAME[n] for n in release.columns if n in BY_NAME]
+    known = {c.name: c for c in all_columns()}
+    columns = [known[n] for n in release.columns if n in known]
     sample = list(release.rows.order_by("galaxy_id")[:20])
     sample_rows = [[(c, r.galaxy_id if c.name == "pgc" else r.values.get(c.name)) for c in columns[:12]] for r in sample]
     return render(

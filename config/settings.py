@@ -8,6 +8,7 @@ from pathlib import Path
 
 import plotly
 
+from config.checks import DEV_SECRET_KEY, require_real_secret_key
 from config.database import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -30,10 +31,46 @@ def env_float(name: str, default: float) -> float:
 
 TESTING = "pytest" in sys.modules or os.environ.get("GALCAT_TESTING") == "1"
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# DEBUG is off unless DJANGO_DEBUG=1. Serving (wsgi, asgi, runserver, qcluster) with DEBUG off and
+# the public development key is refused (config.checks); `make run` makes a key of its own.
+# The key `make run` keeps in var/ (scripts/run.py), so terminal commands sign what the site checks.
+SECRET_KEY_FILE = Path(os.environ.get("GALCAT_VAR_DIR", BASE_DIR / "var")) / "secret_key.txt"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
+    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.exists() and not TESTING else DEV_SECRET_KEY
+)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+if sys.argv[1:2] in (["runserver"], ["qcluster"]):
+    require_real_secret_key(DEBUG, SECRET_KEY)
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# Security headers and cookies. GALCAT_HTTPS=1 (a site served over HTTPS) turns on the SSL
+# redirect, secure cookies and HSTS (one year); each can be set on its own. Cookies are HttpOnly
+# (the CSRF one is read by no script here) and SameSite=Lax either way. `manage.py check --deploy`
+# is clean with DJANGO_DEBUG=0, a real DJANGO_SECRET_KEY and GALCAT_HTTPS=1.
+GALCAT_HTTPS = env_bool("GALCAT_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", GALCAT_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", GALCAT_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", GALCAT_HTTPS)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000 if GALCAT_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", GALCAT_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", GALCAT_HTTPS)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (only then: the header is trusted).
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = env_bool("DJANGO_CSRF_COOKIE_HTTPONLY", True)
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_REFERRER_POLICY = os.environ.get("DJANGO_SECURE_REFERRER_POLICY", "same-origin")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy header of every answer (core.middleware.SecurityHeadersMiddleware);
+# empty sends none. Inline scripts and styles stay allowed: the pages and the API docs use them.
+GALCAT_CSP = os.environ.get(
+    "GALCAT_CSP",
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -59,6 +96,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.RequestLimitsMiddleware",  # body size (413), NUL in the address (400)
+    "core.middleware.SecurityHeadersMiddleware",  # Content-Security-Policy
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,6 +155,12 @@ STATIC_ROOT = Path(os.environ.get("GALCAT_STATIC_ROOT", BASE_DIR / "var" / "stat
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves collected files from here
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("GALCAT_MEDIA_ROOT", BASE_DIR / "var" / "media"))
+# /media/ goes through catalog.media's access check (private images for members only). Folders
+# under MEDIA_ROOT anyone may read (rendered zoo standards), and the internal location of a front
+# server (nginx X-Accel-Redirect, e.g. "/protected-media/") that then sends the bytes; empty:
+# Django sends them.
+GALCAT_MEDIA_PUBLIC_PREFIXES = [p for p in os.environ.get("GALCAT_MEDIA_PUBLIC_PREFIXES", "standards/").split(",") if p]
+GALCAT_MEDIA_ACCEL_REDIRECT = os.environ.get("GALCAT_MEDIA_ACCEL_REDIRECT", "")
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -126,6 +171,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "galcat@localho
 # Uploads: refuse bodies beyond these before they reach the views.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("GALCAT_DATA_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Multipart bodies (file uploads; past FILE_UPLOAD_MAX_MEMORY_SIZE they go to temporary files):
+# larger ones answer 413 before they are read (core.middleware); other bodies, JSON included,
+# are held to DATA_UPLOAD_MAX_MEMORY_SIZE.
+GALCAT_REQUEST_MAX_BYTES = env_int("GALCAT_REQUEST_MAX_BYTES", 64 * 1024 * 1024)
 
 # ---------------------------------------------------------------------------------------------
 # Catalog knobs
@@ -141,15 +190,44 @@ GALCAT_Q0 = env_float("GALCAT_Q0", 0.3)
 # Run the CNN members through torch.compile in worker processes (~1.2x the images/s on a CPU
 # after ~15 s of compilation per member and batch shape).
 GALCAT_ML_COMPILE = env_bool("GALCAT_ML_COMPILE", False)
+# Morphology posteriors (ml.morph): PSF FWHM given to the network for catalog images, which carry no
+# PSF model (fitted pixels, after the fit's block averaging), MC-dropout passes and posterior samples
+# stored per image; fits start from the network's values through GALCAT_FIT_INIT (a dotted path,
+# f(data list, sigma list, model kind) -> start values or None; empty: moments only) when a
+# morphology version is active.
+GALCAT_MORPH_PSF_FWHM = env_float("GALCAT_MORPH_PSF_FWHM", 2.0)
+GALCAT_MORPH_PASSES = env_int("GALCAT_MORPH_PASSES", 50)
+GALCAT_MORPH_DRAWS = env_int("GALCAT_MORPH_DRAWS", 2000)
+GALCAT_FIT_INIT = os.environ.get("GALCAT_FIT_INIT", "ml.services.morph_initial_values")
 # Images: largest file and largest decoded size accepted by the importer and uploads.
 GALCAT_IMAGE_MAX_BYTES = env_int("GALCAT_IMAGE_MAX_BYTES", 50 * 1024 * 1024)
 GALCAT_IMAGE_MAX_PIXELS = env_int("GALCAT_IMAGE_MAX_PIXELS", 8192 * 8192)
 GALCAT_UPLOAD_MAX_BYTES = env_int("GALCAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
+# Uploads (API, upload page, POST /api/file): largest decoded size, checked from the header before
+# any pixel is decoded (decoding takes up to ~25 bytes per pixel: 3072x3072 stays under 300 MB),
+# and the shorter side the CNN needs at least [pixel].
+GALCAT_UPLOAD_MAX_PIXELS = env_int("GALCAT_UPLOAD_MAX_PIXELS", 3072 * 3072)
+GALCAT_IMAGE_MIN_SIZE = env_int("GALCAT_IMAGE_MIN_SIZE", 16)
+# POST /api/file runs the CNN in the web process: at most GALCAT_FILE_WORKERS at a time per
+# process (others answer 503 with Retry-After), each given GALCAT_FILE_TIMEOUT seconds.
+GALCAT_FILE_WORKERS = env_int("GALCAT_FILE_WORKERS", 1)
+GALCAT_FILE_TIMEOUT = env_float("GALCAT_FILE_TIMEOUT", 30.0)
+# Catalog tables (import_catalog): largest file accepted; the import streams, so memory does not grow with it.
+GALCAT_TABLE_MAX_BYTES = env_int("GALCAT_TABLE_MAX_BYTES", 4 * 1024**3)
 # Cone search: largest radius accepted by the IVOA cone search (deg).
 GALCAT_SCS_MAX_SR = env_float("GALCAT_SCS_MAX_SR", 10.0)
 # Panels shown on the galaxy page; each template gets `galaxy` in its context.
 GALCAT_GALAXY_PANELS = [
-    p for p in os.environ.get("GALCAT_GALAXY_PANELS", "zoo/panel.html,ml/panel.html,fitting/panel.html").split(",") if p
+    p for p in os.environ.get("GALCAT_GALAXY_PANELS", "zoo/panel.html,ml/panel.html,ml/morph_panel.html,fitting/panel.html").split(",") if p
+]
+# Derived catalog columns (browse, filters, API fields=, downloads, releases): dotted paths of
+# callables returning catalog.columns.DerivedColumn lists, one per app that computes values.
+GALCAT_DERIVED_COLUMNS = [
+    p
+    for p in os.environ.get(
+        "GALCAT_DERIVED_COLUMNS", "zoo.columns.derived_columns,ml.columns.derived_columns,fitting.columns.derived_columns"
+    ).split(",")
+    if p
 ]
 GALCAT_SITE_NAME = os.environ.get("GALCAT_SITE_NAME", "Galaxy Catalog")
 # Galaxy Inclination Zoo (zoo.voting, zoo.consensus, zoo.services).
@@ -158,8 +236,9 @@ GALCAT_SITE_NAME = os.environ.get("GALCAT_SITE_NAME", "Galaxy Catalog")
 GALCAT_SAMPLE_HOOKS = [
     p for p in os.environ.get("GALCAT_SAMPLE_HOOKS", "zoo.importers.load_sample_votes,zoo.standards.seed_standards_hook").split(",") if p
 ]
-# Consensus method (a zoo.methods.ConsensusMethod subclass).
-GALCAT_CONSENSUS_METHOD = os.environ.get("GALCAT_CONSENSUS_METHOD", "zoo.methods.CalibratedConsensus")
+# Consensus method (a zoo.methods.ConsensusMethod subclass). JointConsensus won against held-out
+# published inclinations (`consensus_report --truth`; issue 17): 2.21/1.93 deg RMS vs 2.51/2.41 for the plain mean.
+GALCAT_CONSENSUS_METHOD = os.environ.get("GALCAT_CONSENSUS_METHOD", "zoo.methods.JointConsensus")
 # Votes per volunteer: at most N per SECONDS ("N/SECONDS"); more raise zoo.voting.RateLimited.
 GALCAT_VOTE_RATE = os.environ.get("GALCAT_VOTE_RATE", "20/60")
 # Share of voting-page targets that are calibration galaxies of known inclination.
@@ -190,7 +269,9 @@ Q_CLUSTER = {
     "retry": GALCAT_Q_RETRY,
     "max_attempts": env_int("GALCAT_Q_MAX_ATTEMPTS", 3),
     "save_limit": 0,  # keep results; jobs.tasks.prune_results deletes old ones (save_limit > 0 locks the queue)
-    "queue_limit": env_int("GALCAT_Q_QUEUE_LIMIT", 50),
+    # Tasks a cluster takes ahead of its workers: few, so little waits in a cluster that dies
+    # (jobs.tasks.recover_lost_work releases what a dead one took after GALCAT_Q_RELEASE_AFTER).
+    "queue_limit": env_int("GALCAT_Q_QUEUE_LIMIT", 8),
     "bulk": 1,
     "catch_up": False,
     "ack_failures": True,
@@ -210,8 +291,12 @@ if os.environ.get("GALCAT_REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["GALCAT_REDIS_URL"]
     Q_CLUSTER.pop("orm")
 # Jobs: worker heartbeat interval and the silence after which a running job counts as lost (s).
+# Work of a worker that died is queued again at once (jobs.tasks.recover_lost_work); a job task a
+# cluster took but has not started after GALCAT_Q_RELEASE_AFTER s is released to every cluster
+# (its pusher may have died with it; a second delivery of a live one is skipped).
 GALCAT_JOB_HEARTBEAT = env_float("GALCAT_JOB_HEARTBEAT", 10.0)
-GALCAT_JOB_LOST_AFTER = env_float("GALCAT_JOB_LOST_AFTER", 120.0)
+GALCAT_JOB_LOST_AFTER = env_float("GALCAT_JOB_LOST_AFTER", 60.0)
+GALCAT_Q_RELEASE_AFTER = env_float("GALCAT_Q_RELEASE_AFTER", 20.0)
 # Task results kept (days) before the daily prune; failures are kept longer.
 GALCAT_Q_KEEP_DAYS = env_float("GALCAT_Q_KEEP_DAYS", 7)
 GALCAT_Q_KEEP_FAILED_DAYS = env_float("GALCAT_Q_KEEP_FAILED_DAYS", 30)
@@ -222,7 +307,9 @@ GALCAT_TASKS_SYNC = env_bool("GALCAT_TASKS_SYNC", False)
 # GALCAT_TRIGGER_DEBOUNCE s after the last addition (at most GALCAT_TRIGGER_MAX_WAIT s) and then
 # queued as batch jobs of GALCAT_IMAGE_BATCH_SIZE images (jobs.triggers).
 GALCAT_IMAGE_PIPELINE = [
-    p for p in os.environ.get("GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images").split(",") if p
+    p
+    for p in os.environ.get("GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images,ml.tasks.morph_images").split(",")
+    if p
 ]
 GALCAT_IMAGE_BATCH_SIZE = env_int("GALCAT_IMAGE_BATCH_SIZE", 64)
 # Timeout of one triggered batch (s): a fit or prediction batch of GALCAT_IMAGE_BATCH_SIZE images,
@@ -263,6 +350,12 @@ LOGGING = {
 # Under the test runner they are off unless set (the cache outlives tests; throttle tests set them).
 GALCAT_API_THROTTLE_ANON = os.environ.get("GALCAT_API_THROTTLE_ANON", "" if TESTING else "120/min")
 GALCAT_API_THROTTLE_USER = os.environ.get("GALCAT_API_THROTTLE_USER", "" if TESTING else "1200/min")
+# Inference (POST /api/file) and uploads (POST /api/v1/images/) have their own, lower rate, per
+# user or anonymous address; login attempts per account and per address (accounts.throttle).
+GALCAT_API_THROTTLE_INFERENCE = os.environ.get("GALCAT_API_THROTTLE_INFERENCE", "" if TESTING else "10/min")
+GALCAT_API_THROTTLE_UPLOAD = os.environ.get("GALCAT_API_THROTTLE_UPLOAD", "" if TESTING else "60/hour")
+GALCAT_LOGIN_FAILURES_PER_ACCOUNT = os.environ.get("GALCAT_LOGIN_FAILURES_PER_ACCOUNT", "" if TESTING else "5/300")
+GALCAT_LOGIN_FAILURES_PER_IP = os.environ.get("GALCAT_LOGIN_FAILURES_PER_IP", "" if TESTING else "20/300")
 # Dotted paths of fn(galaxy, request) -> dict merged into the API's galaxy detail (consensus,
 # predictions, fits): apps the catalog must not import contribute this way.
 GALCAT_GALAXY_API_EXTRAS = [
@@ -274,7 +367,7 @@ GALCAT_GALAXY_API_EXTRAS = [
 ]
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "catalog.api.schema.AutoSchema",  # anonymous reads declared as such
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # Token first: unauthenticated API calls then answer 401 with WWW-Authenticate: Token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -296,8 +389,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two choice sets of fields named "kind": name each (else check --deploy warns of a collision).
+    "ENUM_NAME_OVERRIDES": {"VoteKindEnum": "zoo.models.InclinationVote.Kind", "MorphologyKindEnum": "ml.models.MorphologyPosterior.Kind"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "catalog.api.schema.add_column_units",
+        "catalog.api.schema.add_error_responses",
     ],
 }

@@ -4,6 +4,7 @@ from core.conf import AppSettings
 
 conf = AppSettings(
     "fitting",
+    "FIT_INIT",
     "IMAGE_BATCH_SIZE",
     "Q0",
 )

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 
-from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, DERIVED, Column
+from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, DERIVED, Column, derived_columns
 from catalog.conf import conf
 from catalog.models import Image, Release, ReleaseRow
 
@@ -41,7 +41,7 @@ def column_field(col: Column) -> serializers.Field:
 
 
 def _galaxy_fields() -> dict[str, serializers.Field]:
-    fields: dict[str, serializers.Field] = {c.name: column_field(c) for c in COLUMNS}
+    fields: dict[str, serializers.Field] = {c.name: column_field(c) for c in COLUMNS + derived_columns()}
     fields["distance"] = FiniteFloatField(
         required=False,
         allow_null=True,
@@ -53,7 +53,7 @@ def _galaxy_fields() -> dict[str, serializers.Field]:
 
 PGC_MAX = 2**31 - 1  # PGC numbers are stored as PostgreSQL integers
 GALAXY_COLUMN_NAMES = tuple(c.name for c in COLUMNS)
-SELECTABLE_FIELDS = (*GALAXY_COLUMN_NAMES, "distance", "url")
+SELECTABLE_FIELDS = (*GALAXY_COLUMN_NAMES, *(c.name for c in derived_columns()), "distance", "url")
 
 
 class _GalaxyBase(serializers.Serializer):

@@ -20,16 +20,20 @@ from rest_framework.views import APIView
 
 from catalog.api import serializers as s
 from catalog.api.renderers import TABLE_FORMATS, CSVRenderer, FITSRenderer, VOTableRenderer, export_response
+from catalog.api.serializers import GALAXY_COLUMN_NAMES
 from catalog.api.tokens import issue_token, revoke_token, token_for
 from catalog.api.uploads import UploadError, store_uploaded_image
-from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, resolve_columns
+from catalog.columns import DEFAULT_LIST_COLUMNS, all_columns, resolve_columns, with_columns
 from catalog.conf import conf
 from catalog.filters import SORTABLE, GalaxyFilter
-from catalog.models import Galaxy, Image, Release, ReleaseRow
+from catalog.models import Galaxy, Image, ReleaseRow
+from catalog.releases import visible_releases
+from catalog.selectors import visible_images
 from core.api.errors import ERROR_RESPONSES, ApiError, pgc_param
 from core.api.pagination import KeysetPagination
 from core.api.permissions import ReadAnyoneWriteMember
-from core.roles import is_member
+from core.api.throttles import UploadThrottle
+from core.login_throttle import client_ip, login_blocked
 
 JSON_RENDERERS = [JSONRenderer, BrowsableAPIRenderer]
 TABLE_RENDERERS = [CSVRenderer, VOTableRenderer, FITSRenderer]
@@ -57,8 +61,12 @@ class TableListMixin:
 class GalaxyFilterBackend(DjangoFilterBackend):
     """The browse page's GalaxyFilter; its errors answer 400 naming the parameter.
 
-    The API also takes the cone centre as ``ra``/``dec`` (aliases of ra_center/dec_center).
+    The API also takes the cone centre as ``ra``/``dec`` (aliases of ra_center/dec_center). A
+    parameter that is neither a filter nor one of OTHER_PARAMS or the paginator's answers 400
+    naming it (a misspelt ``pgc_min`` must not return every galaxy).
     """
+
+    OTHER_PARAMS = ("ra", "dec", "fields", "format")
 
     def get_filterset_kwargs(self, request, queryset, view):
         kwargs = super().get_filterset_kwargs(request, queryset, view)
@@ -75,6 +83,10 @@ class GalaxyFilterBackend(DjangoFilterBackend):
         filterset = self.get_filterset(request, queryset, view)
         if filterset is None:
             return queryset
+        known = {*filterset.filters, *self.OTHER_PARAMS, *(p["name"] for p in view.paginator.get_schema_operation_parameters(view))}
+        for name in request.query_params:
+            if name not in known:
+                raise ApiError(f"unknown parameter {name!r}: see the filters of GET /api/v1/galaxies/ in the API schema", field=name)
         if not filterset.is_valid():
             errors = {k: [str(m) for m in v] for k, v in filterset.errors.items()}
             raise exceptions.ValidationError({(k if k != "__all__" else "non_field_errors"): v for k, v in errors.items()})
@@ -103,7 +115,7 @@ FORMAT_PARAM = OpenApiParameter(
 def _selected_columns(request: Request) -> list:
     raw = request.query_params.get("fields")
     if raw and raw.strip().lower() == "all":
-        return list(COLUMNS)
+        return list(all_columns())
     names = [n.strip() for n in (raw or "").split(",") if n.strip() and n.strip() not in ("distance", "url")]
     if raw and not names:
         names = list(DEFAULT_LIST_COLUMNS)
@@ -148,7 +160,7 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet:
         if self.action == "retrieve":
-            images = Image.objects.all() if is_member(self.request.user) else Image.objects.filter(is_public=True)
+            images = visible_images(self.request.user)
             return Galaxy.objects.prefetch_related("names", Prefetch("images", queryset=images, to_attr="visible_images"))
         return Galaxy.objects.all()
 
@@ -179,7 +191,8 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
             return export_response(qs, fmt, fields=fields, filename="galaxies", provenance={"query": request.GET.urlencode()})
         columns = _selected_columns(request)
         names = {c.name for c in columns}
-        qs = qs.only(*(n for n in names if n != "pgc"))
+        sort_key = (request.query_params.get("ordering") or "").lstrip("-")
+        qs = with_columns(qs.only(*(n for n in names if n in GALAXY_COLUMN_NAMES and n != "pgc")), [*names, sort_key])
         page = self.paginate_queryset(qs)
         fields = names | {"url"} | ({"distance"} if self.cone is not None else set())
         for g in page:
@@ -218,9 +231,7 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = r"[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet:
-        qs = Image.objects.all()
-        if not is_member(self.request.user):
-            qs = qs.filter(is_public=True)
+        qs = visible_images(self.request.user)
         if self.action == "list":
             params = self.request.query_params
             if (pgc := pgc_param(params)) is not None:
@@ -230,6 +241,9 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                     raise ApiError(f"unknown band {params['band']!r}", field="band")
                 qs = qs.filter(band=params["band"])
         return qs
+
+    def get_throttles(self):
+        return [*super().get_throttles(), *([UploadThrottle()] if self.action == "create" else [])]
 
     def create(self, request: Request, *args, **kwargs) -> Response:
         form = s.ImageUploadSerializer(data=request.data)
@@ -250,11 +264,6 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 # ---------------------------------------------------------------------------------------------
 # Releases
 # ---------------------------------------------------------------------------------------------
-def _visible_releases(user) -> QuerySet:
-    qs = Release.objects.all()
-    return qs if is_member(user) else qs.filter(is_public=True)
-
-
 @extend_schema_view(
     list=extend_schema(summary="Releases (private ones for members)"),
     retrieve=extend_schema(summary="One release"),
@@ -280,7 +289,7 @@ class ReleaseViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
         return "galaxy_id" if name == "pgc" else name
 
     def get_queryset(self) -> QuerySet:
-        return _visible_releases(self.request.user)
+        return visible_releases(self.request.user)
 
     def get_object(self):
         try:
@@ -353,6 +362,8 @@ class TokenView(APIView):
                 raise ApiError("send username and password, or sign in", field="username", status_code=401)
             if not password:
                 raise ApiError("send the password", field="password")
+            if message := login_blocked(username, client_ip(request._request)):
+                raise ApiError(message, field="password", status_code=429)
             user = authenticate(request._request, username=username, password=password)
             if user is None or not user.is_active:
                 raise ApiError("unknown user name or wrong password", field="password")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS, DERIVED, Column
+from catalog.columns import BY_NAME, COLUMNS, DEFAULT_LIST_COLUMNS, DERIVED, Column, derived_by_name, derived_columns, with_columns
 
 # The angular distance from a cone's centre, present when the rows come from a cone search.
 DISTANCE = Column("distance", "distance", "float", "deg", "pos.angDistance", "Angular distance from the cone centre", "position")
@@ -83,7 +83,7 @@ def _lookup(name: str) -> Column | None:
         return DISTANCE
     if name in BY_NAME:
         return BY_NAME[name]
-    for c in COLUMNS + DERIVED:
+    for c in COLUMNS + DERIVED + derived_columns():
         if c.name == name.lower() or c.source.lower() == name.lower():
             return c
     return None
@@ -91,7 +91,7 @@ def _lookup(name: str) -> Column | None:
 
 def _galaxy_source(qs: QuerySet) -> TableSource:
     has_distance = "distance_deg" in qs.query.annotations
-    names = [c.name for c in COLUMNS] + ["healpix"]
+    names = [c.name for c in COLUMNS] + ["healpix"] + [c.name for c in derived_columns()]
     expressions = {n: f't."{n}"' for n in names}
     default = list(DEFAULT_LIST_COLUMNS)
     if has_distance:
@@ -102,7 +102,7 @@ def _galaxy_source(qs: QuerySet) -> TableSource:
         fields = [n for n in wanted if n != "distance"] or ["pgc"]
         if "distance" in wanted:
             fields.append("distance_deg")
-        sub = qs if ordered else qs.order_by()
+        sub = with_columns(qs if ordered else qs.order_by(), [n for n in fields if n in derived_by_name()])
         sql, params = sub.values_list(*fields).query.sql_with_params()
         return sql, list(params)
 

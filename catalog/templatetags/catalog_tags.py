@@ -27,3 +27,21 @@ def colfmt(value, col) -> str:
     if col.fmt and isinstance(value, (int, float)):
         return format(value, col.fmt)
     return str(value)
+
+
+# Catalogues in the order astronomers usually name a galaxy by; common names come after them.
+_NAME_RANK = ("M", "NGC", "IC", "UGC", "ESO", "MCG")
+
+
+@register.filter
+def principal_names(names) -> list:
+    """Names (GalaxyName rows) best first: Messier, NGC, IC, UGC, ESO, MCG, then common names
+    (no digits), then the rest (2MASX, IRAS, SDSS)."""
+
+    def rank(n) -> tuple[int, str]:
+        prefix = n.name.split(" ", 1)[0].upper()
+        if prefix in _NAME_RANK:
+            return _NAME_RANK.index(prefix), n.name
+        return (len(_NAME_RANK), n.name) if not any(ch.isdigit() for ch in n.name) else (len(_NAME_RANK) + 1, n.name)
+
+    return sorted(names, key=rank)

@@ -9,14 +9,24 @@
     const trace = {
       type: "scattergeo", mode: "markers", lon: lon, lat: d.dec, text: text, hoverinfo: "text",
       marker: { size: 5, color: d.count.map((c) => Math.log10(c)), colorscale: "Viridis", showscale: true,
-                colorbar: { title: "log10 N" } },
+                colorbar: { title: { text: "galaxies per cell (log10)", side: "right" }, thickness: 14 } },
+      name: "HEALPix cells", showlegend: false,
+    };
+    // RA labels along the equator (every 60 deg) and Dec labels along the central meridian.
+    const raTicks = [300, 240, 180, 120, 60];
+    const labels = {
+      type: "scattergeo", mode: "text", hoverinfo: "skip", showlegend: false, textfont: { color: "#cfd6e6", size: 11 },
+      lon: raTicks.map((ra) => -(ra > 180 ? ra - 360 : ra)).concat([0, 0, 0, 0]),
+      lat: raTicks.map(() => 0).concat([60, 30, -30, -60]),
+      text: raTicks.map((ra) => `RA ${ra}°`).concat(["Dec +60°", "Dec +30°", "Dec −30°", "Dec −60°"]),
     };
     const layout = {
-      margin: { l: 0, r: 0, t: 10, b: 0 }, height: 420,
+      margin: { l: 0, r: 0, t: 30, b: 0 }, height: 420,
+      title: { text: "Galaxies on the sky (ICRS; RA grows leftwards)", font: { size: 13 } },
       geo: { projection: { type: "mollweide" }, showland: false, showcoastlines: false, showcountries: false,
              showframe: true, bgcolor: "#0b1020", lonaxis: { showgrid: true, dtick: 30 }, lataxis: { showgrid: true, dtick: 30 } },
     };
-    Plotly.newPlot(el, [trace], layout, { displaylogo: false, responsive: true });
+    Plotly.newPlot(el, [trace, labels], layout, { displaylogo: false, responsive: true });
     el.dataset.cells = String(d.count.length);
   });
 })();

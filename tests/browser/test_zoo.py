@@ -68,3 +68,34 @@ def test_vote_with_the_keyboard_through_both_steps(zoo_browser, live_server, set
     page.goto(f"{live_server.url}/accounts/profile/")
     row = page.locator(f'tr.vote-row[data-pgc="{galaxy.pgc}"]')
     assert row.count() == 1 and "76.5" in row.inner_text() and "not sure" in row.inner_text()
+
+
+def test_face_on_needs_a_second_enter(zoo_browser, live_server, settings):
+    settings.GALCAT_ZOO_CALIBRATION_RATE = 0
+    ensure_rendered_standards(variants=1, size=64)
+    user = UserFactory(username="faceon", password=PASSWORD)
+    from core.roles import VOLUNTEER, grant
+
+    grant(user, VOLUNTEER)
+    galaxy = GalaxyFactory()
+    make_image(galaxy)
+    page = zoo_browser
+    page.goto(f"{live_server.url}/accounts/login/?next=/zoo/")
+    page.fill("input[name=username]", "faceon")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#strip .std")
+    for _ in range(10):
+        page.keyboard.press("a")  # to the leftmost slot: more face-on than 45 deg
+    page.keyboard.press("Enter")
+    assert "once more" in page.inner_text("#zoo-result")
+    assert not InclinationVote.objects.filter(user=user).exists()  # one Enter submits nothing
+    page.keyboard.press("d")  # moving away disarms it
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    assert not InclinationVote.objects.filter(user=user).exists()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".messages li.success")
+    assert "face-on" in page.inner_text(".messages")
+    vote = InclinationVote.objects.get(user=user)
+    assert vote.face_on and vote.inc is None

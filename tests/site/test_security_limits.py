@@ -154,28 +154,38 @@ def test_multipart_body_beyond_its_limit_answers_413(db, settings):
 
 
 # -- finding 7: deployment profile -------------------------------------------------------------------------
-def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+def _manage(*args: str, var_dir: Path, **env: str) -> subprocess.CompletedProcess:
+    """A fresh Python in the project with the given environment and var/ folder (where settings
+    look for the key that `make run` keeps)."""
     base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "GALCAT_TESTING", "GALCAT_HTTPS")}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
+    env = {**base, "GALCAT_VAR_DIR": str(var_dir), **env}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_debug_off_by_default_and_the_development_key_refused():
+def test_debug_off_by_default_and_the_development_key_refused(tmp_path):
     r = _manage(
         "-c",
         "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup(); "
         "from django.conf import settings; print(settings.DEBUG)",
+        var_dir=tmp_path,
     )
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr[-2000:]
-    r = _manage("-c", "import config.wsgi")
+    r = _manage("-c", "import config.wsgi", var_dir=tmp_path)
     assert r.returncode != 0 and "DJANGO_SECRET_KEY is not set" in r.stderr
-    r = _manage("-c", "import config.wsgi", DJANGO_SECRET_KEY="k" * 60)
+    r = _manage("-c", "import config.wsgi", var_dir=tmp_path, DJANGO_SECRET_KEY="k" * 60)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _manage("-c", "import config.wsgi", DJANGO_DEBUG="1").returncode == 0
+    assert _manage("-c", "import config.wsgi", var_dir=tmp_path, DJANGO_DEBUG="1").returncode == 0
 
 
-def test_check_deploy_is_clean_in_the_production_profile():
+def test_the_key_make_run_keeps_is_read_when_none_is_given(tmp_path):
+    (tmp_path / "secret_key.txt").write_text("r" * 60 + "\n")
+    r = _manage("-c", "import config.wsgi; from django.conf import settings; print(settings.SECRET_KEY)", var_dir=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "r" * 60, r.stderr[-2000:]
+
+
+def test_check_deploy_is_clean_in_the_production_profile(tmp_path):
     key = "p8#K2v!qLz0@xR7mN4wT6yB1cD9fG3hJ5kS-uV_eW+aZ=oI&lM"
-    r = _manage("manage.py", "check", "--deploy", "--fail-level", "WARNING", DJANGO_SECRET_KEY=key, GALCAT_HTTPS="1")
+    r = _manage("manage.py", "check", "--deploy", "--fail-level", "WARNING", var_dir=tmp_path, DJANGO_SECRET_KEY=key, GALCAT_HTTPS="1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "no issues" in r.stdout
 

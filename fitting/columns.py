@@ -1,0 +1,34 @@
+"""The fitting app's derived catalog columns: the parameters of each galaxy's latest profile fit
+(converged fits first), with their 1-sigma errors."""
+
+from __future__ import annotations
+
+from django.db.models import ExpressionWrapper, F, FloatField, OuterRef, Subquery
+
+from catalog.columns import DerivedColumn, derived
+from fitting.models import FitResult
+
+
+def _latest(field):
+    def expression():
+        fits = FitResult.objects.filter(image__galaxy=OuterRef("pk")).order_by("-converged", "-updated", "-id")
+        if field == "chi2_dof":
+            fits = fits.filter(dof__gt=0).annotate(v=ExpressionWrapper(F("chi2") / F("dof"), output_field=FloatField()))
+            return Subquery(fits.values("v")[:1])
+        return Subquery(fits.values(field)[:1])
+
+    return expression
+
+
+def derived_columns() -> list[DerivedColumn]:
+    return [
+        derived("fit_model", "str", "", "meta.code", "Model of the latest profile fit (sersic, bulge_disk)", "fit", _latest("model_kind")),
+        derived("fit_re", "float", "pix", "phys.angSize", "Fitted major-axis half-light radius (disk for bulge+disk), image pixels", "fit", _latest("re"), ".2f"),
+        derived("fit_re_e", "float", "pix", "stat.error;phys.angSize", "1-sigma error of fit_re", "fit", _latest("re_err"), ".2f"),
+        derived("fit_n", "float", "", "src.morph.param", "Fitted Sersic index (bulge for bulge+disk)", "fit", _latest("n"), ".2f"),
+        derived("fit_n_e", "float", "", "stat.error;src.morph.param", "1-sigma error of fit_n", "fit", _latest("n_err"), ".2f"),
+        derived("fit_q", "float", "", "phys.size.axisRatio", "Fitted axis ratio b/a (disk for bulge+disk)", "fit", _latest("q"), ".3f"),
+        derived("fit_q_e", "float", "", "stat.error;phys.size.axisRatio", "1-sigma error of fit_q", "fit", _latest("q_err"), ".3f"),
+        derived("fit_theta", "float", "deg", "pos.posAng", "Fitted major-axis angle in the image, counter-clockwise from +x", "fit", _latest("theta"), ".1f"),
+        derived("fit_chi2_dof", "float", "", "stat.fit.chi2", "Reduced chi-square of the latest fit", "fit", _latest("chi2_dof"), ".2f"),
+    ]  # fmt: skip
