@@ -157,7 +157,9 @@ def test_multipart_body_beyond_its_limit_answers_413(db, settings):
 def _manage(*args: str, var_dir: Path, **env: str) -> subprocess.CompletedProcess:
     """A fresh Python in the project with the given environment and var/ folder (where settings
     look for the key that `make run` keeps)."""
-    base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "GALCAT_TESTING", "GALCAT_HTTPS")}
+    # DJANGO_ALLOW_ASYNC_UNSAFE is set by the browser tests' fixture in this process; a deployment has none.
+    unset = ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "GALCAT_TESTING", "GALCAT_HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     env = {**base, "GALCAT_VAR_DIR": str(var_dir), **env}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
