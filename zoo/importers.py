@@ -19,7 +19,7 @@ from django.db import connection, transaction
 
 from catalog.importers.copy import copy_records, create_placeholder_galaxies
 from catalog.importers.report import ImportReport, ImportValidationError
-from catalog.importers.tables import TableReadError, TextLines, cell_problems
+from catalog.importers.tables import TableReadError, TextLines, report_cell_problems
 from catalog.sample import VOTES_FILE
 from core.roles import VOLUNTEER as VOLUNTEER_GROUP
 from zoo.models import GIZ_FLAGS, InclinationVote, Volunteer
@@ -104,10 +104,7 @@ def read_votes(path: Path, report: ImportReport) -> list[dict]:
             continue
         if lines.flagged != flagged:  # a NUL byte or bytes that are not UTF-8 on this row
             flagged = lines.flagged
-            problems = cell_problems(list(row.values()), list(row))
-            for col, message in problems:
-                report.add(line, col, message)
-            if problems:
+            if report_cell_problems(report, line, list(row.values()), list(row)):
                 continue
         try:
             vote_id = int(row["id"])

@@ -133,6 +133,15 @@ def cell_problems(cells: list[str], header: list[str]) -> list[tuple[str | None,
     return out
 
 
+def report_cell_problems(report: ImportReport, line: int, cells: list[str], header: list[str]) -> bool:
+    """Add a line's cell problems (NUL bytes, bytes that are not UTF-8) to the report; True when
+    it had any."""
+    problems = cell_problems(cells, header)
+    for col, message in problems:
+        report.add(line, col, message)
+    return bool(problems)
+
+
 def _text_header(cells: list[str]) -> list[str]:
     problems = cell_problems(cells, [f"#{j + 1}" for j in range(len(cells))])
     if problems:
@@ -159,11 +168,8 @@ def _read_edd(path: Path, report: ImportReport) -> tuple[list[str], Iterator[tup
             cells = line.split("|")
             if lines.flagged != flagged:
                 flagged = lines.flagged
-                problems = cell_problems(cells, header)
-                if problems:
+                if report_cell_problems(report, i, cells, header):
                     report.rows_read += 1
-                    for col, message in problems:
-                        report.add(i, col, message)
                     continue
             if len(cells) != len(header):
                 report.rows_read += 1
@@ -203,11 +209,8 @@ def _read_csv(path: Path, report: ImportReport) -> tuple[list[str], Iterator[tup
                 continue
             if lines.flagged != flagged:
                 flagged = lines.flagged
-                problems = cell_problems(cells, header)
-                if problems:
+                if report_cell_problems(report, i, cells, header):
                     report.rows_read += 1
-                    for col, message in problems:
-                        report.add(i, col, message)
                     continue
             if len(cells) != len(header):
                 report.rows_read += 1
