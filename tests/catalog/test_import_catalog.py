@@ -296,7 +296,7 @@ def test_killed_import_leaves_nothing(tmp_path):
         while not pids and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
             with connection.cursor() as cur:
-                cur.execute(copying, [f"COPY {tables.STAGE} %"])
+                cur.execute(copying, [f"COPY {tables.STAGE}%"])  # any staging table: rows, names or sky
                 pids = [r[0] for r in cur.fetchall()]
         assert pids, "the import never reached its COPY"
         proc.send_signal(signal.SIGKILL)
