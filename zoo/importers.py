@@ -3,13 +3,17 @@
 Volunteers named in the table become pseudonymous accounts that cannot log in until claimed.
 Votes naming galaxies the catalog does not hold yet are kept, attached to a galaxy known only
 by its pgc. Re-importing a table adds nothing: votes are identified by their GIZ id.
+
+The table streams: rows are validated one by one and COPYed in batches into a temporary
+staging table; duplicate vote ids, placeholders, the volunteers' rounds and the votes are then
+done set-wise in SQL, in the one transaction (memory does not grow with the file).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
 
-from catalog.importers.copy import copy_records, create_placeholder_galaxies
+from catalog.importers.copy import copy_value, create_placeholder_galaxies_from
 from catalog.importers.report import ImportReport, ImportValidationError
 from catalog.importers.tables import TableReadError, TextLines, report_cell_problems
 from catalog.sample import VOTES_FILE
@@ -35,6 +39,14 @@ KINDS = {
 }
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
 BATCH = 2000
+STAGE = "galcat_vote_stage"
+STAGE_COLUMNS = (
+    [("line", "integer"), ("valid", "boolean"), ("giz_id", "integer"), ("pgc", "integer"), ("std1", "integer"), ("std2", "integer")]
+    + [("rejected", "boolean")]
+    + [(flag, "boolean") for flag in GIZ_FLAGS]
+    + [("inc", "float8"), ("username", "text"), ("kind", "text"), ("checkout_time", "timestamptz"), ("checkin_time", "timestamptz")]
+    + [("note", "text")]
+)
 MAX_INT = 2**31 - 1
 MAX_USER = Volunteer._meta.get_field("pseudonym").max_length
 
@@ -72,21 +84,20 @@ def _parse_pgc(text: str, *, required: bool) -> int | None:
     return value
 
 
-def read_votes(path: Path, report: ImportReport) -> list[dict]:
-    """Validated vote dicts of a GIZ CSV; problems go to the report."""
-    lines = TextLines(path)
+def read_votes(lines: TextLines, report: ImportReport) -> Iterator[dict]:
+    """Vote dicts of a GIZ CSV (read as TextLines), one per row with a vote id, with its line
+    and whether it is valid; problems go to the report (duplicate vote ids are found later,
+    set-wise)."""
     reader = csv.DictReader(iter(lines))
     try:
         fields = reader.fieldnames or []
     except (TableReadError, csv.Error) as exc:
         report.add(None, None, str(exc))
-        return []
+        return
     missing = [c for c in REQUIRED if c not in fields]
     if missing:
         report.add(1, None, f"missing column(s): {', '.join(missing)}")
-        return []
-    rows = []
-    seen: dict[int, int] = {}
+        return
     flagged = lines.flagged
     while True:
         try:
@@ -113,16 +124,14 @@ def read_votes(path: Path, report: ImportReport) -> list[dict]:
         except ValueError:
             report.add(line, "id", f"vote id must be a positive integer, got {row['id']!r}")
             continue
-        if vote_id in seen:
-            report.add(line, "id", f"duplicate vote id {vote_id} (also on line {seen[vote_id]})")
-            continue
-        seen[vote_id] = line
+        rec = {"line": line, "giz_id": vote_id}
+        ok = True
         try:
-            rec = {"giz_id": vote_id, "pgc": _parse_pgc(row["pgc"], required=True)}
+            rec["pgc"] = _parse_pgc(row["pgc"], required=True)
         except ValueError as exc:
             report.add(line, "pgc", str(exc) if "pgc" in str(exc) else f"expected a pgc number, got {row['pgc']!r}")
-            continue
-        ok = True
+            rec["pgc"] = None
+            ok = False
         for key in ("pgc_std1", "pgc_std2"):
             try:
                 rec["std" + key[-1]] = _parse_pgc(row.get(key, ""), required=False)
@@ -172,9 +181,8 @@ def read_votes(path: Path, report: ImportReport) -> list[dict]:
             report.add(line, "checkin_time", str(exc))
             ok = False
         rec["note"] = (row.get("note") or "").strip()
-        if ok:
-            rows.append(rec)
-    return rows
+        rec["valid"] = ok
+        yield rec
 
 
 def ensure_imported_volunteers(names: set[str]) -> dict[str, int]:
@@ -199,55 +207,87 @@ def import_votes(path: str | Path, *, partial: bool = False, progress=None) -> I
     if not path.exists():
         report.add(None, None, f"no such file: {path}")
         raise ImportValidationError(report)
-    rows = read_votes(path, report)
-    if report.rows_read == 0 and not report.problems:
-        report.add(None, None, "the table has a header but no rows")
-    if report.problems and not partial:
-        raise ImportValidationError(report)
-    report.skipped = report.rows_read - len(rows)
-    if not rows:
-        raise ImportValidationError(report)
-
-    with transaction.atomic():
-        already = set(InclinationVote.objects.filter(giz_id__in=[r["giz_id"] for r in rows]).values_list("giz_id", flat=True))
-        fresh = [r for r in rows if r["giz_id"] not in already]
-        report.extra["already imported"] = len(rows) - len(fresh)
-        users = ensure_imported_volunteers({r["user"] for r in fresh})
-        pgcs = {r["pgc"] for r in fresh}
-        report.extra["galaxies awaiting position"] = create_placeholder_galaxies(pgcs)
-
-        # A volunteer who measured a galaxy again did so in a later round.
-        used_rounds: dict[tuple[int, int], set[int]] = defaultdict(set)
-        for uid, pgc, rnd in InclinationVote.objects.filter(user_id__in=users.values(), galaxy_id__in=pgcs).values_list(
-            "user_id", "galaxy_id", "round"
-        ):
-            used_rounds[(uid, pgc)].add(rnd)
-        fresh.sort(key=lambda r: (r["checkin_time"] or datetime.min.replace(tzinfo=UTC), r["giz_id"]))
-        votes = []
-        for r in fresh:
-            uid = users[r["user"]]
-            taken = used_rounds[(uid, r["pgc"])]
-            rnd = 0
-            while rnd in taken:
-                rnd += 1
-            taken.add(rnd)
-            fields = {k: v for k, v in r.items() if k not in ("user", "pgc")}
-            created = r["checkin_time"] or r["checkout_time"] or datetime.now(UTC)
-            votes.append(
-                {"user_id": uid, "galaxy_id": r["pgc"], "round": rnd, "source": InclinationVote.Source.IMPORT, "created": created, **fields}
-            )
-        total = len(votes)
-        with connection.cursor() as cur:
-            for start in range(0, total, BATCH):
-                copy_records(cur, InclinationVote, votes[start : start + BATCH])
-                if progress:
-                    progress(min(start + BATCH, total), total)
-        report.created = total
+    lines = TextLines(path)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        cur.execute(f"CREATE TEMP TABLE {STAGE} ({', '.join(f'{c} {t}' for c, t in STAGE_COLUMNS)}) ON COMMIT DROP")
+        names = [c for c, _ in STAGE_COLUMNS]
+        records = read_votes(lines, report)
+        while batch := [next(records, None) for _ in range(BATCH)]:
+            batch = [r for r in batch if r is not None]
+            if not batch:
+                break
+            with cur.copy(f"COPY {STAGE} ({', '.join(names)}) FROM STDIN") as copy:
+                copy.write("".join("\t".join(copy_value(r.get(c if c != "username" else "user")) for c in names) + "\n" for r in batch))
+            if progress:
+                done = report.rows_read
+                progress(done, max(done, int(done * lines.size / max(lines.bytes_read, 1))))
+        _report_duplicates(cur, report)
+        report.problems.sort(key=lambda p: p.line or 0)
+        if report.rows_read == 0 and not report.problems:
+            report.add(None, None, "the table has a header but no rows")
+        if report.problems and not partial:
+            raise ImportValidationError(report)
+        cur.execute(f"SELECT count(*) FROM {STAGE} WHERE valid")
+        valid = cur.fetchone()[0]
+        report.skipped = report.rows_read - valid
+        if not valid:
+            raise ImportValidationError(report)
+        vote = InclinationVote._meta.db_table
+        cur.execute(f"UPDATE {STAGE} s SET valid = false FROM {vote} v WHERE s.valid AND v.giz_id = s.giz_id")
+        report.extra["already imported"] = cur.rowcount
+        cur.execute(f"SELECT DISTINCT username FROM {STAGE} WHERE valid")
+        users = ensure_imported_volunteers({r[0] for r in cur.fetchall()})
+        report.extra["galaxies awaiting position"] = create_placeholder_galaxies_from(f"SELECT DISTINCT pgc FROM {STAGE} WHERE valid")
+        report.created = _insert_votes(cur)
         report.extra["volunteers"] = len(users)
-        if votes:
-            galaxy_ids = sorted(pgcs)
+        if report.created:
+            cur.execute(f"SELECT DISTINCT pgc FROM {STAGE} WHERE valid ORDER BY pgc")
+            galaxy_ids = [r[0] for r in cur.fetchall()]
             transaction.on_commit(lambda: votes_added.send(sender=InclinationVote, galaxy_ids=galaxy_ids))
+        cur.execute(f"DROP TABLE {STAGE}")
+    if progress:
+        progress(report.created, report.created)
     return report
+
+
+def _report_duplicates(cur, report: ImportReport) -> None:
+    """A vote id given again on a later line: reported there, and that row left out."""
+    cur.execute(
+        "SELECT line, giz_id, first FROM (SELECT line, giz_id, first_value(line) OVER (PARTITION BY giz_id ORDER BY line) AS first "
+        f"FROM {STAGE}) d WHERE line <> first ORDER BY line"
+    )
+    lines = []
+    for line, vote_id, first in cur.fetchall():
+        report.add(line, "id", f"duplicate vote id {vote_id} (also on line {first})")
+        lines.append(line)
+    if lines:
+        cur.execute(f"UPDATE {STAGE} SET valid = false WHERE line = ANY(%s)", [lines])
+
+
+def _insert_votes(cur) -> int:
+    """INSERT the valid staged votes; a volunteer who measured a galaxy again did so in a later
+    round: each vote takes the smallest round of its (volunteer, galaxy) not yet taken, in the
+    order of check-in time (unknown first) and vote id."""
+    vote = InclinationVote._meta.db_table
+    user = get_user_model()._meta.db_table
+    flags = ", ".join(GIZ_FLAGS)
+    cur.execute(
+        f"WITH fresh AS (SELECT s.*, u.id AS uid, "
+        "  row_number() OVER (PARTITION BY u.id, s.pgc ORDER BY s.checkin_time NULLS FIRST, s.giz_id) AS k "
+        f"  FROM {STAGE} s JOIN {user} u ON u.username = s.username WHERE s.valid), "
+        "groups AS (SELECT uid, pgc, count(*) AS n FROM fresh GROUP BY uid, pgc), "
+        "free AS (SELECT g.uid, g.pgc, r, row_number() OVER (PARTITION BY g.uid, g.pgc ORDER BY r) AS k FROM groups g, "
+        f"  LATERAL generate_series(0, g.n - 1 + (SELECT count(*) FROM {vote} v WHERE v.user_id = g.uid AND v.galaxy_id = g.pgc)) r "
+        f"  WHERE NOT EXISTS (SELECT 1 FROM {vote} v WHERE v.user_id = g.uid AND v.galaxy_id = g.pgc AND v.round = r)) "
+        f"INSERT INTO {vote} (user_id, galaxy_id, round, source, created, giz_id, inc, rejected, std1, std2, {flags}, note, kind, "
+        "  checkout_time, checkin_time) "
+        f"SELECT f.uid, f.pgc, free.r, %s, COALESCE(f.checkin_time, f.checkout_time, now()), f.giz_id, f.inc, f.rejected, f.std1, "
+        f"  f.std2, {', '.join('f.' + g for g in GIZ_FLAGS)}, f.note, f.kind, f.checkout_time, f.checkin_time "
+        "FROM fresh f JOIN free ON free.uid = f.uid AND free.pgc = f.pgc AND free.k = f.k ORDER BY f.giz_id",
+        [InclinationVote.Source.IMPORT],
+    )
+    return cur.rowcount
 
 
 def load_sample_votes(folder: Path, say=print) -> dict:

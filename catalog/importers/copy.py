@@ -1,11 +1,11 @@
-"""Writing model rows with PostgreSQL's COPY instead of building model instances."""
+"""PostgreSQL COPY text fields, and placeholder galaxies written set-wise instead of as model instances."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from django.db import connection, models
+from django.db import connection
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -32,47 +32,35 @@ def copy_value(value) -> str:
     return str(value)
 
 
-def copy_records(cursor, model: type[models.Model], records: Iterable[dict]) -> int:
-    """COPY rows of `model` given as {attname: value}; fields a record lacks get their
-    default (the auto primary key its sequence). Returns the number of rows written."""
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
-    defaults = {f.attname: f.get_default() for f in fields}
-    names = [f.attname for f in fields]
-    lines = []
-    for record in records:
-        lines.append("\t".join(copy_value(record[n] if n in record else defaults[n]) for n in names) + "\n")
-    if not lines:
-        return 0
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    with cursor.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:
-        copy.write("".join(lines))
-    return len(lines)
-
-
 def create_placeholder_galaxies(pgcs: Iterable[int]) -> int:
     """Galaxies known only by their pgc for those of `pgcs` the catalog lacks, in one statement
     (no model instances of 140-odd fields); returns how many were created."""
+    pgcs = sorted(set(pgcs))
+    if not pgcs:
+        return 0
+    return create_placeholder_galaxies_from("SELECT unnest(%s::integer[])", [pgcs])
+
+
+def create_placeholder_galaxies_from(select: str, params: list | None = None) -> int:
+    """create_placeholder_galaxies for the pgc numbers a query selects (one column), set-wise."""
     from django.utils import timezone
 
     from catalog.models import Galaxy
 
-    pgcs = sorted(set(pgcs))
-    if not pgcs:
-        return 0
     qn = connection.ops.quote_name
-    columns, values, params = ["pgc"], ["p"], []
+    columns, values, defaults = ["pgc"], ["p.pgc"], []
     now = timezone.now()
     for field in Galaxy._meta.concrete_fields:
         if field.null or field.primary_key:
             continue
         columns.append(qn(field.column))
         values.append("%s")
-        params.append(now if field.name in ("created", "updated") else field.get_default())
+        defaults.append(now if field.name in ("created", "updated") else field.get_default())
     with connection.cursor() as cur:
         cur.execute(
             f"WITH made AS (INSERT INTO {Galaxy._meta.db_table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM unnest(%s::integer[]) AS p ON CONFLICT (pgc) DO NOTHING RETURNING 1) "
+            f"SELECT {', '.join(values)} FROM ({select}) AS p (pgc) ORDER BY 1 ON CONFLICT (pgc) DO NOTHING RETURNING 1) "
             "SELECT count(*) FROM made",
-            [*params, pgcs],
+            [*defaults, *(params or [])],
         )
         return cur.fetchone()[0]

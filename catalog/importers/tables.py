@@ -1,29 +1,35 @@
 """Import of catalog tables: EDD pipe tables, CSV, VOTable, FITS binary tables and OpenNGC.
 
-`import_catalog` streams a table: the reader yields rows, which are validated in chunks of
-CHUNK_ROWS (every problem named by line and column) and COPYed, with their HEALPix index and
-any missing galactic/supergalactic coordinates computed per chunk, into a temporary staging
-table. Duplicate pgc numbers and names that clash (inside the file or with other galaxies) are
-found set-wise in SQL. Only then, when the whole table is clean (or with partial=True, which
-leaves the bad rows out), one INSERT ... SELECT ... ON CONFLICT (pgc) DO UPDATE writes the
-columns the table holds (others keep their values), and one INSERT the names. Everything runs
+`import_catalog` streams a table: the reader yields chunks of CHUNK_ROWS rows by columns,
+which are validated vectorised (every problem named by line and column) and COPYed, with their
+HEALPix index and any missing galactic/supergalactic coordinates computed per chunk, into a
+temporary staging table. Duplicate pgc numbers and names that clash (inside the file or with
+other galaxies) are found set-wise in SQL. Only then, when the whole table is clean (or with
+partial=True, which leaves the bad rows out), one UPDATE ... FROM the stage writes the columns
+the table holds into the galaxies that exist (others keep their values), one INSERT ... SELECT
+adds the new ones and one INSERT the names; a write that at least doubles a table rebuilds its
+secondary indexes instead of inserting into them row by row. Everything runs
 in one transaction: a refused, failed or killed import leaves nothing behind. Memory depends on
-CHUNK_ROWS, not on the size of the file (text tables and FITS are read as streams; astropy
-parses a VOTable document whole).
+CHUNK_ROWS, not on the size of the file (astropy parses a VOTable in BINARY serialisation whole;
+TABLEDATA, text tables and FITS are read as streams).
 
-A reader is a function (path, report) -> (header, rows) where rows yields (place, {header: raw
-cell}) with place the line number (1-based, the header is line 1) or row number; a reader may
-report the rows it cannot split into cells itself (report.add + report.rows_read += 1).
+A reader is a function (path, report) -> (header, chunks) where chunks yields (places, columns)
+of at most CHUNK_ROWS rows: places the line numbers (1-based, the header is line 1) or row
+numbers, columns one list of raw cells per header column. A reader reports the rows it cannot
+split into cells itself (report.add + report.rows_read += 1). Text tables are split a block of
+lines at a time (the csv module only where quotes need it), VOTable TABLEDATA is parsed
+incrementally, FITS tables are memory-mapped and read by columns.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator
-from itertools import islice
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,7 @@ from catalog.sky import derived_coordinates, healpix_index
 FORMATS = ("edd", "csv", "votable", "fits", "openngc")
 NAME_COLUMNS = ("name", "names", "objname", "alias", "aliases")
 CHUNK_ROWS = 20_000
+BULK_MIN_ROWS = 50_000  # a write of this many new rows or more may rebuild secondary indexes
 MAX_STR = Galaxy._meta.get_field("type").max_length
 MAX_NAME = GalaxyName._meta.get_field("name").max_length
 BINARY_PROBE = 65536
@@ -53,7 +60,8 @@ STAGE_PROBLEMS = "galcat_import_problems"
 STAGE_SKY = "galcat_import_sky"  # healpix and derived coordinates of the located rows, by line
 
 Progress = Callable[[int, int], None]
-Reader = Callable[[Path, ImportReport], tuple[list[str], Iterator[tuple[int, dict]]]]
+Chunk = tuple[list[int], list[list]]  # (places, one list of raw cells per header column)
+Reader = Callable[[Path, ImportReport], tuple[list[str], Iterator[Chunk]]]
 
 
 class TableReadError(ValueError):
@@ -73,15 +81,19 @@ def guess_format(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading: each reader gives the header and yields (place, {header: raw value})
+# Reading: each reader gives the header and yields chunks (places, one list of raw cells per
+# header column) of at most CHUNK_ROWS rows
 # ---------------------------------------------------------------------------------------------
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_BAD_TEXT = re.compile("[\x00\udc80-\udcff]")
 
 
 class TextLines:
-    """The decoded lines of a text file, read as a stream. A file with a NUL byte in its first
-    64 KB is binary; later NUL bytes and bytes that are not UTF-8 (kept as lone surrogates) are
-    counted in `flagged`, so that the reader names the line and column holding them."""
+    """The decoded text of a file, read as a stream of blocks of whole lines (`blocks`) or of
+    lines (iteration). A file with a NUL byte in its first 64 KB is binary; later NUL bytes and
+    bytes that are not UTF-8 (kept as lone surrogates) are flagged: a block holding any comes
+    with bad=True, and iterating counts the lines holding them in `flagged`, so that the reader
+    names the line and column holding them."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -89,7 +101,8 @@ class TextLines:
         self.bytes_read = 0
         self.size = path.stat().st_size
 
-    def __iter__(self) -> Iterator[str]:
+    def blocks(self) -> Iterator[tuple[str, bool]]:
+        """(text, bad) of blocks of about READ_BLOCK bytes, each ending at a line end (but the last)."""
         with self.path.open("rb") as f:
             head = f.read(BINARY_PROBE)
             if not head.strip() and len(head) < BINARY_PROBE:
@@ -110,13 +123,17 @@ class TextLines:
                 self.bytes_read += cut
                 data, rest = data[:cut], data[cut:]
                 text = data.decode("utf-8", "surrogateescape")
-                if b"\x00" not in data and not _SURROGATE.search(text):
-                    yield from io.StringIO(text, newline="\n")
-                    continue
-                for line in io.StringIO(text, newline="\n"):  # flag the lines holding bad bytes
-                    if "\x00" in line or _SURROGATE.search(line):
-                        self.flagged += 1
-                    yield line
+                yield text, b"\x00" in data or _SURROGATE.search(text) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        for text, bad in self.blocks():
+            if not bad:
+                yield from io.StringIO(text, newline="\n")
+                continue
+            for line in io.StringIO(text, newline="\n"):  # flag the lines holding bad bytes
+                if _BAD_TEXT.search(line):
+                    self.flagged += 1
+                yield line
 
 
 def cell_problems(cells: list[str], header: list[str]) -> list[tuple[str | None, str]]:
@@ -149,52 +166,156 @@ def _text_header(cells: list[str]) -> list[str]:
     return [h.strip() for h in cells]
 
 
-def _read_edd(path: Path, report: ImportReport) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    lines = TextLines(path)
-    it = iter(lines)
-    first = next(it, None)
-    if first is None:
-        raise TableReadError("the file is empty")
-    header = _text_header(first.rstrip("\r\n").split("|"))
-    if len(header) < 2:
-        raise TableReadError("line 1: no '|'-separated header found (is this an EDD table?)")
+class _Chunker:
+    """Rows collected from a reader, by columns or one at a time, handed out as chunks (places,
+    columns) of CHUNK_ROWS rows."""
 
-    def rows():
-        flagged = lines.flagged
-        for i, line in enumerate(it, start=2):
-            line = line.rstrip("\r\n")
-            if not line.strip():
+    def __init__(self, width: int):
+        self.places: list[int] = []
+        self.columns: list[list] = [[] for _ in range(width)]
+        self.pending_places: list[int] = []
+        self.pending: list = []
+
+    def add_columns(self, places, columns) -> Iterator[Chunk]:
+        self._flush()
+        self.places.extend(places)
+        for mine, more in zip(self.columns, columns):
+            mine.extend(more)
+        while len(self.places) >= CHUNK_ROWS:
+            yield self._take(CHUNK_ROWS)
+
+    def add_row(self, place: int, row: list) -> Iterator[Chunk]:
+        self.pending_places.append(place)
+        self.pending.append(row)
+        if len(self.pending) >= CHUNK_ROWS:
+            yield from self.add_columns((), ())
+
+    def rest(self) -> Iterator[Chunk]:
+        self._flush()
+        while self.places:
+            yield self._take(CHUNK_ROWS)
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.places.extend(self.pending_places)
+            for mine, more in zip(self.columns, zip(*self.pending)):
+                mine.extend(more)
+            self.pending_places, self.pending = [], []
+
+    def _take(self, n: int) -> Chunk:
+        chunk = self.places[:n], [c[:n] for c in self.columns]
+        del self.places[:n]
+        for c in self.columns:
+            del c[:n]
+        return chunk
+
+
+def _dict_chunks(header: list[str], rows: Iterator[tuple[int, dict]]) -> Iterator[Chunk]:
+    """Chunks of a reader that yields (place, {header: raw cell}) rows (OpenNGC)."""
+    chunker = _Chunker(len(header))
+    for place, row in rows:
+        yield from chunker.add_row(place, [row.get(h) for h in header])
+    yield from chunker.rest()
+
+
+class _TextTable:
+    """Rows of an EDD pipe table (sep '|') or a CSV/TSV (a csv dialect). Blocks of lines without
+    quotes are split with str.split, whole; from the first block that needs the csv module
+    (quotes, a lone carriage return, a field over the csv limit) on, rows go through csv.reader."""
+
+    def __init__(self, path: Path, sep: str, dialect: type[csv.Dialect] | None):
+        self.lines = TextLines(path)
+        self.sep, self.dialect = sep, dialect
+        self.blocks = self.lines.blocks()
+        text, self.first_bad = next(self.blocks)
+        head, _, self.first_rest = text.partition("\n")
+        head = head.rstrip("\r")
+        if dialect is None:
+            self.header = _text_header(head.split(sep))
+            if len(self.header) < 2:
+                raise TableReadError("line 1: no '|'-separated header found (is this an EDD table?)")
+        else:
+            try:
+                cells = next(csv.reader([head], dialect), [])
+            except csv.Error as exc:
+                raise TableReadError(f"line 1: {exc}") from exc
+            self.header = _text_header(cells)
+            if len(self.header) < 2:
+                raise TableReadError("line 1: expected a comma-separated header with at least two columns")
+        self.blank = re.compile(rf"^(?:[^\S\n]|{re.escape(sep)})*$" if dialect else r"^[^\S\n]*$", re.M)
+
+    def fraction(self) -> float:
+        return self.lines.bytes_read / self.lines.size if self.lines.size else 1.0
+
+    def chunks(self, report: ImportReport) -> Iterator[Chunk]:
+        chunker = _Chunker(len(self.header))
+        line = 2
+        text, bad = self.first_rest, self.first_bad
+        blocks = itertools.chain([(text, bad)], self.blocks)
+        for text, bad in blocks:
+            if "\r" in text:
+                if text.count("\r") != text.count("\r\n") and self.dialect:
+                    break
+                text = text.replace("\r\n", "\n")
+            if self.dialect and (
+                '"' in text or (len(text) > csv.field_size_limit() and max(map(len, text.split("\n"))) > csv.field_size_limit())
+            ):
+                break
+            places, columns, line = self._split(text, bad, line, report)
+            yield from chunker.add_columns(places, columns)
+        else:
+            yield from chunker.rest()
+            return
+        # the csv module from here on: this block's lines, then the next blocks'
+        for place, cells in self._csv_rows(itertools.chain([(text, bad)], blocks), line - 1, report):
+            yield from chunker.add_row(place, cells)
+        yield from chunker.rest()
+
+    def _split(self, text: str, bad: bool, first: int, report: ImportReport) -> tuple[list[int] | range, list[list[str]], int]:
+        """(places, columns, next line) of a block of unquoted lines starting at line `first`:
+        blank lines left out, lines with the wrong number of cells or with bad bytes reported.
+        A clean block (every line with its cells, none blank) is split in one go."""
+        sep, width = self.sep, len(self.header)
+        codes = np.frombuffer(text.encode("utf-8", "surrogateescape"), np.uint8)
+        ends = np.flatnonzero(codes == 10)
+        if not text.endswith("\n"):
+            ends = np.append(ends, len(codes))
+        n, end = len(ends), first + len(ends)
+        per_line = np.diff(np.searchsorted(np.flatnonzero(codes == ord(sep)), ends), prepend=0)
+        if not bad and (per_line == width - 1).all() and not self.blank.search(text, 0, max(0, len(text) - 1)):
+            cells = text.replace("\n", sep).split(sep)
+            return range(first, end), [cells[j : n * width : width] for j in range(width)], end
+        places, kept = [], []
+        for i, ln in zip(range(first, end), text.split("\n")):
+            if self.blank.match(ln):
                 continue
-            cells = line.split("|")
-            if lines.flagged != flagged:
-                flagged = lines.flagged
-                if report_cell_problems(report, i, cells, header):
-                    report.rows_read += 1
-                    continue
-            if len(cells) != len(header):
+            cells = ln.split(sep)
+            if bad and _BAD_TEXT.search(ln) and report_cell_problems(report, i, cells, self.header):
                 report.rows_read += 1
-                report.add(i, None, f"expected {len(header)} columns, found {len(cells)} (truncated or malformed line)")
                 continue
-            yield i, {h: c.strip() for h, c in zip(header, cells)}
+            if len(cells) != width:
+                report.rows_read += 1
+                if self.dialect:
+                    report.add(i, None, f"expected {width} fields, found {len(cells)}")
+                else:
+                    report.add(i, None, f"expected {width} columns, found {len(cells)} (truncated or malformed line)")
+                continue
+            places.append(i)
+            kept.append(cells)
+        return places, [list(c) for c in zip(*kept)] if kept else [[] for _ in range(width)], end
 
-    return header, _SizedRows(rows(), lines)
+    def _csv_rows(self, blocks: Iterator[tuple[str, bool]], before: int, report: ImportReport) -> Iterator[tuple[int, list[str]]]:
+        flagged = [0]
 
+        def lines():
+            for text, bad in blocks:
+                for ln in io.StringIO(text, newline="\n"):
+                    if bad and _BAD_TEXT.search(ln):
+                        flagged[0] += 1
+                    yield ln
 
-def _read_csv(path: Path, report: ImportReport) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    lines = TextLines(path)
-    dialect = csv.excel_tab if path.name.lower().endswith(".tsv") else csv.excel
-    reader = csv.reader(iter(lines), dialect)
-    try:
-        header = _text_header(next(reader))
-    except StopIteration as exc:
-        raise TableReadError("the file is empty") from exc
-    except csv.Error as exc:
-        raise TableReadError(f"line 1: {exc}") from exc
-    if len(header) < 2:
-        raise TableReadError("line 1: expected a comma-separated header with at least two columns")
-
-    def rows():
-        flagged = lines.flagged
+        reader = csv.reader(lines(), self.dialect)
+        seen, width = 0, len(self.header)
         while True:
             try:
                 cells = next(reader)
@@ -202,90 +323,177 @@ def _read_csv(path: Path, report: ImportReport) -> tuple[list[str], Iterator[tup
                 return
             except csv.Error as exc:
                 report.rows_read += 1
-                report.add(reader.line_num, None, f"malformed CSV: {exc}")
+                report.add(before + reader.line_num, None, f"malformed CSV: {exc}")
                 continue
-            i = reader.line_num
+            i = before + reader.line_num
             if not "".join(cells).strip():
                 continue
-            if lines.flagged != flagged:
-                flagged = lines.flagged
-                if report_cell_problems(report, i, cells, header):
+            if flagged[0] != seen:
+                seen = flagged[0]
+                if report_cell_problems(report, i, cells, self.header):
                     report.rows_read += 1
                     continue
-            if len(cells) != len(header):
+            if len(cells) != width:
                 report.rows_read += 1
-                report.add(i, None, f"expected {len(header)} fields, found {len(cells)}")
+                report.add(i, None, f"expected {width} fields, found {len(cells)}")
                 continue
-            yield i, dict(zip(header, cells))
-
-    return header, _SizedRows(rows(), lines)
+            yield i, cells
 
 
-class _SizedRows:
-    """A row iterator that also tells how far through its file it is (for progress)."""
+class _Chunks:
+    """A reader's chunk iterator that also tells how far through its file it is (for progress)."""
 
-    def __init__(self, rows: Iterator, lines: TextLines):
-        self.rows, self.lines = rows, lines
+    def __init__(self, chunks: Iterator[Chunk], fraction: Callable[[], float] | None = None):
+        self.chunks, self.fraction = chunks, fraction
 
     def __iter__(self):
-        return self.rows
-
-    def __next__(self):
-        return next(self.rows)
-
-    def fraction(self) -> float:
-        return self.lines.bytes_read / self.lines.size if self.lines.size else 1.0
+        return self.chunks
 
 
-def _read_astropy(path: Path, fmt: str, report: ImportReport) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+def _read_edd(path: Path, report: ImportReport) -> tuple[list[str], _Chunks]:
+    table = _TextTable(path, "|", None)
+    return table.header, _Chunks(table.chunks(report), table.fraction)
+
+
+def _read_csv(path: Path, report: ImportReport) -> tuple[list[str], _Chunks]:
+    tsv = path.name.lower().endswith(".tsv")
+    table = _TextTable(path, "\t" if tsv else ",", csv.excel_tab if tsv else csv.excel)
+    return table.header, _Chunks(table.chunks(report), table.fraction)
+
+
+def _astropy_cells(col: Any, nan_is_null: bool) -> list:
+    """The raw cells of an astropy column: numbers and str, None where masked (or NaN where
+    NaN means null)."""
+    values = np.asarray(getattr(col, "data", col))
+    out = [v.decode("utf-8", "replace") for v in values.tolist()] if values.dtype.kind == "S" else values.tolist()
+    null = np.zeros(len(out), bool)
+    mask = np.asarray(getattr(col, "mask", False))
+    if mask.ndim:
+        null |= mask.reshape(len(out), -1).all(axis=1)
+    if nan_is_null and values.dtype.kind == "f" and values.ndim == 1:
+        null |= np.isnan(values)
+    for i in np.flatnonzero(null).tolist():
+        out[i] = None
+    return out
+
+
+def _astropy_table(path: Path, fmt: str) -> Any:
     import warnings
 
     from astropy.table import Table
 
-    if path.stat().st_size == 0:
-        raise TableReadError("the file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if fmt == "votable":
-                table = Table.read(path, format="votable")
-            else:  # memory-mapped: rows are read from the file as they are used
-                table = Table.read(path, format="fits", memmap=True)
+                return Table.read(path, format="votable")
+            return Table.read(path, format="fits", memmap=True)  # rows are read from the file as they are used
     except Exception as exc:  # astropy raises many kinds for garbage input
         raise TableReadError(f"cannot read as {fmt.upper()}: {exc}") from exc
+
+
+def _table_chunks(table: Any, header: list[str], nan_is_null: bool) -> Iterator[Chunk]:
+    for start in range(0, len(table), CHUNK_ROWS):
+        part = table[start : start + CHUNK_ROWS]
+        yield list(range(start + 1, start + 1 + len(part))), [_astropy_cells(part[h], nan_is_null) for h in header]
+
+
+def _read_fits(path: Path, report: ImportReport) -> tuple[list[str], Iterator[Chunk]]:
+    if path.stat().st_size == 0:
+        raise TableReadError("the file is empty")
+    table = _astropy_table(path, "fits")
     header = list(table.colnames)
-
-    def value(v: Any) -> Any:
-        if v is np.ma.masked or (hasattr(v, "mask") and np.all(v.mask)):
-            return None
-        if isinstance(v, bytes):
-            return v.decode("utf-8", "replace")
-        if isinstance(v, np.generic):
-            v = v.item()
-        if fmt == "fits" and isinstance(v, float) and math.isnan(v):
-            return None  # a memory-mapped FITS table leaves its nulls (NaN) unmasked
-        return v
-
-    def rows():
-        for start in range(0, len(table), CHUNK_ROWS):
-            part = table[start : start + CHUNK_ROWS]
-            for i, row in enumerate(part, start=start + 1):
-                yield i, {h: value(row[h]) for h in header}
-
-    return header, rows()
+    return header, _table_chunks(table, header, nan_is_null=True)  # a memory-mapped table leaves its nulls (NaN) unmasked
 
 
-def _read_openngc(path: Path, report: ImportReport) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+def _read_votable(path: Path, report: ImportReport) -> tuple[list[str], Iterator[Chunk]]:
+    """The first TABLE of a VOTable. TABLEDATA (the XML encoding) is streamed with astropy's
+    incremental XML parser; a BINARY, BINARY2 or FITS serialisation is read by astropy whole."""
+    from astropy.utils.xml.iterparser import get_xml_iterator
+
+    if path.stat().st_size == 0:
+        raise TableReadError("the file is empty")
+
+    def events():
+        with get_xml_iterator(str(path)) as it:
+            yield from it
+
+    stream = events()
+    fields: list[dict] = []
+    encoding = None
+    try:
+        for start, tag, data, _ in stream:
+            if not start:
+                if tag == "TABLE":
+                    break
+                continue
+            if tag == "FIELD":
+                fields.append({"name": data.get("name") or data.get("ID") or f"col{len(fields) + 1}", "datatype": data.get("datatype", "")})
+            elif tag == "VALUES" and fields and "null" in data:
+                fields[-1]["null"] = data["null"]
+            elif tag in ("TABLEDATA", "BINARY", "BINARY2", "FITS"):
+                encoding = tag
+                break
+    except Exception as exc:  # expat and astropy raise many kinds for garbage input
+        raise TableReadError(f"cannot read as VOTABLE: {exc}") from exc
+    if not fields:
+        raise TableReadError("cannot read as VOTABLE: no TABLE with FIELDs found")
+    if encoding != "TABLEDATA":
+        stream.close()
+        table = _astropy_table(path, "votable")
+        header = list(table.colnames)
+        return header, _table_chunks(table, header, nan_is_null=False)
+    header = [f["name"] for f in fields]
+    nulls = [f.get("null") for f in fields]
+    nan_null = [f["datatype"] in ("float", "double", "floatComplex", "doubleComplex") for f in fields]
+
+    def chunks() -> Iterator[Chunk]:
+        chunker = _Chunker(len(header))
+        row: list = []
+        place = 0
+        try:
+            for start, tag, data, _ in stream:
+                if start:
+                    if tag == "TR":
+                        row = []
+                    continue
+                if tag == "TD":
+                    j = len(row)
+                    if j < len(header) and (data == nulls[j] or (nan_null[j] and data.strip().lower() == "nan")):
+                        data = None
+                    row.append(data)
+                elif tag == "TR":
+                    place += 1
+                    if len(row) != len(header):
+                        report.rows_read += 1
+                        report.add(place, None, f"expected {len(header)} cells, found {len(row)}")
+                        continue
+                    yield from chunker.add_row(place, row)
+                elif tag in ("TABLEDATA", "TABLE"):
+                    break
+        except TableReadError:
+            raise
+        except Exception as exc:
+            raise TableReadError(f"cannot read as VOTABLE (row {place + 1}): {exc}") from exc
+        finally:
+            stream.close()
+        yield from chunker.rest()
+
+    return header, chunks()
+
+
+def _read_openngc(path: Path, report: ImportReport) -> tuple[list[str], Iterator[Chunk]]:
     from catalog.importers.openngc import read_openngc
 
-    return read_openngc(path, report)
+    header, rows = read_openngc(path, report)
+    return header, _dict_chunks(header, rows)
 
 
 READERS: dict[str, Reader] = {
     "edd": _read_edd,
     "csv": _read_csv,
-    "votable": lambda path, report: _read_astropy(path, "votable", report),
-    "fits": lambda path, report: _read_astropy(path, "fits", report),
+    "votable": _read_votable,
+    "fits": _read_fits,
     "openngc": _read_openngc,
 }
 
@@ -341,6 +549,20 @@ def convert_value(col: Column, raw: Any, *, zero_is_null: bool) -> Any:
     return number
 
 
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_SIMPLE_NAME = re.compile(r"([A-Za-z]+) ?0*([0-9]+)")
+
+
+def _name_and_key(name: str) -> tuple[str, str]:
+    """(display_name, normalise_name) of a stripped name; names like "NGC 4565" or "ugc07772"
+    (the most common kind) without the two general functions' regular expressions."""
+    m = _SIMPLE_NAME.fullmatch(name)
+    if m:
+        prefix, number = m.group(1).upper(), int(m.group(2))
+        return f"{prefix} {number}", f"{prefix}{number}"
+    return display_name(name), normalise_name(name)
+
+
 _NOT_PLAIN = re.compile(r"[^0-9.eE+\- \x1f]")
 _NUMERIC_TEXT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
@@ -355,7 +577,7 @@ def _numeric_column(col: Column, raws: list, zero_is_null: bool) -> tuple[np.nda
     n = len(raws)
     errors: dict[int, str] = {}
     try:
-        values = np.array(raws, dtype=np.float64)
+        values = np.fromiter(map(float, raws), np.float64, n)
         null = np.isnan(values)
         if null.any():  # None reads as NaN; the text "nan" must stay a problem
             null &= np.fromiter((r is None for r in raws), bool, n)
@@ -425,8 +647,9 @@ _SKY_ROW = np.dtype(
 class _Stage:
     """Validated rows of one import in a temporary table, ready for one upsert."""
 
-    def __init__(self, cursor, columns: dict[str, Column], name_headers: list[str], zero_is_null: bool):
+    def __init__(self, cursor, header: list[str], columns: dict[str, Column], name_headers: list[str], zero_is_null: bool):
         self.cur = cursor
+        self.index = {h: j for j, h in enumerate(header)}
         self.columns = columns  # header -> registry column
         self.name_headers = name_headers
         self.zero_is_null = zero_is_null
@@ -455,17 +678,17 @@ class _Stage:
         cursor.execute(f"CREATE TEMP TABLE {STAGE_NAMES} (line integer, pgc bigint, name text, normalised text) ON COMMIT DROP")
 
     # -- one chunk ------------------------------------------------------------------------------
-    def add(self, chunk: list[tuple[int, dict]], report: ImportReport) -> None:
-        """Validate a chunk of rows, report its problems by line and column, COPY it."""
-        n = len(chunk)
+    def add(self, places: list[int], cells: list[list], report: ImportReport) -> None:
+        """Validate a chunk of rows (cells: one list per header column), report its problems by
+        line and column, COPY it."""
+        n = len(places)
         report.rows_read += n
-        places = [p for p, _ in chunk]
         problems: list[tuple[int, int, str | None, str]] = []
         bad = np.zeros(n, bool)
         texts: dict[str, list[str]] = {}
         numbers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for order, (h, col) in enumerate(self.columns.items()):
-            raws = [raw.get(h) for _, raw in chunk]
+            raws = cells[self.index[h]]
             if col.kind in ("float", "int"):
                 values, null, errors = _numeric_column(col, raws, self.zero_is_null)
                 numbers[col.name] = (values, null)
@@ -498,7 +721,7 @@ class _Stage:
         valid = ~bad
         if self.has_position:
             valid &= self._check_positions(numbers, places, bad, header_of, problems)
-        names = self._names(chunk, places, pgc, valid, problems) if self.name_headers else []
+        names = self._names(cells, places, pgc, valid, problems) if self.name_headers else []
         self._sky(numbers, places, valid)
         problems.sort(key=lambda p: (p[0], p[1]))
         for place, _, h, message in problems:
@@ -520,8 +743,10 @@ class _Stage:
         with self.cur.copy(f"COPY {STAGE} (line, valid, {quoted}) FROM STDIN") as copy:
             copy.write(data)
         if names:
+            if _COPY_SPECIAL.search("".join(name for _, _, name, _ in names)):
+                names = [(line, p, copy_text(name), copy_text(key)) for line, p, name, key in names]
             with self.cur.copy(f"COPY {STAGE_NAMES} (line, pgc, name, normalised) FROM STDIN") as copy:
-                copy.write("".join(f"{line}\t{p}\t{copy_text(name)}\t{copy_text(key)}\n" for line, p, name, key in names))
+                copy.write("".join(f"{line}\t{p}\t{name}\t{key}\n" for line, p, name, key in names))
 
     def _check_positions(self, numbers, places, bad, header_of, problems) -> np.ndarray:
         if "dec" not in numbers:
@@ -541,34 +766,37 @@ class _Stage:
         ok &= ~(half | bad_ra | bad_dec)
         return ok
 
-    def _names(self, chunk, places, pgc, valid, problems) -> list[tuple[int, int, str, str]]:
+    def _names(self, cells, places, pgc, valid, problems) -> list[tuple[int, int, str, str]]:
+        """(line, pgc, display name, lookup key) of the names of the valid rows; a row with a
+        name that cannot be stored is reported and made invalid."""
         out = []
-        for i in np.flatnonzero(valid):
-            raw = chunk[i][1]
+        name_cells = [(h, cells[self.index[h]]) for h in self.name_headers]
+        pgcs = np.where(valid, pgc, 0).astype(np.int64).tolist()
+        for i in np.flatnonzero(valid).tolist():
             row = []
-            for h in self.name_headers:
-                cell = raw.get(h)
+            for h, column_cells in name_cells:
+                cell = column_cells[i]
                 if not cell:
                     continue
-                for n in str(cell).split(";"):
+                cell = str(cell)
+                for n in cell.split(";") if ";" in cell else (cell,):
                     n = n.strip()
                     if not n:
                         continue
-                    name, key = display_name(n), normalise_name(n)
+                    name, key = _name_and_key(n)
                     if len(name) > MAX_NAME or len(key) > MAX_NAME:
                         problems.append((places[i], 20_000, h, f"name {n[:40]!r}... of {len(name)} characters, longer than {MAX_NAME}"))
                         valid[i] = False
-                        row = []
                         break
                     if "\x00" in name:
                         problems.append((places[i], 20_000, h, "NUL byte in a name"))
                         valid[i] = False
-                        row = []
                         break
-                    row.append((places[i], int(pgc[i]), name, key))
+                    row.append((places[i], pgcs[i], name, key))
                 if not valid[i]:
                     break
-            out.extend(row)
+            else:
+                out.extend(row)
         return out
 
     def _sky(self, numbers, places, valid) -> None:
@@ -639,46 +867,90 @@ class _Stage:
         return self.cur.fetchone()[0]
 
     def upsert(self) -> tuple[int, int]:
-        """Insert or update the valid rows by pgc, writing only the staged columns; (created, updated)."""
+        """Write the valid rows by pgc, only the staged columns (+ the sky index and derived
+        coordinates when positions are staged): an UPDATE ... FROM the stage of the galaxies that
+        exist, then an INSERT of the others (ON CONFLICT DO UPDATE only for a row that another
+        import created meanwhile), then the names; (created, updated). A write that adds at least
+        as many rows as its table holds (BULK_MIN_ROWS or more) drops that table's secondary
+        indexes and builds them again after (see _without_secondary_indexes)."""
         qn = connection.ops.quote_name
         now = timezone.now()
-        insert_cols = list(self.stage_fields)
-        select = [f"s.{qn(f)}" for f in self.stage_fields]
+        cols = list(self.stage_fields)
+        values = [f"s.{qn(f)}" for f in self.stage_fields]
         if self.has_position:
             for f in SKY_KEYS:
-                if f in insert_cols:
-                    select[insert_cols.index(f)] = f"COALESCE(s.{f}, k.{f})"
-            added = ["healpix"] + [k for k in SKY_KEYS if k not in insert_cols]
-            insert_cols += added
-            select += [f"k.{f}" for f in added]
-        written = list(insert_cols)
-        params: list[Any] = []
+                if f in cols:
+                    values[cols.index(f)] = f"COALESCE(s.{f}, k.{f})"
+            added = ["healpix"] + [k for k in SKY_KEYS if k not in cols]
+            cols += added
+            values += [f"k.{f}" for f in added]
+        source = f"{STAGE} s LEFT JOIN {STAGE_SKY} k ON k.line = s.line"
+        galaxy = Galaxy._meta.db_table
+        sets = [f"{qn(c)} = {v}" for c, v in zip(cols, values) if c != "pgc"] + ['"updated" = %s']
+        self.cur.execute(f"UPDATE {galaxy} g SET {', '.join(sets)} FROM {source} WHERE s.valid AND g.pgc = s.pgc", [now])
+        updated = self.cur.rowcount
+        insert_cols, select, params = list(cols), list(values), []
         for field in Galaxy._meta.concrete_fields:
             if field.column in insert_cols or field.null:
                 continue
             insert_cols.append(field.column)
             select.append("%s")
             params.append(now if field.name in ("created", "updated") else field.get_default())
-        updates = [f"{qn(f)} = EXCLUDED.{qn(f)}" for f in written if f != "pgc"] + ['"updated" = EXCLUDED."updated"']
-        self.cur.execute(
-            f"WITH up AS (INSERT INTO {Galaxy._meta.db_table} ({', '.join(qn(c) for c in insert_cols)}) "
-            f"SELECT {', '.join(select)} FROM {STAGE} s LEFT JOIN {STAGE_SKY} k ON k.line = s.line WHERE s.valid ORDER BY s.pgc "
-            f"ON CONFLICT (pgc) DO UPDATE SET {', '.join(updates)} RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
-            params,
-        )
-        created, updated = self.cur.fetchone()
-        if self.name_headers:
+        updates = [f"{qn(f)} = EXCLUDED.{qn(f)}" for f in cols if f != "pgc"] + ['"updated" = EXCLUDED."updated"']
+        new = self.valid_rows() - updated
+        with _without_secondary_indexes(self.cur, galaxy, new):
             self.cur.execute(
-                f"INSERT INTO {GalaxyName._meta.db_table} (galaxy_id, name, normalised) "
-                f'SELECT DISTINCT ON (n.normalised COLLATE "C") n.pgc, n.name, n.normalised FROM {STAGE_NAMES} n '
-                f'JOIN {STAGE} s ON s.line = n.line AND s.valid ORDER BY n.normalised COLLATE "C", n.line '
-                "ON CONFLICT (normalised) DO NOTHING"
+                f"INSERT INTO {galaxy} ({', '.join(qn(c) for c in insert_cols)}) "
+                f"SELECT {', '.join(select)} FROM {source} WHERE s.valid "
+                f"AND NOT EXISTS (SELECT 1 FROM {galaxy} g WHERE g.pgc = s.pgc) ORDER BY s.pgc "
+                f"ON CONFLICT (pgc) DO UPDATE SET {', '.join(updates)}",
+                params,
             )
+            created = self.cur.rowcount
+        if self.name_headers:
+            names = GalaxyName._meta.db_table
+            self.cur.execute(f"SELECT count(*) FROM {STAGE_NAMES}")
+            with _without_secondary_indexes(self.cur, names, self.cur.fetchone()[0]):
+                self.cur.execute(
+                    f"INSERT INTO {names} (galaxy_id, name, normalised) "
+                    f'SELECT DISTINCT ON (n.normalised COLLATE "C") n.pgc, n.name, n.normalised FROM {STAGE_NAMES} n '
+                    f'JOIN {STAGE} s ON s.line = n.line AND s.valid ORDER BY n.normalised COLLATE "C", n.line '
+                    "ON CONFLICT (normalised) DO NOTHING"
+                )
         return created, updated
 
     def drop(self) -> None:
         self.cur.execute(f"DROP TABLE IF EXISTS {STAGE}, {STAGE_NAMES}, {STAGE_SKY}")
+
+
+@contextmanager
+def _without_secondary_indexes(cursor, table: str, rows: int) -> Iterator[None]:
+    """Run a write of `rows` new rows into `table` without its secondary (non-unique) indexes
+    when it adds at least as many rows as the table holds and at least BULK_MIN_ROWS: inserting
+    into a B-tree in random key order (the HEALPix index, names by galaxy) costs more than
+    sorting all keys once. The indexes are built again from their own definitions in the same
+    transaction; until it commits, the table is locked for readers too."""
+    if rows < BULK_MIN_ROWS:
+        yield
+        return
+    cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", [rows + 1])
+    if cursor.fetchone()[0] > rows:
+        yield
+        return
+    cursor.execute(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+        "WHERE indrelid = %s::regclass AND NOT indisunique AND NOT indisprimary",
+        [table],
+    )
+    indexes = cursor.fetchall()
+    for name, _ in indexes:
+        cursor.execute(f"DROP INDEX {name}")
+    yield
+    cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # an index is not built over pending (deferred) foreign-key checks
+    for _, definition in indexes:
+        cursor.execute(definition)
+    cursor.execute("SET CONSTRAINTS ALL DEFERRED")  # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED
 
 
 def _literal(text: str) -> str:
@@ -688,12 +960,13 @@ def _literal(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # The import
 # ---------------------------------------------------------------------------------------------
-def open_table(path: Path, fmt: str, report: ImportReport) -> tuple[dict[str, Column], list[str], Iterator[tuple[int, dict]]]:
-    """(header -> registry column, name columns, rows) of a table; TableReadError when unreadable."""
+def open_table(path: Path, fmt: str, report: ImportReport) -> tuple[list[str], dict[str, Column], list[str], Iterator[Chunk]]:
+    """(header, header -> registry column, name columns, chunks) of a table; TableReadError when
+    unreadable."""
     reader = READERS.get(fmt)
     if reader is None:
         raise TableReadError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    header, rows = reader(path, report)
+    header, chunks = reader(path, report)
     columns: dict[str, Column] = {}
     name_headers: list[str] = []
     for h in header:
@@ -711,7 +984,7 @@ def open_table(path: Path, fmt: str, report: ImportReport) -> tuple[dict[str, Co
         raise TableReadError("the table names a column twice")
     if ("ra" in names) != ("dec" in names):
         raise TableReadError("the table has ra without dec or dec without ra; positions need both")
-    return columns, name_headers, rows
+    return header, columns, name_headers, chunks
 
 
 def import_catalog(path: str | Path, fmt: str | None = None, *, partial: bool = False, progress: Progress | None = None) -> ImportReport:
@@ -730,12 +1003,11 @@ def import_catalog(path: str | Path, fmt: str | None = None, *, partial: bool = 
     fmt = (fmt or guess_format(path)).lower()
     try:
         with transaction.atomic(), connection.cursor() as cur:
-            columns, name_headers, rows = open_table(path, fmt, report)
-            stage = _Stage(cur, columns, name_headers, zero_is_null=fmt == "edd")
-            fraction = getattr(rows, "fraction", None)
-            iterator = iter(rows)
-            while chunk := list(islice(iterator, CHUNK_ROWS)):
-                stage.add(chunk, report)
+            header, columns, name_headers, chunks = open_table(path, fmt, report)
+            stage = _Stage(cur, header, columns, name_headers, zero_is_null=fmt == "edd")
+            fraction = getattr(chunks, "fraction", None)
+            for places, cells in chunks:
+                stage.add(places, cells, report)
                 if progress:
                     done = report.rows_read
                     progress(done, max(done, int(done / fraction())) if fraction and fraction() > 0 else done)

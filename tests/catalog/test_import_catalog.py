@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -381,3 +382,131 @@ def test_many_problems_are_counted_but_kept_bounded(tmp_path, monkeypatch):
     assert len(info.value.report.problems) == 100 and info.value.report.problem_count == 300
     assert info.value.report.problems[0].line == 2
     assert import_catalog(path, partial=True).created == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# VOTable: TABLEDATA streamed, BINARY read by astropy
+# ---------------------------------------------------------------------------------------------
+def _votable(rows: list[list[str]]) -> str:
+    fields = (
+        '<FIELD name="pgc" datatype="long"/><FIELD name="ra" datatype="double"/><FIELD name="dec" datatype="double"/>'
+        '<FIELD name="Vhel" datatype="double"/><FIELD name="inc_n" datatype="int"><VALUES null="-99"/></FIELD>'
+    )
+    body = "\n".join("<TR>" + "".join(f"<TD>{c}</TD>" for c in row) + "</TR>" for row in rows)
+    return (
+        '<?xml version="1.0"?>\n<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE>'
+        f"{fields}<DATA><TABLEDATA>\n{body}\n</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>\n"
+    )
+
+
+def test_votable_tabledata_streams_with_row_numbers_and_nulls(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 3)  # rows span several chunks
+    rows = [[str(p), f"{p}.5", f"-{p}", "1000", "3"] for p in range(10, 18)]
+    rows[1][3:] = ["NaN", "-99"]  # VOTable nulls: NaN for floats, the VALUES null for integers
+    rows[2][3] = ""
+    path = tmp_path / "t.xml"
+    path.write_text(_votable(rows))
+    assert import_catalog(path).created == 8
+    g11, g12 = Galaxy.objects.get(pgc=11), Galaxy.objects.get(pgc=12)
+    assert (g11.vhel, g11.inc_n, g12.vhel, g12.inc_n) == (None, None, None, 3)
+    assert Galaxy.objects.get(pgc=17).dec == -17
+    bad = [list(r) for r in rows]
+    bad[5] = bad[5][:3]  # row 6: a missing cell
+    bad[6][2] = "95"  # row 7: no such declination
+    path.write_text(_votable(bad))
+    problems = _expect_problem(path, line=6, words="expected 5 cells, found 3", count_before=8)
+    assert [(p.line, p.column) for p in problems] == [(6, None), (7, "dec")]
+    path.write_text(_votable(rows)[:-40])  # cut off mid-document
+    _expect_problem(path, words="cannot read as VOTABLE", count_before=8)
+
+
+def test_binary_votable_is_read_whole(tmp_path):
+    path = tmp_path / "b.xml"
+    Table({"pgc": [1, 2], "ra": [1.0, 2.0], "dec": [3.0, 4.0]}).write(path, format="votable", tabledata_format="binary")
+    assert import_catalog(path).created == 2 and Galaxy.objects.get(pgc=2).dec == 4.0
+
+
+def test_votable_memory_stays_flat_with_the_file_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 1000)
+
+    def votable(name: str, n: int, first: int) -> Path:
+        pgc = np.arange(first, first + n)
+        path = tmp_path / name
+        Table({"pgc": pgc, "ra": (pgc * 0.37) % 360, "dec": (pgc * 0.11) % 180 - 90, "Vhel": 1000.0 + pgc % 9000}).write(
+            path, format="votable"
+        )
+        return path
+
+    small = _peak_bytes(votable("small.xml", 2000, 1))
+    large = _peak_bytes(votable("large.xml", 16_000, 100_000))
+    assert Galaxy.objects.count() == 18_000
+    assert large < 1.5 * small + 500_000, (small, large)
+
+
+def test_the_fast_name_path_agrees_with_the_name_functions():
+    from catalog.names import display_name, normalise_name
+
+    for name in [
+        "NGC 4565",
+        "ngc0007",
+        "UGC07772",
+        "A 0",
+        "Arp 7",
+        "IC 000",
+        "M31",
+        "MCG +04-30-006",
+        "2MASX J1",
+        "Needle Galaxy",
+        "ngc  7",
+    ]:
+        assert tables._name_and_key(name) == (display_name(name), normalise_name(name)), name
+
+
+def test_quotes_crlf_and_blank_lines_keep_line_numbers_across_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(tables, "READ_BLOCK", 4096)  # the plain part spans blocks split whole
+    lines = write_csv(tmp_path / "t.csv", 400).read_text().splitlines()
+    lines[100] = ",,,,,"  # a blank row (line 101) is skipped
+    lines.insert(300, '9001,1,1,1,1,"NGC 9001, the\nsecond line"')  # a quoted field holding a newline: lines 301-302
+    lines[350] = lines[350].replace(",TST", ',"TST') + '"'  # quotes again, now on one line (line 352)
+    lines[390] = "9002,1,1,1"  # line 392 (the quoted newline shifted the lines by one)
+    path = tmp_path / "q.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    problems = _expect_problem(path, line=392, words="expected 6 fields, found 4")
+    assert [p.line for p in problems] == [392]
+    lines[390] = "9002,1,1,fast,1,TST 9002"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    _expect_problem(path, line=392, column="vhel", words="expected a number")
+    lines[390] = "9002,1,1,1,1,TST 9002"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    report = import_catalog(path)
+    assert report.created == 400  # 400 rows, one blanked, one added
+    assert GalaxyName.objects.get(galaxy_id=9001).name == "NGC 9001, the second line"  # the quoted newline read as a blank
+
+
+def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch):
+    def indexes() -> set[str]:
+        with connection.cursor() as cur:
+            cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename IN ('catalog_galaxy', 'catalog_galaxyname')")
+            return {r[0] for r in cur.fetchall()}
+
+    before = indexes()
+    assert any("healpix" in d for d in before)
+    monkeypatch.setattr(tables, "BULK_MIN_ROWS", 10)
+    dropped = []
+    real = tables._without_secondary_indexes
+
+    def spy(cursor, table, rows):
+        with real(cursor, table, rows):
+            cursor.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", [table])
+            dropped.append((table, cursor.fetchone()[0]))
+            yield
+
+    monkeypatch.setattr(tables, "_without_secondary_indexes", contextmanager(spy))
+    assert import_catalog(write_csv(tmp_path / "t.csv", 50)).created == 50
+    assert dropped == [("catalog_galaxy", 1), ("catalog_galaxyname", 2)]  # only pkey / pkey + unique name left meanwhile
+    assert indexes() == before
+    dropped.clear()
+    assert import_catalog(write_csv(tmp_path / "u.csv", 20, first=1000)).created == 20  # 20 < 50 rows there: kept
+    assert dropped == [("catalog_galaxy", 2), ("catalog_galaxyname", 4)]
+    _positions_consistent()

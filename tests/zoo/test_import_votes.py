@@ -103,3 +103,50 @@ def test_long_names_nul_bytes_and_bad_utf8_are_line_column_problems(tmp_path):
     assert InclinationVote.objects.count() == 0 and Galaxy.objects.count() == 0
     report = import_votes(path, partial=True)
     assert report.created == 1000 and report.skipped == 3
+
+
+def test_rounds_fill_the_free_ones_in_check_in_order(tmp_path):
+    first = tmp_path / "first.csv"
+    first.write_text(HEADER + _vote_row(1) + _vote_row(2, user="vol2"))
+    import_votes(first)
+    user = get_user_model().objects.get(username="vol1")
+    InclinationVote.objects.create(user=user, galaxy_id=5555, inc=50.0, round=2, source="import")  # rounds 0 and 2 taken
+    path = tmp_path / "again.csv"
+    rows = [
+        "10,5555,60,,,0,0,0,,vol1,Input_Guest,2018-03-05 10:00:00,2018-03-05 10:01:00\n",
+        "11,5555,61,,,0,0,0,,vol1,Input_Guest,2018-03-04 10:00:00,2018-03-04 10:01:00\n",
+        "12,5555,62,,,0,0,0,,vol1,Input_Guest,,\n",  # no check-in time: first
+        "13,5555,63,,,0,0,0,,vol2,Input_Guest,2018-03-04 10:00:00,2018-03-04 10:01:00\n",
+    ]
+    path.write_text(HEADER + "".join(rows))
+    report = import_votes(path)
+    assert report.created == 4 and report.extra["already imported"] == 0
+    rounds = dict(InclinationVote.objects.filter(giz_id__gte=10).values_list("giz_id", "round"))
+    assert rounds == {12: 1, 11: 3, 10: 4, 13: 1}
+
+
+def test_vote_memory_stays_flat_with_the_file_size(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from catalog.importers import tables
+    from zoo import importers
+
+    monkeypatch.setattr(importers, "BATCH", 500)
+    monkeypatch.setattr(tables, "READ_BLOCK", 16384)  # both files span many blocks
+
+    def peak(name: str, first: int, n: int) -> int:
+        path = tmp_path / name
+        path.write_text(HEADER + "".join(f"{i},{1000 + i % 300},70,,,0,0,0,,vol{i % 7},Input_Guest,,\n" for i in range(first, first + n)))
+        tracemalloc.start()
+        try:
+            assert import_votes(path).created == n
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small = peak("small.csv", 1, 2000)
+    large = peak("large.csv", 100_000, 16_000)
+    assert InclinationVote.objects.count() == 18_000
+    # (user, galaxy) pairs repeat: 18,000 votes over 2,100 pairs give rounds up to 8
+    assert InclinationVote.objects.filter(round__gt=0).count() > 0
+    assert large < 1.5 * small + 500_000, (small, large)
