@@ -9,7 +9,10 @@ until the sample's jobs are done, creates volunteers with API tokens, then drive
 wrk (Lua scripts: each vote is a new volunteer/galaxy pair) at each client count, with and
 without keep-alive (`Connection: close`). The ceiling is the same vote rows inserted straight
 into PostgreSQL by 50 threads (one autocommit INSERT each, ON CONFLICT DO NOTHING). Also shows
-the most PostgreSQL client connections seen during each run. Every wrk run is bounded by
+the most PostgreSQL client connections seen during each run and the CPU time the web server's
+processes spent per answered request (user + system, counted from its access log after the
+queue has drained; on a machine shared with other work this moves much less than req/s does,
+so compare it between runs). Every wrk run is bounded by
 --duration; the site is stopped (SIGTERM to the supervisor) at the end.
 """
 
@@ -95,6 +98,7 @@ def site_env(work: Path, port: int) -> dict[str, str]:
         "GALCAT_VOTE_RATE": "1000000/1",
         "GALCAT_API_THROTTLE_ANON": "",
         "GALCAT_API_THROTTLE_USER": "",
+        "GALCAT_WEB_ACCESS_LOG": str(work / "access.log"),  # counts the answers (served())
     }
     env.pop("DATABASE_URL", None)
     return env
@@ -171,6 +175,55 @@ class ConnectionWatch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def web_cpu_seconds(site: subprocess.Popen) -> float:
+    """User + system CPU seconds used so far by the site's gunicorn processes (master and
+    workers): per request, a cost that other load on the shared cores does not change much."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.Process(site.pid).children(recursive=True):
+        try:
+            if "gunicorn" in " ".join(proc.cmdline()):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def drain(site: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until the web server has finished what the last run left queued (its CPU use over
+    half a second falls under a tenth of a core), so no run is charged for the one before."""
+    end, last = time.monotonic() + timeout, web_cpu_seconds(site)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = web_cpu_seconds(site)
+        if now - last < 0.05:
+            return
+        last = now
+
+
+def served(work: Path) -> int:
+    """Requests the web server has answered so far (lines of its access log)."""
+    try:
+        with open(work / "access.log", "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def measured_run(site: subprocess.Popen, work: Path, dsn: dict, *args) -> tuple[dict, int]:
+    """One wrk run (run_wrk's arguments), then the drain; adds the web CPU per answered request."""
+    drain(site)
+    cpu, n = web_cpu_seconds(site), served(work)
+    with ConnectionWatch(dsn) as watch:
+        r = run_wrk(*args)
+    drain(site)
+    r["answered"] = served(work) - n
+    r["cpu_ms"] = (web_cpu_seconds(site) - cpu) * 1000 / max(r["answered"], 1)
+    return r, watch.peak
 
 
 def psycopg_dsn() -> dict:
@@ -287,25 +340,25 @@ def main() -> int:
                 pairs = work / f"pairs-{slot}.txt"
                 pairs.write_text("\n".join(lines[slot * per_run : (slot + 1) * per_run]) + "\n")
                 slot += 1
-                with ConnectionWatch(dsn) as watch:
-                    r = run_wrk(base + "/api/v1/votes/", vote_lua, [str(pairs), "2", mode], c, opts.duration)
-                rows.append(("votes (POST /api/v1/votes/)", c, mode, r, watch.peak))
+                r, peak = measured_run(site, work, dsn, base + "/api/v1/votes/", vote_lua, [str(pairs), "2", mode], c, opts.duration)
+                rows.append(("votes (POST /api/v1/votes/)", c, mode, r, peak))
                 print(rows[-1][:3], f"{r['rate']:.1f}/s errors {r['errors']}", flush=True)
                 for name, path in READS.items():
-                    with ConnectionWatch(dsn) as watch:
-                        r = run_wrk(base + path, read_lua, [mode], c, opts.duration)
-                    rows.append((name, c, mode, r, watch.peak))
+                    r, peak = measured_run(site, work, dsn, base + path, read_lua, [mode], c, opts.duration)
+                    rows.append((name, c, mode, r, peak))
                     print(rows[-1][:3], f"{r['rate']:.1f}/s errors {r['errors']}", flush=True)
         print()
         print(f"database ceiling (same run): {ceiling:,.0f} vote inserts/s")
         print()
-        print("| target | clients | connection | req/s | x ceiling | p50 ms | p99 ms | errors (non-2xx) | max PG conns |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+        print()
+        print("| target | clients | connection | req/s | x ceiling | p50 ms | p99 ms | errors (non-2xx) | max PG conns | web CPU ms/req |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, c, mode, r, peak in rows:
             ratio = f"{r['rate'] / ceiling:.3f}"
             print(
                 f"| {name} | {c} | {mode} | {r['rate']:,.1f} | {ratio} | {r['p50_us'] / 1000:.0f} | {r['p99_us'] / 1000:.0f} "
-                f"| {r['errors']} ({r['status']}) | {peak} |"
+                f"| {r['errors']} ({r['status']}) | {peak} | {r['cpu_ms']:.1f} |"
             )
         too_many = (work / "site.log").read_text(errors="replace").count("too many clients")
         print(f"\n'too many clients' in the site's log: {too_many}")

@@ -21,4 +21,5 @@ conf = AppSettings(
     "TABLE_MAX_BYTES",
     "UPLOAD_MAX_BYTES",
     "UPLOAD_MAX_PIXELS",
+    "VAR_DIR",
 )

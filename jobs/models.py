@@ -59,3 +59,21 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+
+class TriggerItem(models.Model):
+    """An id added to a trigger collector (jobs.triggers), waiting for the collector's flush.
+
+    Append-only, so adding ids (a vote, an import) is one INSERT with no lock shared between
+    senders; a flush deletes every row of its kind in the transaction that queues their work.
+    """
+
+    kind = models.CharField(max_length=40, verbose_name="kind", help_text="Collector kind, e.g. collect_votes")
+    item = models.BigIntegerField(verbose_name="item", help_text="Id of the new row (an image, a galaxy)")
+    created = models.DateTimeField(verbose_name="created", help_text="When it was added [UTC]")
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "created"], name="jobs_trigger_kind_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.item}"

@@ -1,8 +1,10 @@
 """Automatic triggers: new rows queue work, collected into batches.
 
 An app registers a *collector kind* with the steps it queues (``register_collector``) and, in
-its signal receivers, adds the ids of new rows to the collector (``collect_quietly``): one queued
-Job per kind whose params hold the ids gathered so far. The catalog collects new images
+its signal receivers, adds the ids of new rows to the collector (``collect_quietly``): one
+TriggerItem row per id (an INSERT, no lock shared between senders, so 50 volunteers voting at
+once do not queue behind each other) and one queued Job per kind, the collector, that shows the
+collection on the jobs page and gets the ids when it is flushed. The catalog collects new images
 (``collect_images``: one batch job per function of ``GALCAT_IMAGE_PIPELINE``), the zoo new votes
 (``collect_votes``: one ``GALCAT_CONSENSUS_TASK`` run). A scheduled task (``flush_due``, every
 minute) turns each collector whose last addition is ``GALCAT_TRIGGER_DEBOUNCE`` s old (or that is
@@ -21,13 +23,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Max, Min
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from jobs.conf import conf
-from jobs.models import Job
+from jobs.models import Job, TriggerItem
 
 logger = logging.getLogger("galcat.triggers")
 
@@ -44,20 +47,24 @@ def register_collector(kind: str, steps: Callable[[list[int]], list[Step]]) -> N
 
 def collect(kind: str, ids) -> Job:
     """Add ids to the open collector of `kind` (creating it); returns the collector."""
-    ids = sorted({int(i) for i in ids})
     now = timezone.now()
+    TriggerItem.objects.bulk_create([TriggerItem(kind=kind, item=i, created=now) for i in sorted({int(i) for i in ids})])
+    return open_collector(kind)
+
+
+def open_collector(kind: str) -> Job:
+    """The queued collector Job of `kind`, created when there is none (one per kind, even with
+    concurrent senders: the creation runs under an advisory lock of the kind)."""
+    job = Job.objects.filter(kind=kind, status=Job.Status.QUEUED).order_by("pk").first()
+    if job is not None:
+        return job
     with transaction.atomic():
-        with connection.cursor() as cur:  # one collector per kind, even with concurrent senders
+        with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(kind.encode())])
-        job = Job.objects.select_for_update().filter(kind=kind, status=Job.Status.QUEUED).order_by("pk").first()
+        job = Job.objects.filter(kind=kind, status=Job.Status.QUEUED).order_by("pk").first()
         if job is None:
-            job = Job.objects.create(kind=kind, params={"ids": [], "first": now.isoformat()}, message="collecting")
-        merged = sorted(set(job.params.get("ids", [])) | set(ids))
-        job.params["ids"] = merged
-        job.params["last"] = now.isoformat()
-        job.total = len(merged)
-        job.message = f"collecting: {len(merged)} ids, flushed {conf.TRIGGER_DEBOUNCE:.0f} s after the last"
-        job.save(update_fields=["params", "total", "message"])
+            message = f"collecting new ids, flushed {conf.TRIGGER_DEBOUNCE:.0f} s after the last"
+            job = Job.objects.create(kind=kind, params={"first": timezone.now().isoformat()}, message=message)
     return job
 
 
@@ -73,22 +80,30 @@ def collect_quietly(kind: str, ids) -> None:
         logger.exception("could not collect %s ids for %s", len(ids), kind)
 
 
-def _due(job: Job, now: datetime) -> bool:
-    last = datetime.fromisoformat(job.params.get("last", job.created.isoformat()))
-    first = datetime.fromisoformat(job.params.get("first", job.created.isoformat()))
+def _due(first: datetime, last: datetime, now: datetime) -> bool:
     return (now - last).total_seconds() >= conf.TRIGGER_DEBOUNCE or (now - first).total_seconds() >= conf.TRIGGER_MAX_WAIT
 
 
 def flush(job_id: int, *, force: bool = False) -> list[int]:
-    """Turn one collector into batch jobs; returns their ids ([] when not due or already taken)."""
+    """Turn one collector and the ids collected for its kind into batch jobs; returns their ids
+    ([] when not due, nothing was collected, or the collector was already flushed).
+
+    The ids are taken with one DELETE ... RETURNING in the transaction that queues their jobs:
+    each id is queued once; ids added meanwhile stay for the next flush.
+    """
     from jobs.tasks import _cluster_retry, queue_for_task, run_batched
 
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id, status=Job.Status.QUEUED).first()
-        if job is None or not (force or _due(job, now)):
+        if job is None:
             return []
-        ids = job.params.get("ids", [])
+        span = TriggerItem.objects.filter(kind=job.kind).aggregate(first=Min("created"), last=Max("created"))
+        if span["last"] is None or not (force or _due(span["first"], span["last"], now)):
+            return []
+        with connection.cursor() as cur:
+            cur.execute(f"DELETE FROM {TriggerItem._meta.db_table} WHERE kind = %s RETURNING item", [job.kind])
+            ids = sorted({row[0] for row in cur.fetchall()})
         steps = _COLLECTORS[job.kind](ids) if job.kind in _COLLECTORS else []
         children, skipped = [], []
         for path, size, kind in steps:
@@ -101,7 +116,8 @@ def flush(job_id: int, *, force: bool = False) -> list[int]:
             timeout = min(int(conf.PIPELINE_TIMEOUT), _cluster_retry(queue) - 1)
             child = run_batched(kind, path, ids, batch_size=size, queue=queue, params={"trigger": job.pk}, timeout=timeout)
             children.append(child.pk)
-        job.status, job.started, job.finished, job.done = Job.Status.SUCCEEDED, now, timezone.now(), len(ids)
+        job.params = {**job.params, "ids": ids, "first": span["first"].isoformat(), "last": span["last"].isoformat()}
+        job.status, job.started, job.finished, job.done, job.total = Job.Status.SUCCEEDED, now, timezone.now(), len(ids), len(ids)
         job.result = {"jobs": children, "skipped": skipped}
         job.message = f"{len(ids)} ids queued as jobs {children}" + (f"; skipped {len(skipped)} unavailable steps" if skipped else "")
         job.log_tail = "\n".join(skipped)
@@ -112,6 +128,8 @@ def flush(job_id: int, *, force: bool = False) -> list[int]:
 def flush_due(*, force: bool = False) -> dict:
     """Scheduled task: flush every collector that is due."""
     out = {}
+    for kind in TriggerItem.objects.filter(kind__in=list(_COLLECTORS)).values_list("kind", flat=True).distinct():
+        open_collector(kind)  # ids added while their collector was being flushed
     for pk in Job.objects.filter(kind__in=list(_COLLECTORS), status=Job.Status.QUEUED).values_list("pk", flat=True):
         children = flush(pk, force=force)
         if children:

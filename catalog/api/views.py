@@ -192,7 +192,8 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
         columns = _selected_columns(request)
         names = {c.name for c in columns}
         sort_key = (request.query_params.get("ordering") or "").lstrip("-")
-        qs = with_columns(qs.only(*(n for n in names if n in GALAXY_COLUMN_NAMES and n != "pgc")), [*names, sort_key])
+        qs = qs.only(*(n for n in names if n in GALAXY_COLUMN_NAMES and n != "pgc"))
+        qs = with_columns(with_columns(qs, [sort_key], join=True), names)  # sorted through a join, shown by lookups
         page = self.paginate_queryset(qs)
         fields = names | {"url"} | ({"distance"} if self.cone is not None else set())
         for g in page:

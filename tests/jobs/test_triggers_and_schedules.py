@@ -16,7 +16,7 @@ from django_q.models import Schedule, Task
 
 from catalog.signals import IMAGES, images_added, pipeline_job_kind
 from jobs import triggers
-from jobs.models import Job
+from jobs.models import Job, TriggerItem
 from jobs.tasks import demo_job, nightly, prune_results
 from tests.jobs import funcs
 from zoo.signals import VOTES, votes_added
@@ -38,12 +38,11 @@ def test_new_images_are_collected_then_queued_in_batches(db, pipeline):
     collectors = Job.objects.filter(kind=IMAGES)
     assert collectors.count() == 1, "one collector, not one job per image"
     collector = collectors.get()
-    assert collector.params["ids"] == list(range(1, 11)) and collector.total == 10
+    assert _pending(IMAGES) == list(range(1, 11))
     assert triggers.flush_due() == {}, "not due before the debounce"
     assert funcs.CALLS == []
 
-    later = timezone.now() + timedelta(seconds=11)
-    Job.objects.filter(pk=collector.pk).update(params={**collector.params, "last": (later - timedelta(seconds=22)).isoformat()})
+    TriggerItem.objects.filter(kind=IMAGES).update(created=timezone.now() - timedelta(seconds=11))
     flushed = triggers.flush_due()
     assert list(flushed) == [collector.pk]
     (child_id,) = flushed[collector.pk]
@@ -52,11 +51,51 @@ def test_new_images_are_collected_then_queued_in_batches(db, pipeline):
     assert child.kind == "record" and child.params["trigger"] == collector.pk and child.status == Job.Status.SUCCEEDED and child.total == 10
     assert funcs.CALLS == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
     collector.refresh_from_db()
-    assert collector.status == Job.Status.SUCCEEDED
+    assert collector.status == Job.Status.SUCCEEDED and collector.params["ids"] == list(range(1, 11)) and collector.total == 10
     assert "nowhere.tasks.fit_images" in collector.result["skipped"][0]
+    assert _pending(IMAGES) == [], "flushed ids are taken"
 
     images_added.send(sender=None, image_ids=[11])
-    assert Job.objects.filter(kind=IMAGES, status=Job.Status.QUEUED).get().params["ids"] == [11]
+    assert Job.objects.filter(kind=IMAGES, status=Job.Status.QUEUED).get().pk != collector.pk
+    assert _pending(IMAGES) == [11]
+
+
+def _pending(kind: str) -> list[int]:
+    return sorted(set(TriggerItem.objects.filter(kind=kind).values_list("item", flat=True)))
+
+
+def test_ids_added_while_a_collector_is_flushed_get_a_collector_of_their_own(db, pipeline):
+    images_added.send(sender=None, image_ids=[1, 2])
+    first = Job.objects.get(kind=IMAGES)
+    # A sender that saw the open collector just before the flush took it: its id has no queued
+    # collector; the next scheduled flush_due opens one and queues the id once.
+    Job.objects.filter(pk=first.pk).update(status=Job.Status.SUCCEEDED)
+    TriggerItem.objects.create(kind=IMAGES, item=3, created=timezone.now() - timedelta(seconds=11))
+    TriggerItem.objects.filter(kind=IMAGES).update(created=timezone.now() - timedelta(seconds=11))
+    flushed = triggers.flush_due()
+    (collector_pk,) = flushed
+    assert collector_pk != first.pk
+    assert funcs.CALLS == [[1, 2, 3]] and _pending(IMAGES) == []
+    assert triggers.flush_due() == {} and funcs.CALLS == [[1, 2, 3]], "each id queued once"
+
+
+def test_concurrent_senders_share_one_collector_and_lose_no_id(transactional_db, pipeline):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def send(i: int) -> None:
+        try:
+            votes_added.send(sender=None, galaxy_ids=[i])
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(200)))
+    assert Job.objects.filter(kind=VOTES, status=Job.Status.QUEUED).count() == 1
+    assert _pending(VOTES) == list(range(200))
+    triggers.flush(Job.objects.get(kind=VOTES).pk, force=True)
+    assert funcs.CALLS == [list(range(200))]
 
 
 def test_a_collector_is_flushed_after_max_wait_even_while_ids_keep_coming(db, pipeline, settings):

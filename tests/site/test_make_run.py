@@ -1,6 +1,7 @@
 """`make run`'s supervisor end to end: own PostgreSQL, migrate, sample, cluster, web server,
 clean stop on SIGTERM with no process left behind."""
 
+import io
 import os
 import signal
 import socket
@@ -70,3 +71,18 @@ def test_run_serves_site_and_stops_everything(tmp_path):
     leftovers = [c for c in children + postmaster if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert not leftovers, f"processes left behind: {leftovers}"
     assert proc.returncode == 0
+
+
+@pytest.mark.django_db
+def test_ensure_admin_keeps_the_password_in_the_sites_var_dir(settings, tmp_path, monkeypatch):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    monkeypatch.delenv("GALCAT_ADMIN_PASSWORD", raising=False)
+    settings.GALCAT_VAR_DIR = tmp_path / "var"
+    shared = BASE_DIR / "var" / "admin_password.txt"
+    before = shared.read_text() if shared.exists() else None
+    call_command("ensure_admin", stdout=io.StringIO())
+    password = (tmp_path / "var" / "admin_password.txt").read_text().strip()
+    assert get_user_model().objects.get(username="admin").check_password(password)
+    assert (shared.read_text() if shared.exists() else None) == before, "the checkout's var/ is left alone"

@@ -1,17 +1,19 @@
 import os
 import secrets
+from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from catalog.conf import conf
+
 
 class Command(BaseCommand):
-    help = "Create the local 'admin' superuser when missing and print its login (password in var/admin_password.txt)."
+    help = "Create the local 'admin' superuser when missing and print its login (password in GALCAT_VAR_DIR/admin_password.txt)."
 
     def handle(self, *args, **opts):
         User = get_user_model()
-        path = settings.BASE_DIR / "var" / "admin_password.txt"
+        path = Path(conf.VAR_DIR) / "admin_password.txt"
         password = os.environ.get("GALCAT_ADMIN_PASSWORD") or (path.read_text().strip() if path.exists() else "")
         user = User.objects.filter(username="admin").first()
         if user is None:
