@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import F
+
 BANDS_SDSS = ("u", "g", "r", "i", "z")
 BANDS_WISE = ("w1", "w2")
 
@@ -50,14 +52,41 @@ class DerivedColumn(Column):
 
     expression: () -> a Django expression over Galaxy rows (a Subquery on OuterRef("pk")), so a
     whole table of them is one SQL statement, never a query per row.
+    stored: the lookup from Galaxy to the column's copy in its app's per-galaxy summary table
+    ("consensus_summary__consensus_inc"), kept by that app's writers with
+    catalog.summaries.refresh_summary; tables read it through one join. Empty: the column is
+    read through `expression` (a correlated subquery per row, slow on filters and sorts of 1M rows).
     """
 
     expression: Callable[[], Any] | None = None
+    stored: str = ""
+
+    def annotation(self, *, join: bool = True) -> Any:
+        """What tables read for this column: the summary copy when there is one, else the subquery.
+
+        join: read the copy through a LEFT JOIN (filters, sorts, whole-table downloads: one merge
+        join); else through a primary-key lookup per row, which PostgreSQL evaluates after ORDER
+        BY ... LIMIT, so a page of 50 costs 50 lookups whatever the table's size."""
+        if not self.stored:
+            return self.expression()
+        if join:
+            return F(self.stored)
+        from django.db.models import OuterRef, Subquery
+
+        from catalog.models import Galaxy
+
+        summary, field = self.stored.split("__", 1)
+        model = Galaxy._meta.get_field(summary).related_model
+        return Subquery(model.objects.filter(pk=OuterRef("pk")).values(field)[:1])
 
 
-def derived(name: str, kind: str, unit: str, ucd: str, description: str, group: str, expression, fmt: str = "") -> DerivedColumn:
-    """A DerivedColumn (the helper the apps' column modules use)."""
-    return DerivedColumn(name, name, kind, unit, ucd, description, group, fmt=fmt, expression=expression)
+def derived(
+    name: str, kind: str, unit: str, ucd: str, description: str, group: str, expression, fmt: str = "", summary: str = ""
+) -> DerivedColumn:
+    """A DerivedColumn (the helper the apps' column modules use); summary: the related name of the
+    app's per-galaxy summary model, whose field of the same name holds a copy of the value."""
+    stored = f"{summary}__{name}" if summary else ""
+    return DerivedColumn(name, name, kind, unit, ucd, description, group, fmt=fmt, expression=expression, stored=stored)
 
 
 def _c(name, source, kind, unit, ucd, description, group, zero_is_null=False, letter="", fmt=""):
@@ -289,12 +318,14 @@ def resolve_columns(names: list[str] | str | None, default: tuple[str, ...] = DE
     return out
 
 
-def with_columns(queryset, columns: Iterable[Column | str]):
-    """`queryset` (of galaxies) with the derived columns among `columns` annotated under their names."""
+def with_columns(queryset, columns: Iterable[Column | str], *, join: bool = False):
+    """`queryset` (of galaxies) with the derived columns among `columns` annotated under their names.
+    join: read summary copies through joins (whole tables), not per-row lookups (pages); see
+    DerivedColumn.annotation."""
     extra = derived_by_name()
     wanted = {}
     for c in columns:
         name = c.name if isinstance(c, Column) else str(c)
         if name in extra and name not in queryset.query.annotations:
-            wanted[name] = extra[name].expression()
+            wanted[name] = extra[name].annotation(join=join)
     return queryset.annotate(**wanted) if wanted else queryset

@@ -94,7 +94,7 @@ def make_release(
         queryset = query_queryset(query)
     queryset = queryset.filter(ra__isnull=False).order_by()
     select_names = sorted(set(names) | {"pgc", "ra", "dec", "healpix"})
-    inner, params = with_columns(queryset, select_names).values_list(*select_names).query.sql_with_params()
+    inner, params = with_columns(queryset, select_names, join=True).values_list(*select_names).query.sql_with_params()
     value_names = [n for n in names if n not in ("pgc", "ra", "dec")]
     values = _values_sql(value_names) if value_names else "'{}'::jsonb"
     with transaction.atomic():

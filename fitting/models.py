@@ -104,3 +104,36 @@ class FitResult(models.Model):
     def inclination(self) -> float | None:
         """Axis-ratio inclination [deg] from the fitted b/a (GALCAT_Q0)."""
         return axis_ratio_inclination(self.q)
+
+
+class FitSummary(models.Model):
+    """A stored copy of each galaxy's fit columns (fitting.columns: its latest fit, converged
+    first), so tables filter and sort on them through one indexed join. Kept by
+    fitting.columns.refresh_fit_summary; never edited by hand."""
+
+    galaxy = models.OneToOneField(
+        "catalog.Galaxy",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="fit_summary",
+        verbose_name="galaxy",
+        help_text="The galaxy",
+    )
+    fit_model = models.CharField(max_length=20, null=True, verbose_name="fit model", help_text="Model of the latest fit")
+    fit_re = models.FloatField(null=True, verbose_name="fit Re", help_text="Fitted half-light radius [pix]")
+    fit_re_e = models.FloatField(null=True, verbose_name="fit Re error", help_text="1-sigma error of fit_re [pix]")
+    fit_n = models.FloatField(null=True, verbose_name="fit n", help_text="Fitted Sersic index")
+    fit_n_e = models.FloatField(null=True, verbose_name="fit n error", help_text="1-sigma error of fit_n")
+    fit_q = models.FloatField(null=True, verbose_name="fit q", help_text="Fitted axis ratio b/a")
+    fit_q_e = models.FloatField(null=True, verbose_name="fit q error", help_text="1-sigma error of fit_q")
+    fit_theta = models.FloatField(null=True, verbose_name="fit theta", help_text="Fitted major-axis angle in the image [deg]")
+    fit_chi2_dof = models.FloatField(null=True, verbose_name="fit chi2/dof", help_text="Reduced chi-square of the latest fit")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=[name], name=f"fitting_summary_{name}")
+            for name in ("fit_model", "fit_re", "fit_re_e", "fit_n", "fit_n_e", "fit_q", "fit_q_e", "fit_theta", "fit_chi2_dof")
+        ]
+
+    def __str__(self) -> str:
+        return f"PGC {self.galaxy_id}: {self.fit_model} fit"

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils.module_loading import import_string
 
 from catalog.models import Galaxy, Image
+from fitting.columns import refresh_fit_summary
 from fitting.conf import conf
 from fitting.engine.version import ENGINE_VERSION
 from fitting.models import FitResult
@@ -226,6 +227,7 @@ def fit_and_store(
             )
             # receivers (the CNN predictions' axis-ratio baseline) write in the same transaction
             fits_stored.send(sender=FitResult, image_ids=[r.image_id for r in rows if r.converged])
+            refresh_fit_summary({r.image.galaxy_id for r in rows})
         stored += len(rows)
         converged += sum(1 for r in rows if r.converged)
         failed += sum(1 for r in rows if not r.converged)

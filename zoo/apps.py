@@ -6,4 +6,6 @@ class ZooConfig(AppConfig):
     verbose_name = "Galaxy Inclination Zoo"
 
     def ready(self) -> None:
-        from zoo import signals  # noqa: F401
+        from zoo import signals
+
+        signals.connect_summary_receivers()

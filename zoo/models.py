@@ -331,3 +331,32 @@ class VolunteerCalibration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: i' = {self.a:.3f} i + {self.b:.2f} ({self.method} {self.version})"
+
+
+class ConsensusSummary(models.Model):
+    """A stored copy of each galaxy's consensus columns (zoo.columns), one row per galaxy with a
+    consensus or an override, so tables filter and sort on them through one indexed join.
+    Kept by zoo.columns.refresh_consensus_summary; never edited by hand."""
+
+    galaxy = models.OneToOneField(
+        Galaxy, primary_key=True, on_delete=models.CASCADE, related_name="consensus_summary", verbose_name="galaxy", help_text="The galaxy"
+    )
+    consensus_inc = models.FloatField(
+        null=True, verbose_name="consensus inc", help_text="Consensus inclination (null unless accepted) [deg]"
+    )
+    consensus_inc_e = models.FloatField(
+        null=True, verbose_name="consensus inc error", help_text="1-sigma error of the consensus inclination [deg]"
+    )
+    consensus_inc_n = models.IntegerField(null=True, verbose_name="consensus votes", help_text="Volunteers whose votes made the consensus")
+    consensus_flag = models.CharField(max_length=1, null=True, verbose_name="consensus flag", help_text="A accepted, F face-on, J rejected")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["consensus_inc"], name="zoo_summary_inc"),
+            models.Index(fields=["consensus_inc_e"], name="zoo_summary_inc_e"),
+            models.Index(fields=["consensus_inc_n"], name="zoo_summary_inc_n"),
+            models.Index(fields=["consensus_flag"], name="zoo_summary_flag"),
+        ]
+
+    def __str__(self) -> str:
+        return f"PGC {self.galaxy_id}: consensus {self.consensus_inc} ({self.consensus_flag})"

@@ -116,11 +116,14 @@ def target_image(galaxy: Galaxy) -> Image | None:
     return images[0] if images else None
 
 
-def standards_payload() -> dict:
-    """What the page's script needs: {"rendered": bool, "standards": {"45": [{"url", "pgc"}], ...}}."""
+def standards_payload(look=None) -> dict:
+    """What the page's script needs: {"rendered": bool, "standards": {"45": [{"url", "pgc"}], ...}}.
+    look (zoo.framing.Look): the target's, which rendered standards are drawn with."""
+    from zoo.frames import standard_url
+
     table: dict[str, list[dict]] = {}
     for inc, stds in standards_by_inc().items():
-        table[str(inc)] = [{"url": s.url, "pgc": s.galaxy_id} for s in stds]
+        table[str(inc)] = [{"url": standard_url(s, look), "pgc": s.galaxy_id} for s in stds]
     return {"rendered": uses_rendered_standards(), "standards": table, "step_a": list(STEP_A), "step_b_size": STEP_B_SIZE}
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from catalog.models import Image
 from core.http import redirect_to_next
 from core.roles import is_volunteer
-from zoo.models import GIZ_FLAGS, InclinationVote
+from zoo.frames import CACHE_SECONDS, BadLook, framed_standard_image, framed_target, look_from_params, rounded, standard_png
+from zoo.framing import FRAME_FRACTION
+from zoo.models import GIZ_FLAGS, InclinationVote, Standard
 from zoo.services import leaderboard, make_ticket, next_target, read_ticket, standards_payload, standards_ready, target_image
+from zoo.standards import RENDER_THICKNESS, STANDARD_RANGE
 from zoo.voting import InvalidVote, VoteError, open_revote, override_consensus, record_vote
 
 FLAG_LABELS = {f: InclinationVote._meta.get_field(f).verbose_name for f in GIZ_FLAGS if f != "face_on"}
@@ -25,9 +29,61 @@ def vote_page(request: HttpRequest) -> HttpResponse:
     galaxy = next_target(request.user)
     ctx = {"galaxy": galaxy, "ready": standards_ready(), "flags": FLAG_LABELS.items()}
     if galaxy is not None:
-        payload = standards_payload()
-        ctx.update(image=target_image(galaxy), ticket=make_ticket(galaxy.pgc), payload=payload, rendered=payload["rendered"])
+        image = target_image(galaxy)
+        try:
+            look = framed_target(image)[1]
+        except (OSError, ValueError):  # an unreadable file: shown as stored, standards plain
+            look = None
+        payload = standards_payload(look)
+        ctx.update(
+            image=image,
+            look=rounded(look) if look is not None else None,
+            fraction=round(100 * FRAME_FRACTION),
+            ticket=make_ticket(galaxy.pgc),
+            payload=payload,
+            rendered=payload["rendered"],
+        )
     return render(request, "zoo/vote.html", ctx)
+
+
+def _png_response(data: bytes) -> HttpResponse:
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = f"private, max-age={CACHE_SECONDS}"
+    return response
+
+
+@login_required
+def target_png(request: HttpRequest, image_id: int) -> HttpResponse:
+    """A public image framed as the voting page shows its target (volunteers only)."""
+    if not is_volunteer(request.user):
+        return HttpResponse("volunteers only", status=403, content_type="text/plain")
+    image = get_object_or_404(Image, pk=image_id, is_public=True)
+    return _png_response(framed_target(image)[0])
+
+
+@login_required
+def standard_render_png(request: HttpRequest, inc: int, variant: int) -> HttpResponse:
+    """A rendered standard drawn with the look in the query (sky, noise, ink, psf, dark)."""
+    if not is_volunteer(request.user):
+        return HttpResponse("volunteers only", status=403, content_type="text/plain")
+    if inc not in STANDARD_RANGE or variant >= len(RENDER_THICKNESS):
+        return HttpResponse(
+            f"inc must be within 45-90 deg and variant below {len(RENDER_THICKNESS)}", status=404, content_type="text/plain"
+        )
+    try:
+        look = look_from_params(request.GET)
+    except BadLook as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain")
+    return _png_response(standard_png(inc, variant, look))
+
+
+@login_required
+def standard_image_png(request: HttpRequest, pk: int) -> HttpResponse:
+    """A real standard's image framed like the target."""
+    if not is_volunteer(request.user):
+        return HttpResponse("volunteers only", status=403, content_type="text/plain")
+    std = get_object_or_404(Standard, pk=pk, image__isnull=False, image__is_public=True)
+    return _png_response(framed_standard_image(std.image))
 
 
 def _num(text: str | None):

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from catalog.models import Galaxy
 from core.roles import is_curator, is_volunteer
+from zoo.columns import refresh_consensus_summary
 from zoo.conf import conf
 from zoo.models import GIZ_FLAGS, CalibrationGalaxy, InclinationVote, VoteRound
 from zoo.signals import votes_added
@@ -381,4 +382,5 @@ def override_consensus(galaxy: Galaxy | int, curator, flag: str, inc=None, inc_e
             galaxy_id=pgc, curator=curator, inc=value, inc_e=err, flag=flag, reason=(reason or "")[:300]
         )
         ConsensusInclination.objects.filter(galaxy_id=pgc).update(inc=value, inc_e=err, flag=flag, overridden_by=curator)
+        refresh_consensus_summary([pgc])
     return override

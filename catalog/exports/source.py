@@ -102,7 +102,7 @@ def _galaxy_source(qs: QuerySet) -> TableSource:
         fields = [n for n in wanted if n != "distance"] or ["pgc"]
         if "distance" in wanted:
             fields.append("distance_deg")
-        sub = with_columns(qs if ordered else qs.order_by(), [n for n in fields if n in derived_by_name()])
+        sub = with_columns(qs if ordered else qs.order_by(), [n for n in fields if n in derived_by_name()], join=True)
         sql, params = sub.values_list(*fields).query.sql_with_params()
         return sql, list(params)
 

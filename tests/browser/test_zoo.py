@@ -99,3 +99,58 @@ def test_face_on_needs_a_second_enter(zoo_browser, live_server, settings):
     assert "face-on" in page.inner_text(".messages")
     vote = InclinationVote.objects.get(user=user)
     assert vote.face_on and vote.inc is None
+
+
+def test_target_and_standards_framed_alike(zoo_browser, live_server, settings, shared_data):
+    """A real SDSS target (PGC 2813, small in its stored frame): on the page its major axis spans
+    the standards' share of their panels, and both face-on ways need a confirmation. Screenshots
+    zoo-vote-1400.png and zoo-vote-400.png (GALCAT_SCREENSHOTS or var/test-artefacts/screenshots)."""
+    import io
+    import time
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from catalog.importers.images import import_images
+    from catalog.models import Image
+    from core.roles import VOLUNTEER, grant
+    from tests.browser.test_site_browser import _no_sideways_scroll, _shot
+    from zoo.framing import FRAME_FRACTION, FRAME_SIZE, measure
+
+    settings.GALCAT_ZOO_CALIBRATION_RATE = 0
+    ensure_rendered_standards(variants=1, size=32)
+    import_images([shared_data / "sdss" / "pgc2813_g.png"], survey="SDSS", orientation=Image.Orientation.MAJOR_HORIZONTAL)
+    user = UserFactory(username="framer", password=PASSWORD)
+    grant(user, VOLUNTEER)
+    page = zoo_browser
+    page.goto(f"{live_server.url}/accounts/login/?next=/zoo/")
+    page.fill("input[name=username]", "framer")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#strip .std img")
+    for _ in range(300):  # the framed target and the renders (the page's CSP forbids wait_for_function's eval)
+        if page.evaluate("() => Array.from(document.images).every((i) => i.complete && i.naturalWidth > 0)"):
+            break
+        time.sleep(0.2)
+    assert "spans 60% of the panel" in page.inner_text("#frame-note")
+
+    def fraction(src: str) -> float:
+        body = page.request.get(f"{live_server.url}{src}").body()
+        return measure(np.asarray(PILImage.open(io.BytesIO(body)), dtype=np.float64), psf=False).fraction(FRAME_SIZE)
+
+    target = fraction(page.get_attribute("#target-img", "src"))
+    standards = [
+        fraction(src) for src in page.locator("#strip .std img").evaluate_all("(els) => els.map((e) => e.getAttribute('src'))")[:3]
+    ]
+    assert abs(target - FRAME_FRACTION) < 0.05 and all(abs(s - target) < 0.05 for s in standards), (target, standards)
+    # The face-on button arms; only Confirm submits.
+    page.click("#btn-faceon")
+    assert page.get_attribute("#zoo", "data-slot") == "0" and "once more" in page.inner_text("#zoo-result")
+    assert not InclinationVote.objects.filter(user=user).exists()
+    for width in (1400, 400):
+        page.set_viewport_size({"width": width, "height": 900})
+        _no_sideways_scroll(page)
+        _shot(page, "zoo-vote", width)
+    page.click("#btn-confirm")
+    page.wait_for_selector(".messages li.success")
+    assert InclinationVote.objects.get(user=user).face_on
