@@ -76,8 +76,10 @@ def galaxy_answer(galaxy) -> tuple[dict, int]:
     }, 200
 
 
-def file_answer(data: bytes, filename: str) -> dict:
-    """Inclinet answer for an uploaded image's bytes; ApiInputError on bad input."""
+def checked_image(data: bytes, filename: str) -> np.ndarray:
+    """The decoded pixels of an uploaded image's bytes, after the upload limits (bytes, pixels from
+    the header before decoding, smallest side) and a check that it has something to measure;
+    ApiInputError on bad input."""
     cap = int(conf.UPLOAD_MAX_BYTES)
     if len(data) == 0:
         raise ApiInputError(f"{filename}: the file is empty (0 bytes)")
@@ -96,6 +98,12 @@ def file_answer(data: bytes, filename: str) -> dict:
         raise ApiInputError(f"{filename}: the image has no finite pixel (all NaN or infinite)")
     if float(np.ptp(image[finite])) == 0.0:
         raise ApiInputError(f"{filename}: the image is constant (every pixel {image[finite].flat[0]}): no galaxy to measure")
+    return image
+
+
+def file_answer(data: bytes, filename: str) -> dict:
+    """Inclinet answer for an uploaded image's bytes; ApiInputError on bad input."""
+    image = checked_image(data, filename)
     ens = ensemble_for(active_version())
     res = _bounded(ens.predict_images, [image])
     members = {n: round(float(v), 2) for n, v in zip(ens.names, res["per_member"][0], strict=True)}

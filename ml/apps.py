@@ -6,4 +6,6 @@ class MlConfig(AppConfig):
     verbose_name = "Machine learning"
 
     def ready(self) -> None:
-        from ml import signals  # noqa: F401
+        from ml import signals
+
+        signals.connect_summary_receivers()

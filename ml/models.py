@@ -1,8 +1,10 @@
-"""Model registry and CNN predictions."""
+"""Model registry, CNN predictions, morphology posteriors and latent-space embeddings."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from pgvector.django import VectorField
 
 
 class ModelVersion(models.Model):
@@ -11,6 +13,7 @@ class ModelVersion(models.Model):
     class Task(models.TextChoices):
         INCLINATION = "inclination", "inclination"
         MORPHOLOGY = "morphology", "morphology (profile-parameter posteriors)"
+        LATENT = "latent", "latent (image embeddings, outlier scores)"
 
     task = models.CharField(
         max_length=20,
@@ -40,6 +43,9 @@ class ModelVersion(models.Model):
     )
     card = models.JSONField(
         default=dict, blank=True, verbose_name="model card", help_text="Model card: data, seeds, exact command, metrics"
+    )
+    embedding_dim = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name="embedding dimension", help_text="Length of the embedding vector of a latent model [1]"
     )
     active = models.BooleanField(default=False, db_index=True, verbose_name="active", help_text="Used for new predictions")
     created = models.DateTimeField(auto_now_add=True, verbose_name="created", help_text="When the version was registered [UTC]")
@@ -174,3 +180,133 @@ class MorphologyPosterior(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} posterior of image {self.image_id} ({self.model_version})"
+
+
+class ImageEmbedding(models.Model):
+    """The latent model's embedding of one image (L2-normalised, compared by cosine distance),
+    with its reconstruction error, outlier score and place on the latent map. The vector column has
+    no fixed length: each latent version gets its own partial HNSW index over
+    ``embedding::vector(dim)`` (ml.vectors.ensure_hnsw_index)."""
+
+    image = models.ForeignKey(
+        "catalog.Image", on_delete=models.CASCADE, related_name="embeddings", verbose_name="image", help_text="The image embedded"
+    )
+    galaxy = models.ForeignKey(
+        "catalog.Galaxy", on_delete=models.CASCADE, related_name="embeddings", verbose_name="galaxy", help_text="The image's galaxy"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="embeddings", verbose_name="model version", help_text="Latent model version"
+    )
+    embedding = VectorField(verbose_name="embedding", help_text="L2-normalised latent vector (length: the version's embedding_dim) [1]")
+    recon_error = models.FloatField(
+        verbose_name="reconstruction error", help_text="Mean squared reconstruction error of the preprocessed image [1]"
+    )
+    outlier_score = models.FloatField(
+        verbose_name="outlier score",
+        help_text="How unusual the image is (reconstruction error and latent density; higher is more unusual) [1]",
+    )
+    map_x = models.FloatField(verbose_name="map x", help_text="First coordinate of the 2-D projection of the latent map [1]")
+    map_y = models.FloatField(verbose_name="map y", help_text="Second coordinate of the 2-D projection of the latent map [1]")
+    created = models.DateTimeField(auto_now=True, verbose_name="created", help_text="When the embedding was (re)computed [UTC]")
+
+    class Meta:
+        verbose_name = "image embedding"
+        ordering = ["galaxy_id", "image_id"]
+        constraints = [models.UniqueConstraint(fields=["image", "model_version"], name="ml_embedding_once_per_version")]
+        indexes = [
+            models.Index(fields=["model_version", "-outlier_score"], name="ml_embedding_outlier"),
+            models.Index(fields=["galaxy", "model_version"], name="ml_embedding_galaxy_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"embedding of image {self.image_id} ({self.model_version})"
+
+
+class LatentDensity(models.Model):
+    """A refit of a latent version's density/outlier model on the catalog's embeddings (the nightly
+    sweep); the newest one scores new images, the shipped fit is used before the first."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="densities", verbose_name="model version", help_text="Latent model version"
+    )
+    state = models.JSONField(verbose_name="state", help_text="The density model's parameters (LatentModel.density_state())")
+    images = models.PositiveIntegerField(verbose_name="images", help_text="Embeddings the density was fitted on [1]")
+    created = models.DateTimeField(auto_now_add=True, verbose_name="created", help_text="When the density was fitted [UTC]")
+
+    class Meta:
+        verbose_name = "latent density"
+        verbose_name_plural = "latent densities"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"density of {self.model_version} on {self.images} images ({self.created:%Y-%m-%d})"
+
+
+class OutlierVerdict(models.Model):
+    """A curator's verdict on an image shown as unusual; append-only, the newest one counts."""
+
+    class Verdict(models.TextChoices):
+        INTERESTING = "interesting", "interesting"
+        ARTEFACT = "artefact", "artefact"
+        NORMAL = "normal", "normal"
+
+    image = models.ForeignKey(
+        "catalog.Image", on_delete=models.CASCADE, related_name="outlier_verdicts", verbose_name="image", help_text="The image judged"
+    )
+    galaxy = models.ForeignKey(
+        "catalog.Galaxy", on_delete=models.CASCADE, related_name="outlier_verdicts", verbose_name="galaxy", help_text="The image's galaxy"
+    )
+    verdict = models.CharField(max_length=12, choices=Verdict.choices, verbose_name="verdict", help_text="What the curator found")
+    note = models.CharField(max_length=500, blank=True, default="", verbose_name="note", help_text="Free-text remark")
+    outlier_score = models.FloatField(
+        null=True, blank=True, verbose_name="outlier score", help_text="The image's outlier score when it was judged [1]"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="outlier_verdicts",
+        verbose_name="curator",
+        help_text="Who gave the verdict",
+    )
+    created = models.DateTimeField(auto_now_add=True, verbose_name="created", help_text="When the verdict was given [UTC]")
+
+    class Meta:
+        verbose_name = "outlier verdict"
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["image", "-created"], name="ml_verdict_image_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} on image {self.image_id}"
+
+
+class PredictionSummary(models.Model):
+    """A stored copy of each galaxy's CNN columns (ml.columns: the active model's inclination over
+    the galaxy's images), so tables filter and sort on them through one indexed join. Kept by
+    ml.columns.refresh_prediction_summary; never edited by hand."""
+
+    galaxy = models.OneToOneField(
+        "catalog.Galaxy",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="prediction_summary",
+        verbose_name="galaxy",
+        help_text="The galaxy",
+    )
+    cnn_inc = models.FloatField(null=True, verbose_name="CNN inc", help_text="Median over images of the active model's inclination [deg]")
+    cnn_inc_std = models.FloatField(null=True, verbose_name="CNN spread", help_text="Mean over images of the ensemble spread [deg]")
+    cnn_reject = models.FloatField(null=True, verbose_name="CNN reject", help_text="Mean rejection likelihood over images [0-1]")
+    axis_ratio_inc = models.FloatField(
+        null=True, verbose_name="axis-ratio inc", help_text="Median over images of the axis-ratio inclination [deg]"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["cnn_inc"], name="ml_summary_cnn_inc"),
+            models.Index(fields=["cnn_inc_std"], name="ml_summary_cnn_inc_std"),
+            models.Index(fields=["cnn_reject"], name="ml_summary_cnn_reject"),
+            models.Index(fields=["axis_ratio_inc"], name="ml_summary_axis_ratio_inc"),
+        ]
+
+    def __str__(self) -> str:
+        return f"PGC {self.galaxy_id}: CNN {self.cnn_inc}"

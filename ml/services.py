@@ -13,9 +13,17 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from ml.columns import refresh_prediction_summary
 from ml.conf import conf
 from ml.models import ModelVersion, MorphologyPosterior, Prediction
-from ml.weights_files import MORPH_WEIGHTS_DIR, WeightsChecksumError, checked_manifest, default_weights_dir, sha256_file
+from ml.weights_files import (
+    LATENT_WEIGHTS_DIR,
+    MORPH_WEIGHTS_DIR,
+    WeightsChecksumError,
+    checked_manifest,
+    default_weights_dir,
+    sha256_file,
+)
 
 if TYPE_CHECKING:
     from ml.inference import Ensemble
@@ -46,10 +54,12 @@ def weights_dir(mv: ModelVersion) -> Path:
 def register_weights(directory: str | Path, *, name: str | None = None, version: str | None = None, activate: bool = True) -> ModelVersion:
     """Create or update the ModelVersion of a weights directory (ensemble.json + model card).
     The manifest's ``task`` (inclination unless it says morphology) decides which active version
-    it replaces."""
+    it replaces; latent models go to :func:`register_latent`."""
     directory = Path(directory)
     manifest_path = directory / "ensemble.json"
     manifest = checked_manifest(directory)
+    if manifest.get("task") == ModelVersion.Task.LATENT:
+        return register_latent(directory, activate=activate)
     card_path = directory / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     files = {m["file"]: m["sha256"] for m in manifest["members"]}
@@ -87,6 +97,7 @@ def register_weights(directory: str | Path, *, name: str | None = None, version:
         ModelVersion.objects.filter(task=task).exclude(pk=mv.pk).update(active=False)
         ModelVersion.objects.filter(pk=mv.pk).update(active=True)
         mv.active = True
+        refresh_prediction_summary()  # the CNN columns read the active model
     return mv
 
 
@@ -165,6 +176,7 @@ def refresh_axis_ratios(image_ids: list[int]) -> int:
         p.axis_ratio_inc = float(axis_ratio_inclination(q, q0()))
         p.extra = {**(p.extra or {}), "axis_ratio_source": source, "q0": q0()}
     Prediction.objects.bulk_update(preds, ["axis_ratio", "axis_ratio_inc", "extra"])
+    refresh_prediction_summary({p.galaxy_id for p in preds})
     return len(preds)
 
 
@@ -224,6 +236,7 @@ def predict_and_store(image_ids: list[int], mv: ModelVersion | None = None, prog
                 unique_fields=["image", "model_version"],
                 update_fields=["value", "uncertainty", "reject_likelihood", "axis_ratio", "axis_ratio_inc", "extra", "galaxy", "created"],
             )
+            refresh_prediction_summary({o.galaxy_id for o in objs})
             stored += len(objs)
         if progress is not None:
             progress(min(b0 + PREDICT_BATCH, len(ids)), len(ids))
@@ -316,6 +329,56 @@ def active_morph_version(register_default: bool = False) -> ModelVersion | None:
     mv = ModelVersion.objects.filter(active=True, task=ModelVersion.Task.MORPHOLOGY).order_by("-created").first()
     if mv is None and register_default:
         mv = register_weights(MORPH_WEIGHTS_DIR)
+    return mv
+
+
+# ---------------------------------------------------------------------------------------------
+# Latent model (ml.latent VAE): the registry entry; embeddings and searches are in ml.latent_services
+# ---------------------------------------------------------------------------------------------
+@transaction.atomic
+def register_latent(directory: str | Path | None = None, *, activate: bool = True) -> ModelVersion:
+    """Create or update the ModelVersion of a latent-model weights directory (default
+    ml/weights/latent), loaded through ml.latent.load_latent, which refuses files whose sha256
+    differ from its manifest (ensemble.json): name, version, sha256 and embedding dimension from
+    the model, the manifest's file checksums, the model card (model_card.json). The version's HNSW index is created; with
+    activate, it replaces the active latent version."""
+    from ml.latent import load_latent
+    from ml.vectors import ensure_hnsw_index
+
+    directory = Path(directory) if directory is not None else LATENT_WEIGHTS_DIR
+    model = load_latent(directory=directory, device="cpu")
+    card_path = directory / "model_card.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    td = card.get("training_data", "")
+    mv, _ = ModelVersion.objects.update_or_create(
+        name=model.name,
+        version=str(model.version),
+        defaults=dict(
+            task=ModelVersion.Task.LATENT,
+            architecture=str(card.get("architecture") or f"convolutional VAE, {model.dim}-d latent, {model.channels} channel(s)")[:300],
+            training_data=td if isinstance(td, str) else json.dumps(td, sort_keys=True),
+            metrics=card.get("metrics", {}),
+            weights_path=_relative(directory),
+            sha256=model.sha256,
+            files={m["file"]: m["sha256"] for m in model.manifest["members"]},
+            card=card,
+            embedding_dim=int(model.dim),
+        ),
+    )
+    ensure_hnsw_index(mv.pk, mv.embedding_dim, m=int(conf.LATENT_HNSW_M), ef_construction=int(conf.LATENT_HNSW_EF_CONSTRUCTION))
+    if activate:
+        ModelVersion.objects.filter(task=ModelVersion.Task.LATENT).exclude(pk=mv.pk).update(active=False)
+        ModelVersion.objects.filter(pk=mv.pk).update(active=True)
+        mv.active = True
+    return mv
+
+
+def active_latent_version(register_default: bool = False) -> ModelVersion | None:
+    """The active latent version; with register_default, the shipped ml/weights/latent is
+    registered and activated when none is active (and the directory holds a model)."""
+    mv = ModelVersion.objects.filter(active=True, task=ModelVersion.Task.LATENT).order_by("-created").first()
+    if mv is None and register_default and LATENT_WEIGHTS_DIR.is_dir():
+        mv = register_latent(LATENT_WEIGHTS_DIR)
     return mv
 
 

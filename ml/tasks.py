@@ -63,3 +63,31 @@ def morph_images(image_ids: list[int], job_id: int | None = None, model_version_
         reporter.set_total(len(image_ids))
     out = morph_and_store(list(image_ids), mv, progress=reporter.progress if reporter else None)
     return {"stored": out["stored"], "skipped": out["skipped"]}
+
+
+def embed_images(image_ids: list[int], job_id: int | None = None, model_version_id: int | None = None) -> dict:
+    """Latent embeddings of catalog images by the active (or given) latent version (the shipped one
+    is registered when none is active); one ImageEmbedding per image and version (re-runs update
+    it). Nothing to do while no latent model exists. Job progress as for :func:`predict_images`."""
+    from ml.latent_services import embed_and_store
+    from ml.services import active_latent_version
+
+    mv = ModelVersion.objects.get(pk=model_version_id) if model_version_id else active_latent_version(register_default=True)
+    if mv is None:
+        return {"stored": 0, "skipped": len(image_ids), "message": "no latent model"}
+    reporter = None
+    if job_id is not None:
+        from jobs.services import JobReporter
+
+        reporter = JobReporter(Job.objects.get(pk=job_id))
+        reporter.set_total(len(image_ids))
+    out = embed_and_store(list(image_ids), mv, progress=reporter.progress if reporter else None)
+    return {"stored": out["stored"], "skipped": out["skipped"]}
+
+
+def latent_sweep(progress=None) -> dict:
+    """Nightly: embed the images the active latent version has not embedded, refit its outlier
+    density on every embedding and rescore them (ml.latent_services.latent_sweep)."""
+    from ml.latent_services import latent_sweep as sweep
+
+    return sweep(progress=progress)

@@ -17,6 +17,8 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 GPU_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights_gpu"
 #: The shipped morphology networks (ml.morph; see their MODEL_CARD.md and EVALUATION.md).
 MORPH_WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR / "morph"
+#: The shipped latent model (ml.latent's VAE; see its MODEL_CARD.md).
+LATENT_WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR / "latent"
 
 
 def default_weights_dir() -> Path:
