@@ -16,7 +16,7 @@ import numpy as np
 
 from ml.inference import Ensemble, axis_ratio_from_moments
 from ml.preprocess import load_image_file, preprocess
-from ml.synth import inclination_from_axis_ratio, render_one
+from ml.synth import SynthConfig, inclination_from_axis_ratio, render_one
 
 #: Seed of the synthetic test set: never used for training (training seeds are small; the
 #: validation seed is training seed + 1000).
@@ -76,8 +76,12 @@ def compare(
     return {name: {"all": error_stats(p, true), "bins": by_bin(np.asarray(p, float), true)} for name, p in rows.items()}
 
 
-def evaluate_synthetic(ens: Ensemble, n: int = 2000, seed: int = TEST_SEED, q0: float = 0.3, tta: bool = True, progress=False):
-    """Fresh-seed synthetic test set. Returns (stats, extra) for accepted disks; extra has rejection figures."""
+def evaluate_synthetic(
+    ens: Ensemble, n: int = 2000, seed: int = TEST_SEED, q0: float = 0.3, tta: bool = True, progress=False, wide: float = 0.0
+):
+    """Fresh-seed synthetic test set (``wide``: share drawn by the widened renderer, see
+    ml.synth.wide). Returns (stats, extra) for accepted disks; extra has rejection figures."""
+    config = SynthConfig(wide=wide) if wide else None
     xs, incs, rejs, qs, qtrue = [], [], [], [], []
     it = range(n)
     if progress:
@@ -85,7 +89,7 @@ def evaluate_synthetic(ens: Ensemble, n: int = 2000, seed: int = TEST_SEED, q0: 
 
         it = tqdm(it, desc=f"render test seed={seed}", unit="img", mininterval=5)
     for k in it:
-        im, lab = render_one(seed, k)
+        im, lab = render_one(seed, k, config)
         xs.append(preprocess(im))
         incs.append(lab["inc"] if lab["reject"] == 0 else np.nan)
         rejs.append(lab["reject"])

@@ -110,10 +110,15 @@ def _render_parallel(seed: int, n: int, config, progress: bool, start: int, work
     return x, inc, rej, labels
 
 
-def _largest_smaller_cache(cache_dir: Path, seed: int, n: int) -> tuple[Path, int] | None:
+def _cache_prefix(seed: int, wide: float) -> str:
+    """Cache file prefix of the set ``seed`` (the widened renderer's sets have their own)."""
+    return f"synth_seed{seed}" if not wide else f"synth_wide{wide:g}_seed{seed}"
+
+
+def _largest_smaller_cache(cache_dir: Path, seed: int, n: int, wide: float = 0.0) -> tuple[Path, int] | None:
     """The cache file of the set ``seed`` with the most images below n, if any."""
     best = None
-    for p in cache_dir.glob(f"synth_seed{seed}_n*.npz"):
+    for p in cache_dir.glob(f"{_cache_prefix(seed, wide)}_n*.npz"):
         try:
             m = int(p.stem.split("_n")[-1])
         except ValueError:
@@ -123,8 +128,8 @@ def _largest_smaller_cache(cache_dir: Path, seed: int, n: int) -> tuple[Path, in
     return best
 
 
-def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = False, workers: int = 1):
-    """render_inputs with an on-disk cache (npz) keyed by seed and n.
+def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = False, workers: int = 1, wide: float = 0.0):
+    """render_inputs with an on-disk cache (npz) keyed by seed, n and the widened renderer's share.
 
     Image k depends only on (seed, k), so a cache of the same seed with fewer images is reused
     as the first part of the set and only the remaining images are rendered.
@@ -132,16 +137,17 @@ def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = Fal
     start = 0
     head = None
     if cache_dir:
-        path = Path(cache_dir) / f"synth_seed{seed}_n{n}.npz"
+        path = Path(cache_dir) / f"{_cache_prefix(seed, wide)}_n{n}.npz"
         if path.exists():
             z = np.load(path)
             return z["x"], z["inc"], z["rej"]
-        smaller = _largest_smaller_cache(Path(cache_dir), seed, n) if Path(cache_dir).is_dir() else None
+        smaller = _largest_smaller_cache(Path(cache_dir), seed, n, wide) if Path(cache_dir).is_dir() else None
         if smaller is not None:
             z = np.load(smaller[0])
             head = (z["x"], z["inc"], z["rej"])
             start = smaller[1]
-    x, inc, rej, _ = render_inputs(seed, n - start, progress=progress, start=start, workers=workers)
+    config = SynthConfig(wide=wide) if wide else None
+    x, inc, rej, _ = render_inputs(seed, n - start, config, progress=progress, start=start, workers=workers)
     if head is not None:
         x, inc, rej = (np.concatenate([a, b]) for a, b in zip(head, (x, inc, rej)))
     if cache_dir:
@@ -184,6 +190,8 @@ class TrainConfig:
     finetune_lr_factor: float = 0.3
     #: regression loss = squared error / loss_scale_deg^2 (see ml.nets.inclination_loss)
     loss_scale_deg: float = 5.0
+    #: share of pool and validation images drawn by the widened renderer (SynthConfig.wide)
+    wide: float = 0.0
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -369,8 +377,8 @@ def _finish_member(out: Path, rec: dict) -> None:
 def _member_job(k: int, cfg: TrainConfig, device: str) -> None:
     """Train member k in a worker process (pool and validation set from the render cache)."""
     torch.set_num_threads(_threads_per_job(cfg))
-    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir)
-    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir)
+    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, wide=cfg.wide)
+    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, wide=cfg.wide)
     quiet = TrainConfig(**{**asdict(cfg), "progress": False})
     _finish_member(Path(cfg.out), train_member(k, quiet, x, inc, rej, val, torch.device(device), lambda s: print(s, flush=True)))
 
@@ -404,9 +412,9 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     log(f"rendering {cfg.images} training images (seed {cfg.seed}) and {cfg.val_images} validation images")
-    pool_cached = bool(cfg.cache_dir) and (Path(cfg.cache_dir) / f"synth_seed{cfg.seed}_n{cfg.images}.npz").exists()
-    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, cfg.progress, cfg.render_workers)
-    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress, cfg.render_workers)
+    pool_cached = bool(cfg.cache_dir) and (Path(cfg.cache_dir) / f"{_cache_prefix(cfg.seed, cfg.wide)}_n{cfg.images}.npz").exists()
+    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, cfg.progress, cfg.render_workers, cfg.wide)
+    val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress, cfg.render_workers, cfg.wide)
     t_render = time.time() - t0
     fresh: set[int] = set()
     if cfg.jobs > 1:
@@ -462,7 +470,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
             "bag_fraction": BAG_FRACTION,
             "validation_seed": cfg.seed + VAL_SEED_OFFSET,
             "validation_images": cfg.val_images,
-            "synth_config": asdict(SynthConfig()),
+            "synth_config": asdict(SynthConfig(wide=cfg.wide)),
         },
         "train_config": asdict(cfg),
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
@@ -534,6 +542,15 @@ def model_card_markdown(card: dict) -> str:
         f"face-on and junk examples labelled reject). Pool: {td['pool_images']} images from seed "
         f"{td['pool_seed']}; each member trains on its own {int(td['bag_fraction'] * 100)} % subset. "
         f"Validation: {td['validation_images']} images from seed {td['validation_seed']}."
+        + (
+            f" A share {card['train_config']['wide']:g} of pool and validation images comes from the widened renderer "
+            "(ml.synth.wide: 3-D disks with sech^2/sech/Gaussian vertical profiles and Matérn radial "
+            "profiles, thick/outer disks, Sérsic disks of index 0.5-1.5, boxy/discy bulges of index 0.5-6, bars, "
+            "knots, Gaussian/Moffat/Kolmogorov/double-Gaussian PSFs of 0.6-3.5 px, galaxy scales 0.6-1.55, "
+            "centring errors, correlated noise, gains, sky gradients, linear/sqrt/gamma stretches)."
+            if card["train_config"].get("wide")
+            else ""
+        )
         + (
             f" Member 0 trains {card['train_config']['epochs']} epochs from scratch; members 1.. start from member 0's "
             f"weights and train {card['train_config']['finetune_epochs']} epoch(s) on their own subset "
@@ -609,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-lr-factor", type=float, default=0.3, help="max lr of warm-started members relative to --lr")
     p.add_argument("--dropout", type=float, default=0.2, help="dropout before and after the hidden layer")
     p.add_argument("--loss-scale-deg", type=float, default=5.0, help="regression loss = squared error / scale^2")
+    p.add_argument("--wide", type=float, default=0.0, help="share of images from the widened renderer (ml.synth.wide)")
     return p
 
 
@@ -633,6 +651,7 @@ _OPTION_FIELDS = (
     "finetune_lr_factor",
     "dropout",
     "loss_scale_deg",
+    "wide",
 )
 
 

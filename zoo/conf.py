@@ -5,6 +5,7 @@ from core.conf import AppSettings
 conf = AppSettings(
     "zoo",
     "CONSENSUS_METHOD",
+    "CONSENSUS_SCORES",
     "CONSENSUS_TASK",
     "SAMPLE_DATA",
     "VOTE_RATE",

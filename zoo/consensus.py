@@ -12,6 +12,8 @@ The method is chosen by the dotted path in GALCAT_CONSENSUS_METHOD.
 from __future__ import annotations
 
 import csv
+import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +26,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from catalog.models import Galaxy
+from zoo.columns import refresh_consensus_summary
 from zoo.conf import conf
 from zoo.methods import (
     CAT_A,
@@ -214,8 +217,10 @@ def store_consensus(rows: list[ConsensusRow], method: ConsensusMethod, calibrati
         for c in calibration or []
     ]
     with transaction.atomic():
+        before = set(ConsensusInclination.objects.filter(method=method.name).values_list("galaxy_id", flat=True))
         ConsensusInclination.objects.filter(method=method.name).delete()
         ConsensusInclination.objects.bulk_create(objs, batch_size=2000)
+        refresh_consensus_summary(before | {o.galaxy_id for o in objs})
         if calibration is not None:
             VolunteerCalibration.objects.filter(method=method.name).delete()
             VolunteerCalibration.objects.bulk_create(cal, batch_size=2000)
@@ -396,3 +401,40 @@ def truth_report(
         }
     )
     return rep
+
+
+def truth_scores_record(rep: dict, methods: list[ConsensusMethod], truth_file: str, command: str) -> dict:
+    """What the galaxy page and /compare/ show of a truth report: per method RMS, bias and N
+    against the held-out published inclinations, with where the figures came from."""
+    default = get_method().label
+    return {
+        "truth_file": str(truth_file),
+        "command": command,
+        "measured": timezone.now().isoformat(timespec="seconds"),
+        "truth_rows": rep["truth_rows"],
+        "n_common": rep["n_common"],
+        "min_votes": rep["min_votes"],
+        "methods": [
+            {"method": m.name, "version": m.version, "label": m.label, "default": m.label == default, **rep["methods"][m.label]["all"]}
+            for m in methods
+            if m.label in rep["methods"]
+        ],
+    }
+
+
+def save_truth_scores(record: dict, path: str | Path | None = None) -> Path:
+    """Write a truth_scores_record to path (default: settings.GALCAT_CONSENSUS_SCORES), atomically."""
+    path = Path(path or conf.CONSENSUS_SCORES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_truth_scores(path: str | Path | None = None) -> dict | None:
+    """The saved truth scores (settings.GALCAT_CONSENSUS_SCORES), None when none were saved."""
+    path = Path(path or conf.CONSENSUS_SCORES)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())

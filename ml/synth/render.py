@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ml.synth import wide as _wide
+
 #: Image side of the training set (pixels); Inclinet works on 128x128 cutouts.
 IMAGE_SIZE = 128
 
@@ -93,6 +95,10 @@ class SynthConfig:
     #: probability that a grey image is inverted (galaxy dark on light)
     p_invert: float = 0.5
     pa_jitter_deg: float = 3.0
+    #: share of images drawn by the widened renderer (:mod:`ml.synth.wide`): 3-D disks of several
+    #: profile families, more bulge shapes, PSF families, noise models, sky gradients, scales and
+    #: centring errors. 0 by default, so the classic sets (the project's test set) stay as they were.
+    wide: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def kind_probs(self) -> np.ndarray:
@@ -179,8 +185,12 @@ def _disk_galaxy(
     y0: float = 0.0,
     pa: float = 0.0,
     with_dust: bool = True,
+    rw: np.random.Generator | None = None,
 ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """One disk galaxy. Returns params, bulge, disk, young, atten and a thin-layer point image."""
+    """One disk galaxy. Returns params, bulge, disk, young, atten and a thin-layer point image.
+
+    With ``rw`` (the widened renderer's stream) the classic draws are made and then the stellar
+    disk, bulge, bar, knots and dust strength are redrawn from ``rw``."""
     size = x.shape[0]
     q0 = rng.uniform(*Q0_RANGE)
     q = float(apparent_axis_ratio(inc, q0))
@@ -250,7 +260,64 @@ def _disk_galaxy(
         # dust is confined to the disk plane: little absorption far from it edge-on
         atten = np.where(r_d > 6 * h, 1.0, atten)
     params = dict(q0=q0, q=q, h=h, bt=bt, n_b=n_b, re_b=re_b, arm_amp=arm_amp, m=m)
+    if rw is not None:
+        params, bulge, disk, atten, pts = _widen_disk(rw, x, y, inc, h, x0, y0, pa, xp, yp, qt, params, disk, young, atten, pts)
     return params, bulge, disk, young, atten, pts, h
+
+
+def _widen_disk(rw, x, y, inc, h, x0, y0, pa, xp, yp, qt, params, disk, young, atten, pts):
+    """The widened renderer's stellar disk, bulge, bar, knots and dust (see ml.synth.wide)."""
+    size = x.shape[0]
+    flux = disk.sum()
+    if rw.random() < 0.65:
+        disk, extra = _wide.draw_disk3d(rw, size, inc, h, pa, x0, y0)
+        disk *= flux
+        params.update(extra, q=_wide.moment_axis_ratio(disk))
+    else:
+        n_d = float(rw.uniform(0.5, 1.5))
+        q = float(apparent_axis_ratio(inc, params["q0"]))
+        re_d = 1.678 * h  # half-light radius of the exponential disk it replaces
+        disk = _sersic(xp, yp, re_d, n_d, q)
+        disk *= flux / max(disk.sum(), 1e-12)
+        params.update(disk_model="sersic", n_disk=n_d)
+    # knots scattered over the disk plane (not only on arms), projected like the thin layer
+    if rw.random() < 0.5:
+        nk = int(rw.integers(5, 80))
+        rc = rw.gamma(2.0, h, nk)
+        pc = rw.uniform(0, 2 * np.pi, nk)
+        xp_c, yp_c = rc * np.cos(pc), rc * np.sin(pc) * qt
+        c, sn = np.cos(pa), np.sin(pa)
+        xs = xp_c * c - yp_c * sn + x0 + (size - 1) / 2.0
+        ys = xp_c * sn + yp_c * c + y0 + (size - 1) / 2.0
+        fk = rw.lognormal(0.0, 1.0, nk)
+        pts = pts.copy()
+        _deposit(pts, xs, ys, fk / fk.sum() * flux * rw.uniform(0.02, 0.3))
+    # bulge: wider Sérsic index and flattening, boxy or discy isophotes
+    bt = params["bt"]
+    if bt > 0:
+        n_b = float(np.exp(rw.uniform(np.log(0.5), np.log(6.0))))
+        qb = float(apparent_axis_ratio(inc, rw.uniform(0.3, 1.0)))
+        cb = float(rw.uniform(1.6, 3.2)) if rw.random() < 0.4 else 2.0
+        re_b = params["re_b"]
+        r = _wide.generalised_radius(xp, yp, qb, cb)
+        bulge = np.exp(-sersic_bn(n_b) * ((np.maximum(r, 1e-3) / re_b) ** (1.0 / n_b) - 1.0))
+        dsum = disk.sum() + young.sum() + pts.sum()
+        bulge *= bt / (1.0 - bt) * dsum / max(bulge.sum(), 1e-12)
+        params.update(n_b=n_b, bulge_c=cb)
+    else:
+        bulge = np.zeros_like(disk)
+    # bar in the disk plane, thickened like a bulge
+    if rw.random() < 0.3:
+        qbar = float(apparent_axis_ratio(inc, rw.uniform(0.15, 0.3)))
+        phi = rw.uniform(0, np.pi)
+        xd, yd = xp, yp / qbar
+        u = xd * np.cos(phi) + yd * np.sin(phi)
+        w = -xd * np.sin(phi) + yd * np.cos(phi)
+        bar = np.exp(-((np.sqrt(u * u + (w / rw.uniform(0.2, 0.4)) ** 2) / (h * rw.uniform(0.4, 1.0))) ** 2))
+        bulge = bulge + bar * flux * rw.uniform(0.03, 0.15) / max(bar.sum(), 1e-12)
+    # dust: scale the classic optical depth
+    atten = np.clip(atten, 1e-6, 1.0) ** rw.uniform(0.3, 2.0)
+    return params, bulge, disk, atten, pts
 
 
 def _point_sources(rng: np.random.Generator, size: int, n: int, fmin: float, fmax: float):
@@ -281,6 +348,7 @@ def render_one(seed: int, index: int, config: SynthConfig | None = None) -> tupl
     """
     cfg = config or SynthConfig()
     rng = np.random.default_rng([int(seed), int(index)])
+    rw = _wide.wide_rng(seed, index, cfg.wide) if cfg.wide > 0 else None
     size = cfg.size
     x, y = _grid(size)
     kind = KINDS[int(rng.choice(len(KINDS), p=cfg.kind_probs()))]
@@ -290,6 +358,9 @@ def render_one(seed: int, index: int, config: SynthConfig | None = None) -> tupl
         pa = np.radians(rng.normal(0.0, cfg.pa_jitter_deg))
     scale = rng.uniform(0.75, 1.3)
     cx, cy = rng.normal(0, 1.5, 2)
+    if rw is not None:  # pixel scale and centring errors
+        scale = rw.uniform(0.6, 1.55)
+        cx, cy = rw.normal(0, 1.5 if rw.random() < 0.8 else 5.0, 2)
     zeros = np.zeros((size, size))
     label: dict = dict(kind=kind, inc=float("nan"), q0=float("nan"), q=float("nan"))
     bulge, disk, young, pts, others = zeros, zeros, zeros, zeros, zeros.copy()
@@ -301,8 +372,10 @@ def render_one(seed: int, index: int, config: SynthConfig | None = None) -> tupl
             inc = float(np.degrees(np.arccos(rng.uniform(np.cos(np.radians(44.0)), 1.0))))
         else:
             inc = rng.uniform(INC_MIN, INC_MAX)
-        params, bulge, disk, young, atten, pts, h = _disk_galaxy(rng, x, y, inc, scale, cx, cy, pa)
+        params, bulge, disk, young, atten, pts, h = _disk_galaxy(rng, x, y, inc, scale, cx, cy, pa, rw=rw)
         label.update(inc=inc, q0=params["q0"], q=params["q"], bt=params["bt"])
+        if rw is not None:
+            label["disk_model"] = params.get("disk_model", "classic")
         if kind == "merger":
             # a comparable companion overlapping the disk, often with a tidal plume
             inc2 = rng.uniform(20, 90)
@@ -361,12 +434,19 @@ def render_one(seed: int, index: int, config: SynthConfig | None = None) -> tupl
     # field: stars and neighbours
     stars = _point_sources(rng, size, int(rng.poisson(rng.uniform(1, 10))), 0.003 * h * h, 1.0 * h * h)
     others = others + _neighbours(rng, x, y, int(rng.poisson(1.2)), 5.0) * rng.uniform(0.1, 0.8)
+    if rw is not None:
+        others = others + _neighbours(rw, x, y, int(rw.poisson(1.0)), 8.0) * rw.uniform(0.1, 1.5)
 
     # sky noise level relative to the surface brightness of the d25 isophote
     i25 = np.exp(-rng.uniform(2.8, 4.3))
     sigma = i25 / rng.uniform(0.6, 4.0)
     fwhm = rng.uniform(0.8, 2.4)
     otf = _psf_otf(size, fwhm, None if rng.random() < 0.5 else rng.uniform(2.5, 4.5))
+    if rw is not None:
+        sigma = i25 / rw.uniform(0.4, 6.0)
+        otf, psf = _wide.otf_wide(rw, size)
+        fwhm = psf["fwhm"]
+        label.update(psf=psf["psf"])
 
     colour = rng.random() < cfg.p_colour
     if colour:
@@ -383,12 +463,14 @@ def render_one(seed: int, index: int, config: SynthConfig | None = None) -> tupl
         lin_stack = _convolve(lin, otf)[..., None]
     noise_sd = np.sqrt(sigma * sigma + np.clip(lin_stack, 0, None) * sigma * sigma / 3.0)
     img = lin_stack + noise_sd * rng.standard_normal(lin_stack.shape)
-    out = _display(rng, img, sigma, colour, cfg, label)
+    if rw is not None:
+        img = _wide.noise_wide(rw, lin_stack, sigma)
+    out = _display(rng, img, sigma, colour, cfg, label, rw)
     label.update(colour=bool(colour), pa=float(np.degrees(pa)), fwhm=fwhm)
     return out, label
 
 
-def _display(rng, img: np.ndarray, sigma: float, colour: bool, cfg: SynthConfig, label: dict):
+def _display(rng, img: np.ndarray, sigma: float, colour: bool, cfg: SynthConfig, label: dict, rw=None):
     """Asinh/log stretch to 8 bits, like survey cutout services (Lupton et al. 2004, PASP 116, 133)."""
     tot = img.mean(-1)
     c = img.shape[0] // 2
@@ -399,6 +481,9 @@ def _display(rng, img: np.ndarray, sigma: float, colour: bool, cfg: SynthConfig,
         v = np.arcsinh(img / beta) / np.arcsinh(peak / beta)
     else:
         v = np.log1p(np.clip(img, 0, None) / beta) / np.log1p(peak / beta)
+    if rw is not None:
+        alt = _wide.stretch_wide(rw, img, peak)
+        v = v if alt is None else alt
     sky = rng.uniform(0.0, 0.15)
     v = sky + (1 - sky) * v
     v = np.clip(v, 0.0, 1.0)

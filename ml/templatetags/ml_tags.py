@@ -1,10 +1,15 @@
+import logging
+
 import numpy as np
 from django import template
 
+from ml.conf import conf
+from ml.scores import estimator_scores
 from ml.services import galaxy_summary, morph_summary
 from zoo.services import current_consensus
 
 register = template.Library()
+logger = logging.getLogger("galcat.ml")
 
 
 @register.simple_tag
@@ -62,3 +67,35 @@ def morph_panel_data(galaxy) -> dict:
             }
         )
     return {"model_version": s["model_version"], "rows": s["rows"], "tables": tables, "plots": plots}
+
+
+#: Similar galaxies shown in the galaxy page's strip.
+SIMILAR_STRIP_K = 8
+
+
+@register.simple_tag
+def similar_panel_data(galaxy, user) -> dict:
+    """The galaxy page's strip: the SIMILAR_STRIP_K galaxies most similar in the active latent
+    model's space, among images `user` may see ({} without a latent model or an embedding)."""
+    from ml.latent_services import similar
+
+    try:
+        out = similar(galaxy.pgc, SIMILAR_STRIP_K, user)
+    except Exception:  # noqa: BLE001 - the panel never breaks the galaxy page
+        logger.exception("similar galaxies of PGC %s", galaxy.pgc)
+        return {}
+    return {**out, "exclude_arcsec": conf.LATENT_EXCLUDE_ARCSEC}
+
+
+@register.inclusion_tag("ml/estimator_scores.html")
+def estimator_scores_table(open_: bool = True) -> dict:
+    """The known scores of every inclination estimator (ml.scores.estimator_scores) as a table."""
+    return {"scores": estimator_scores(), "open": open_}
+
+
+@register.filter
+def sigfig(value, digits: int = 3) -> str:
+    """A number with `digits` significant digits (cosine distances span many decades)."""
+    if value is None:
+        return ""
+    return f"{float(value):.{int(digits)}g}"

@@ -76,3 +76,57 @@ def test_grey_inverted_and_colour_modes():
     colour = SynthConfig(p_colour=1.0)
     im, lab = render_one(3, 0, colour)
     assert im.shape == (128, 128, 3) and lab["colour"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the widened renderer (SynthConfig(wide=p), ml.synth.wide)
+
+
+def test_wide_share_zero_is_the_classic_renderer_and_wide_images_are_deterministic():
+    for k in range(6):
+        a, la = render_one(11, k)
+        b, lb = render_one(11, k, SynthConfig(wide=0.0))
+        assert np.array_equal(a, b) and "disk_model" not in la
+    wide = SynthConfig(wide=1.0)
+    w1, l1 = render_one(11, 2, wide)
+    w2, l2 = render_one(11, 2, wide)
+    assert np.array_equal(w1, w2) and l1.keys() == l2.keys()
+    # the classic draws (kind, inclination) are kept; the picture is not
+    c, lc = render_one(11, 2)
+    assert l1["kind"] == lc["kind"] and (l1["inc"] == lc["inc"] or np.isnan(lc["inc"]))
+    assert not np.array_equal(w1, c)
+
+
+def test_wide_share_and_families():
+    labels = [render_one(13, k, SynthConfig(wide=0.5))[1] for k in range(120)]
+    disks = [lab for lab in labels if lab["kind"] == "disk"]
+    widened = [lab for lab in disks if "disk_model" in lab]
+    assert 0.3 < len(widened) / len(disks) < 0.7
+    assert {lab["disk_model"] for lab in widened} == {"3d", "sersic"}
+    assert len({lab["psf"] for lab in widened}) >= 3
+
+
+def test_disk3d_projection_geometry():
+    from ml.synth.wide import disk3d, moment_axis_ratio, vertical_transform
+
+    k = np.linspace(0, 3, 7)
+    for kind in ("sech2", "sech", "gauss"):
+        assert vertical_transform(kind, k, 2.0)[0] == pytest.approx(1.0)
+        assert np.all(np.diff(vertical_transform(kind, k, 2.0)) < 0)
+    with pytest.raises(ValueError):
+        vertical_transform("box", k, 1.0)
+    thin = [dict(h=8.0, nu=0.5, z0=0.01, vertical="sech2", flux=1.0)]  # drawn MIN_Z0_PX thick
+    thick = [dict(h=8.0, nu=0.5, z0=6.0, vertical="sech2", flux=1.0)]
+    img = disk3d(128, 60.0, 0.0, 0.0, 0.0, thin)
+    assert img.sum() == pytest.approx(1.0, rel=0.01)
+    # a thin disk's moment axis ratio is cos i; thickness rounds the edge-on view
+    assert moment_axis_ratio(img) == pytest.approx(0.5, abs=0.03)
+    edge_thin = moment_axis_ratio(disk3d(128, 90.0, 0.0, 0.0, 0.0, thin))
+    assert 0.1 < edge_thin < moment_axis_ratio(disk3d(128, 85.0, 0.0, 0.0, 0.0, thin)) < 0.2
+    assert moment_axis_ratio(disk3d(128, 90.0, 0.0, 0.0, 0.0, thick)) > 2 * edge_thin
+    # the position angle turns the major axis and the offset moves the centre (rows are y)
+    turned = disk3d(128, 75.0, np.pi / 2, 5.0, -3.0, thick)
+    y, x = np.mgrid[0:128, 0:128]
+    assert (turned * x).sum() / turned.sum() == pytest.approx(63.5 + 5.0, abs=0.05)
+    assert (turned * y).sum() / turned.sum() == pytest.approx(63.5 - 3.0, abs=0.05)
+    assert ((turned * (y - 60.5) ** 2).sum()) > 3 * ((turned * (x - 68.5) ** 2).sum())

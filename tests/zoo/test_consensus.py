@@ -332,3 +332,26 @@ def test_consensus_report_truth_command(voted, tmp_path):
     path.write_text("pgc,inc\n999999,60\n")
     with pytest.raises(CommandError, match="none of the 1 truth galaxies"):
         call_command("consensus_report", "--truth", str(path), "--splits", "2")
+
+
+def test_consensus_report_saves_truth_scores(voted, tmp_path, settings):
+    """--save-scores stores each method's RMS, bias and N against the truth table where the
+    galaxy page and /compare/ read them (ml.scores), with the command that measured them."""
+    from zoo.consensus import load_truth_scores
+
+    users, gals = voted
+    settings.GALCAT_CONSENSUS_SCORES = str(tmp_path / "scores" / "truth.json")
+    path = tmp_path / "truth.csv"
+    path.write_text(f"pgc,inc\n{gals[0].pk},62\n{gals[2].pk},80\n")
+    with pytest.raises(CommandError, match="--save-scores needs --truth"):
+        call_command("consensus_report", "--save-scores", "--splits", "2", stdout=io.StringIO())
+    assert load_truth_scores() is None
+    call_command("consensus_report", "--truth", str(path), "--splits", "2", "--save-scores", stdout=io.StringIO(), stderr=io.StringIO())
+    rec = load_truth_scores()
+    assert rec["truth_rows"] == 2 and rec["n_common"] == 2 and rec["command"].endswith("--save-scores")
+    by = {m["label"]: m for m in rec["methods"]}
+    assert set(by) >= {"mean 1", "median 1", f"joint {JointConsensus.version}"}
+    assert by[f"joint {JointConsensus.version}"]["default"] and not by["mean 1"]["default"]
+    # plain means: gals[0] (truth 62) 40, 61, 62, 63 -> 56.5; gals[2] (truth 80) 80, 80.5, 81, 81.5 -> 80.75
+    assert by["mean 1"]["n"] == 2 and by["mean 1"]["bias"] == pytest.approx((-5.5 + 0.75) / 2)
+    assert by["mean 1"]["rms"] == pytest.approx(((5.5**2 + 0.75**2) / 2) ** 0.5)

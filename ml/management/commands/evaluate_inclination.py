@@ -1,4 +1,5 @@
 import json
+import shlex
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -6,6 +7,15 @@ from django.core.management.base import BaseCommand, CommandError
 from ml.conf import conf
 from ml.evaluation import GALSIM_SEED, TEST_SEED, GalSimMissing, evaluate_galsim, evaluate_sdss, evaluate_synthetic, format_table
 from ml.inference import Ensemble, WeightsChecksumError, default_weights_dir
+
+
+def _argv(o: dict) -> list[str]:
+    """The options that decide the figures (recorded in the --json report)."""
+    argv = []
+    for k in ("weights", "synthetic", "seed", "wide", "galsim", "galsim_seed", "sdss"):
+        if o.get(k) is not None:
+            argv += [f"--{k.replace('_', '-')}", str(o[k])]
+    return argv + (["--no-tta"] if o.get("no_tta") else [])
 
 
 class Command(BaseCommand):
@@ -22,6 +32,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--synthetic", type=int, default=2000, help="images in the synthetic test set (0 to skip)")
         parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the synthetic test set (never a training seed)")
+        parser.add_argument(
+            "--wide", type=int, default=0, help="images in a test set of the widened renderer (ml.synth.wide), same seed (0 to skip)"
+        )
         parser.add_argument("--galsim", type=int, default=300, help="images in the GalSim test set (0 to skip; needs galsim)")
         parser.add_argument("--galsim-seed", type=int, default=GALSIM_SEED, help="seed of the GalSim test set")
         parser.add_argument("--sdss", default=None, help="folder with pgc*_{g,r,i}.png, pgc*_gri.jpg and labels.csv")
@@ -35,7 +48,15 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         q0 = float(conf.Q0)
         tta = not o["no_tta"]
-        report: dict = {"weights": str(o["weights"] or default_weights_dir()), "members": ens.names, "q0": q0, "tta": tta}
+        report: dict = {
+            "weights": str(o["weights"] or default_weights_dir()),
+            "members": ens.names,
+            "member_sha256": {m["file"]: m["sha256"] for m in ens.manifest["members"]},
+            "name": ens.manifest.get("name", ""),
+            "q0": q0,
+            "tta": tta,
+            "command": "python manage.py evaluate_inclination " + " ".join(shlex.quote(a) for a in _argv(o)),
+        }
         if o["synthetic"] > 0:
             stats, extra = evaluate_synthetic(ens, n=o["synthetic"], seed=o["seed"], q0=q0, tta=tta, progress=True)
             report["synthetic"] = {"seed": o["seed"], "stats": stats, "extra": extra}
@@ -47,6 +68,14 @@ class Command(BaseCommand):
                 f"false rejects {extra['false_reject_rate']:.3f}; mean stdev over passes {extra['mean_std']:.2f} deg, "
                 f"mean predicted sigma {extra['mean_sigma_model']:.2f} deg\n"
             )
+        if o["wide"] > 0:
+            stats, extra = evaluate_synthetic(ens, n=o["wide"], seed=o["seed"], q0=q0, tta=tta, progress=True, wide=1.0)
+            report["wide"] = {"seed": o["seed"], "stats": stats, "extra": extra}
+            title = (
+                f"Widened synthetic test set (ml.synth.wide), seed {o['seed']}: {extra['n_accepted']} accepted disks of {extra['n_images']}"
+            )
+            self.stdout.write(format_table(title, stats))
+            self.stdout.write(f"rejection: accuracy {extra['reject_accuracy']:.3f}, false rejects {extra['false_reject_rate']:.3f}\n")
         if o["galsim"] > 0:
             try:
                 stats, extra = evaluate_galsim(ens, n=o["galsim"], seed=o["galsim_seed"], q0=q0, tta=tta, progress=True)

@@ -23,6 +23,7 @@ _VALUED = (
     "cache_dir",
     "device",
     "init_from",
+    "wide",
 )
 _FLAGS = ("warm_start", "no_register", "no_activate")
 
@@ -31,7 +32,7 @@ def _as_argv(o: dict) -> list[str]:
     """The command line that reproduces these options (recorded in the model card)."""
     argv = []
     for k in _VALUED:
-        if o.get(k) is not None:
+        if o.get(k) is not None and not (k == "wide" and not o[k]):
             argv += [f"--{k.replace('_', '-')}", str(o[k])]
     if o.get("warm_start"):
         argv += ["--finetune-epochs", str(o["finetune_epochs"]), "--finetune-lr-factor", str(o["finetune_lr_factor"])]
@@ -67,6 +68,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--init-from", default=None, help="continue training: member k starts from DIR/member{k}.pt (checked against DIR/ensemble.json)"
         )
+        parser.add_argument(
+            "--wide", type=float, default=0.0, help="share of pool and validation images drawn by the widened renderer (ml.synth.wide)"
+        )
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active version")
 
@@ -74,6 +78,8 @@ class Command(BaseCommand):
         for key in ("members", "images", "epochs", "batch_size", "val_images", "threads", "jobs", "render_workers"):
             if o[key] < 1:
                 raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
+        if not 0.0 <= o["wide"] <= 1.0:
+            raise CommandError("--wide must be between 0 and 1")
         cfg = config_from_options(o)
         try:
             check_config(cfg)

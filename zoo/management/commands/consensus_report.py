@@ -1,4 +1,5 @@
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from zoo.consensus import (
     default_truth_methods,
     get_method,
     read_truth_table,
+    save_truth_scores,
     truth_report,
+    truth_scores_record,
     write_truth_table,
 )
 from zoo.methods import MedianConsensus, format_report, format_truth_report
@@ -31,6 +34,11 @@ class Command(BaseCommand):
         parser.add_argument("--method", help="dotted path of the full method (default: settings.GALCAT_CONSENSUS_METHOD)")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         parser.add_argument("--truth", help="CSV with columns pgc, inc (deg): score every method against it, held out")
+        parser.add_argument(
+            "--save-scores",
+            action="store_true",
+            help="with --truth: store each method's RMS, bias and N in settings.GALCAT_CONSENSUS_SCORES (shown on the galaxy page and /compare/)",
+        )
         parser.add_argument("--min-votes", type=int, default=3, help="measurements a truth galaxy needs to be scored (default 3)")
         parser.add_argument(
             "--write-truth",
@@ -66,7 +74,14 @@ class Command(BaseCommand):
                     f"none of the {rep['truth_rows']} truth galaxies has {opts['min_votes']} measurements and a value from every method"
                 )
             self.stdout.write(json.dumps(rep, indent=2, default=float) if opts["json"] else format_truth_report(rep))
+            if opts["save_scores"]:
+                argv = ["--truth", opts["truth"], "--min-votes", opts["min_votes"], "--splits", opts["splits"], "--seed", opts["seed"]]
+                command = "python manage.py consensus_report " + " ".join(shlex.quote(str(a)) for a in argv) + " --save-scores"
+                path = save_truth_scores(truth_scores_record(rep, methods, opts["truth"], command))
+                self.stderr.write(f"scores of {len(methods)} methods saved to {path}")
             return
+        if opts["save_scores"]:
+            raise CommandError("--save-scores needs --truth FILE.csv")
         rep = consensus_report([MedianConsensus(), full], splits=opts["splits"], seed=opts["seed"])
         if rep["votes"] == 0:
             raise CommandError("no votes in the catalog: load some first (python manage.py load_sample)")
