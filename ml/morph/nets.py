@@ -1,13 +1,17 @@
 """The morphology posterior network: a crop head, a small CNN and a full-covariance head.
 
-Design after GaMPEN (Ghosh et al. 2022, ApJ 935, 138): a spatial transformer in front predicts one
-zoom factor per image (started at the identity: the last layer of its localisation network is
-zero, so every image is first seen whole) and resamples the cutout of any size to a VIEW x VIEW
-view, trained end to end through the regression loss with no crop labels; the CNN behind it
+Design after GaMPEN (Ghosh et al. 2022, ApJ 935, 138): a spatial transformer in front picks one
+zoom factor per image and resamples the cutout of any size to a VIEW x VIEW view; the CNN behind it
 predicts, for K transformed parameters, the means, the log-variances D and the K(K-1)/2 entries
 below the diagonal of a unit lower-triangular L, with Sigma = L D L^T; the loss is the Gaussian
 negative log-likelihood 1/2 Delta^T Sigma^-1 Delta + 1/2 log det Sigma. Dropout before the last
 layers gives Monte-Carlo samples at inference.
+
+Unlike GaMPEN's zoom, learned only through the regression loss (ours then settled on one zoom for
+every size), the zoom here comes from a coarse first pass that estimates the radius (see
+:class:`CropHead`), and the head is told the view's pixel scale p (input pixels per view pixel) and
+works in view units for the sizes: it predicts ln re - ln p and ln flux - 2 ln p (the view's
+surface brightness times the pixel area), so a galaxy seen at another zoom needs no other answer.
 
 Inputs: images [B, 1, H, W] already scaled by :func:`preprocess` (noise units, asinh stretch) and
 extras [B, E] (ln PSF FWHM, ln cutout side; see :func:`preprocess`). Everything here is plain
@@ -24,7 +28,11 @@ from torch import Tensor, nn
 
 #: Side of the view the crop head resamples every cutout to (px).
 VIEW = 48
-#: The zoom factor s (fraction of the cutout's side shown) stays within [1 / ZOOM_RANGE, ZOOM_RANGE].
+#: Side of the crop head's two looks at the cutout (whole, pooled; centre, full resolution).
+LOC = 32
+#: Half-width of the view: ZOOM_RE * re + ZOOM_FWHM * FWHM + ZOOM_PAD (px of the cutout).
+ZOOM_RE, ZOOM_FWHM, ZOOM_PAD = 4.0, 1.5, 4.0
+#: LearnedZoomCrop's zoom stays within [1 / ZOOM_RANGE, ZOOM_RANGE].
 ZOOM_RANGE = 6.0
 #: Softening of the asinh stretch of the input, in noise units.
 ASINH_SOFT = 3.0
@@ -54,8 +62,52 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class CropHead(nn.Module):
-    """Spatial transformer with one zoom factor per image: s = ZOOM_RANGE ** tanh(a), a from a
-    small localisation network on the cutout pooled to 24 x 24; s = 1 (identity) at the start."""
+    """Spatial transformer with one zoom factor per image, set by a coarse first pass.
+
+    A small localisation network looks at the cutout twice, pooled whole to LOC x LOC and its
+    centre LOC x LOC at full resolution, and estimates ln re (px; trained by its own loss against
+    the true radius, see :func:`zoom_loss`). The view then spans a half-width of
+    ZOOM_RE * re + ZOOM_FWHM * FWHM + ZOOM_PAD px around the cutout centre, at most the whole
+    cutout and at least VIEW / 2 px (a view pixel is never under half an input pixel): small
+    galaxies are seen magnified, large ones whole.
+    """
+
+    def __init__(self, view: int = VIEW) -> None:
+        super().__init__()
+        self.view = view
+        self.loc = nn.Sequential(
+            nn.Conv2d(2, 16, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.fc = nn.Sequential(nn.Linear(32 * 16 + N_EXTRAS, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+        nn.init.zeros_(self.fc[-1].weight)  # every cutout starts seen at the zoom of re = 5 px
+        nn.init.constant_(self.fc[-1].bias, math.log(5.0))
+
+    def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Returns (view [B, 1, V, V], zoom s [B] = fraction of the side seen, ln re estimate [B])."""
+        side = x.shape[-1]
+        centre = _resample(x, torch.full((x.shape[0],), min(1.0, LOC / side), device=x.device), LOC)
+        ln_re = self.fc(torch.cat([self.loc(torch.cat([F.adaptive_avg_pool2d(x, LOC), centre], 1)).flatten(1), extras], 1))[:, 0]
+        s = zoom_of(ln_re.detach(), torch.exp(extras[:, 0]), side, self.view)
+        return _resample(x, s, self.view), s, ln_re
+
+
+def zoom_of(ln_re: Tensor, fwhm: Tensor, side: int | Tensor, view: int = VIEW) -> Tensor:
+    """Zoom s [B] (fraction of the side seen) for radii exp(ln_re) and PSF FWHM (px) in cutouts of
+    ``side`` px: half-width ZOOM_RE re + ZOOM_FWHM FWHM + ZOOM_PAD, within [view / 2, side] px."""
+    side = torch.as_tensor(side, dtype=ln_re.dtype, device=ln_re.device)
+    half = ZOOM_RE * torch.exp(torch.minimum(ln_re, torch.log(side))) + ZOOM_FWHM * fwhm + ZOOM_PAD
+    return torch.maximum(torch.minimum(2.0 * half / side, torch.ones_like(half)), (view / (2.0 * side)).clamp(max=1.0))
+
+
+class LearnedZoomCrop(nn.Module):
+    """GaMPEN's crop head, as the first shipped networks have it: one zoom s = ZOOM_RANGE ** tanh(a)
+    per image, a from a small localisation network on the cutout pooled to 24 x 24, learnt through
+    the regression loss alone and started at the identity (s = 1). Ours settled on one zoom for
+    every size, hence :class:`CropHead`; this one is kept for those weights and for comparison."""
 
     def __init__(self, view: int = VIEW) -> None:
         super().__init__()
@@ -67,24 +119,44 @@ class CropHead(nn.Module):
         nn.init.zeros_(self.fc[-1].weight)
         nn.init.zeros_(self.fc[-1].bias)
 
-    def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns (view [B, 1, V, V], s [B])."""
-        small = F.adaptive_avg_pool2d(x, 24)
-        a = self.fc(torch.cat([self.loc(small).flatten(1), extras], 1))[:, 0]
+    def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor, None]:
+        """Returns (view [B, 1, V, V], zoom s [B], None: no radius estimate)."""
+        a = self.fc(torch.cat([self.loc(F.adaptive_avg_pool2d(x, 24)).flatten(1), extras], 1))[:, 0]
         s = torch.exp(math.log(ZOOM_RANGE) * torch.tanh(a))
-        zero = torch.zeros_like(s)
-        theta = torch.stack([torch.stack([s, zero, zero], 1), torch.stack([zero, s, zero], 1)], 1)  # [B, 2, 3]
-        grid = F.affine_grid(theta, [x.shape[0], 1, self.view, self.view], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), s
+        return _resample(x, s, self.view), s, None
+
+
+#: The crop heads by the name the weights' metadata gives ("crop"; absent: "learned").
+CROPS = {"radius": CropHead, "learned": LearnedZoomCrop}
+
+
+def _resample(x: Tensor, s: Tensor, view: int) -> Tensor:
+    """The central fraction s [B] of each image resampled to view x view (bilinear)."""
+    zero = torch.zeros_like(s)
+    theta = torch.stack([torch.stack([s, zero, zero], 1), torch.stack([zero, s, zero], 1)], 1)  # [B, 2, 3]
+    grid = F.affine_grid(theta, [x.shape[0], 1, view, view], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def zoom_loss(ln_re: Tensor, ln_re_true: Tensor) -> Tensor:
+    """Per-galaxy loss of the crop head's radius estimate (Huber in ln re, 0.5 wide)."""
+    return F.huber_loss(ln_re, ln_re_true, reduction="none", delta=0.5)
 
 
 class MorphNet(nn.Module):
-    """Crop head + CNN + covariance head for K targets."""
+    """Crop head + CNN + covariance head for the targets ``names`` (ml.morph.targets.TARGETS)."""
 
-    def __init__(self, n_targets: int, width: int = 16, dropout: float = 0.1, view: int = VIEW) -> None:
+    def __init__(self, names: tuple[str, ...], width: int = 16, dropout: float = 0.1, view: int = VIEW, crop: str = "radius") -> None:
         super().__init__()
-        self.k = n_targets
-        self.crop = CropHead(view)
+        self.names = tuple(names)
+        n_targets = self.k = len(self.names)
+        #: per target, the power of the view's pixel scale added to it in log (ln re: 1, ln flux: 2)
+        powers = [1.0 if n.startswith("ln_re") else 2.0 if n == "ln_flux" else 0.0 for n in self.names]
+        self.register_buffer("pixel_power", torch.tensor(powers) * (crop == "radius"))
+        #: the target the crop head's radius estimate learns (ln re, or ln re of the disk)
+        self.size_target = next(i for i, n in enumerate(self.names) if n.startswith("ln_re"))
+        self.crop = CROPS[crop](view)
+        self.crop_kind = crop
         w = width
         self.features = nn.Sequential(
             _block(1, w, 1),
@@ -111,19 +183,20 @@ class MorphNet(nn.Module):
         #: per-target scale of the predicted standard deviations, set on a validation set after training
         self.register_buffer("calibration", torch.ones(n_targets))
 
-    def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Returns (mean [B, K], log_var [B, K], off-diagonals of L [B, K(K-1)/2], zoom s [B]),
-        mean and variances in target units (the normalisation undone, calibration applied)."""
-        view, s = self.crop(x, extras)
+    def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """Returns (mean [B, K], log_var [B, K], off-diagonals of L [B, K(K-1)/2], zoom s [B],
+        the crop head's ln re estimate [B] or None), mean and variances in target units (the normalisation
+        undone, calibration applied)."""
+        view, s, ln_re = self.crop(x, extras)
         f = self.features(view)
         pooled = torch.cat([F.adaptive_avg_pool2d(f, 1).flatten(1), F.adaptive_max_pool2d(f, 1).flatten(1)], 1)
         pix = torch.log(s * x.shape[-1] / view.shape[-1])[:, None]
         out = self.head(torch.cat([pooled, extras, pix], 1))
         k = self.k
-        mean = out[:, :k] * self.target_std + self.target_mean
+        mean = out[:, :k] * self.target_std + self.target_mean + pix * self.pixel_power
         log_var = out[:, k : 2 * k].clamp_min(MIN_LOG_VAR) + 2 * torch.log(self.target_std * self.calibration)
         off = out[:, 2 * k :]
-        return mean, log_var, off, s
+        return mean, log_var, off, s, ln_re
 
     def scale(self) -> Tensor:
         """[K] scale that carries L from the head's normalised units to target units (see :func:`unit_lower`)."""

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ml.morph.nets import MorphNet, covariance, mc_dropout, preprocess
 from ml.morph.targets import PHYSICAL, TARGETS, theta_column, to_physical
-from ml.weights_files import checked_manifest
+from ml.weights_files import checked_manifest, sha256_file
 
 #: Central interval probabilities kept (1, 2, 3 sigma).
 LEVELS = (0.6827, 0.9545, 0.9973)
@@ -40,11 +40,21 @@ def load_nets(directory: str | Path, expected_sha256: dict | None = None, device
             raise WeightsChecksumError(f"{directory / member['file']}: sha256 {member['sha256']} is not the registered one")
         ck = torch.load(directory / member["file"], map_location=device, weights_only=True)
         meta = json.loads(ck["meta"])
-        net = MorphNet(len(TARGETS[meta["kind"]]), width=meta["width"], dropout=meta["dropout"], view=meta["view"])
-        net.load_state_dict(ck["state_dict"])
+        crop = meta.get("crop", "learned")  # the first weights predate the choice
+        net = MorphNet(TARGETS[meta["kind"]], width=meta["width"], dropout=meta["dropout"], view=meta["view"], crop=crop)
+        net.load_state_dict({"pixel_power": net.pixel_power, **ck["state_dict"]})
         net.to(device).eval()
         net.meta = meta
         nets[meta["kind"]] = net
+    cal = manifest.get("calibration")
+    if cal:
+        if sha256_file(directory / cal["file"]) != cal["sha256"]:
+            raise WeightsChecksumError(f"{directory / cal['file']}: sha256 differs from the manifest's {cal['sha256']}")
+        data = json.loads((directory / cal["file"]).read_text())
+        for kind, net in nets.items():
+            if kind in data["scales"]:
+                net.interval_scale = np.array([data["scales"][kind][c] for c in PHYSICAL[kind]])
+                net.interval_passes = int(data["passes"])
     return nets
 
 
@@ -56,7 +66,7 @@ def network_pass(net: MorphNet, images: Tensor, noise: Tensor, fwhm: Tensor, dro
     means, covs, zooms = [], [], []
     for b0 in range(0, images.shape[0], batch):
         x, ex = preprocess(images[b0 : b0 + batch].to(dev), noise[b0 : b0 + batch], fwhm[b0 : b0 + batch])
-        mean, log_var, off, s = net(x, ex)
+        mean, log_var, off, s, _ = net(x, ex)
         means.append(mean.double().cpu())
         covs.append(covariance(log_var.double(), off.double(), net.scale().double()).cpu())
         zooms.append(s.double().cpu())
@@ -73,6 +83,7 @@ def posterior(
     draws: int = 1000,
     seed: int = 0,
     keep_samples: bool = False,
+    calibrated: bool = True,
 ) -> dict:
     """Posterior summaries of N galaxies of one cutout size.
 
@@ -80,7 +91,10 @@ def posterior(
     or scalar PSF FWHM (px). passes > 1: MC dropout, ``draws // passes`` samples per pass.
     Returns numpy arrays: names, mean_t [N, K] and cov_t [N, K, K] (target space, first pass),
     median, mode, mean, std [N, K'], lo, hi [N, K', 3] (LEVELS), zoom [N], net_seconds, and
-    samples [N, S, K'] when keep_samples.
+    samples [N, S, K'] when keep_samples. calibrated: when the weights carry interval scales
+    fitted for this number of passes (calibration.json, see ml.morph.evaluate.interval_scales),
+    the samples' spread around their median is multiplied by them (mean_t and cov_t are not);
+    ``calibrated`` in the result says whether they were.
     """
     kind = net.meta["kind"]
     img = torch.as_tensor(np.asarray(images, dtype=np.float32))
@@ -107,6 +121,11 @@ def posterior(
     centre = 0.5 * torch.atan2(s2, c2)
     phys[..., ith] = centre[:, None] + torch.remainder(phys[..., ith] - centre[:, None] + np.pi / 2, np.pi) - np.pi / 2
     ps = phys.numpy()
+    scale = getattr(net, "interval_scale", None)
+    apply = calibrated and scale is not None and getattr(net, "interval_passes", None) == len(runs)
+    if apply:
+        med = np.median(ps, axis=1, keepdims=True)
+        ps = med + (ps - med) * scale
     out = summarise(ps)
     out["median"][:, ith] = (out["median"][:, ith] + np.pi / 2) % np.pi - np.pi / 2
     out.update(
@@ -118,6 +137,7 @@ def posterior(
         net_seconds=net_seconds,
         passes=len(runs),
         draws=per * len(runs),
+        calibrated=bool(apply),
     )
     if keep_samples:
         out["samples"] = ps

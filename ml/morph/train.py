@@ -18,16 +18,22 @@ from pathlib import Path
 
 import torch
 
-from ml.morph.nets import VIEW, MorphNet, gaussian_nll, mc_dropout, preprocess
+from ml.morph.nets import VIEW, MorphNet, gaussian_nll, mc_dropout, preprocess, zoom_loss, zoom_of
 from ml.morph.render import MorphConfig, render_set
 from ml.morph.targets import TARGETS, to_targets
-from ml.weights_files import sha256_file
+from ml.weights_files import checked_manifest, sha256_file
 
 #: Seeds of validation sets are the training seed + VAL_SEED_OFFSET; the held-out test set of
-#: evaluate_morphology uses TEST_SEED, which no training run uses.
+#: evaluate_morphology uses TEST_SEED (and TEST_SEED + 1), which no training run uses.
 VAL_SEED_OFFSET = 500_000
 TEST_SEED = 777_777
-ARCHITECTURE = "crop head (spatial transformer, one zoom, identity start) + 7-layer CNN (widths w, 2w, 4w) + MLP covariance head"
+#: Seed of the set the posterior intervals are calibrated on (ml.morph.evaluate.interval_scales):
+#: neither a training, validation nor test seed.
+CAL_SEED = 888_888
+ARCHITECTURE = (
+    "crop head (spatial transformer, one zoom per image from a coarse first pass estimating re) + 7-layer CNN "
+    "(widths w, 2w, 4w) + MLP covariance head in view units (ln re - ln p, ln flux - 2 ln p)"
+)
 
 
 @dataclass
@@ -45,6 +51,10 @@ class TrainConfig:
     threads: int = 1
     device: str = "cpu"
     out: str = "ml/weights/morph"
+    #: a weights folder whose CNN and head (not the crop head) start the training, or ""
+    init_from: str = ""
+    #: crop head: "radius" (zoom from a radius estimate) or "learned" (GaMPEN's; see ml.morph.nets)
+    crop: str = "radius"
     extra: dict = field(default_factory=dict)
 
 
@@ -75,7 +85,7 @@ def _val_stats(net: MorphNet, data, device) -> tuple[float, torch.Tensor]:
     for x, ex, t in data:
         for b0 in range(0, x.shape[0], 256):
             xb, eb, tb = x[b0 : b0 + 256].to(device).float(), ex[b0 : b0 + 256].to(device), t[b0 : b0 + 256].to(device)
-            mean, log_var, off, _ = net(xb, eb)
+            mean, log_var, off, _, _ = net(xb, eb)
             nll += float(gaussian_nll(tb, mean, log_var, off, net.scale()).sum())
             zs.append(((tb - mean) * torch.exp(-0.5 * log_var)).cpu())
             count += xb.shape[0]
@@ -83,8 +93,11 @@ def _val_stats(net: MorphNet, data, device) -> tuple[float, torch.Tensor]:
     return nll / max(count, 1), torch.cat(zs)
 
 
-def train_kind(kind: str, cfg: TrainConfig, log: Callable[[str], None] = print, progress: Callable | None = None) -> tuple[MorphNet, dict]:
-    """Render, train and calibrate the network of one kind; returns (net, card entry)."""
+def train_kind(
+    kind: str, cfg: TrainConfig, log: Callable[[str], None] = print, progress: Callable | None = None, init: dict | None = None
+) -> tuple[MorphNet, dict]:
+    """Render, train and calibrate the network of one kind; returns (net, card entry). init: a
+    state dict whose CNN and head weights start the network."""
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
@@ -95,10 +108,18 @@ def train_kind(kind: str, cfg: TrainConfig, log: Callable[[str], None] = print, 
         f"{kind}: rendered {sum(len(t[0]) for t in train)} training and {sum(len(t[0]) for t in val)} validation cutouts in {render_s:.0f} s"
     )
     k = len(TARGETS[kind])
-    net = MorphNet(k, width=cfg.width, dropout=cfg.dropout).to(dev)
-    allt = torch.cat([t[2] for t in train])
+    net = MorphNet(TARGETS[kind], width=cfg.width, dropout=cfg.dropout, crop=cfg.crop).to(dev)
+    # normalise what the head predicts: the targets less the pixel-scale terms of the zoom the true
+    # radius would give
+    resid = []
+    for x, ex, t in train:
+        s = zoom_of(t[:, net.size_target], torch.exp(ex[:, 0]), x.shape[-1])
+        resid.append(t - torch.log(s * x.shape[-1] / VIEW)[:, None] * net.pixel_power.cpu())
+    allt = torch.cat(resid)
     net.target_mean.copy_(allt.mean(0))
     net.target_std.copy_(allt.std(0).clamp_min(1e-3))
+    if init is not None:
+        net.load_state_dict({k: v for k, v in init.items() if k.startswith(("features.", "head."))}, strict=False)
     batches = [(g, b0) for g, (x, _, _) in enumerate(train) for b0 in range(0, x.shape[0] - cfg.batch_size + 1, cfg.batch_size)]
     steps = cfg.epochs * len(batches)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -116,8 +137,12 @@ def train_kind(kind: str, cfg: TrainConfig, log: Callable[[str], None] = print, 
             g, b0 = batches[j]
             x, ex, t = train[g]
             idx = perms[g][b0 : b0 + cfg.batch_size]
-            mean, log_var, off, _ = net(x[idx].to(dev).float(), ex[idx].to(dev))
-            loss = gaussian_nll(t[idx].to(dev), mean, log_var, off, net.scale()).mean()
+            xb, tb = augment(x[idx].to(dev).float(), t[idx].to(dev), TARGETS[kind], int(torch.randint(8, (1,), generator=gen)))
+            mean, log_var, off, _, ln_re = net(xb, ex[idx].to(dev))
+            loss = gaussian_nll(tb, mean, log_var, off, net.scale())
+            if ln_re is not None:
+                loss = loss + zoom_loss(ln_re, tb[:, net.size_target])
+            loss = loss.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -151,6 +176,26 @@ def train_kind(kind: str, cfg: TrainConfig, log: Callable[[str], None] = print, 
     return net, entry
 
 
+def augment(x: torch.Tensor, t: torch.Tensor, names: tuple[str, ...], op: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One of the 8 symmetries of the square applied to a batch x [B, 1, S, S] and its targets
+    t [B, K] (names: TARGETS[kind]): bit 0 mirrors x, bit 1 mirrors y, bit 2 swaps x and y.
+    Exact for the renders (the centre (S - 1) / 2 maps onto itself): x -> -x takes dx to -dx and
+    theta to -theta (g2 to -g2); swapping the axes takes theta to pi/2 - theta (g1 to -g1)."""
+    t = t.clone()
+    ix, iy, i1, i2 = (names.index(n) for n in ("dx", "dy", "g1", "g2"))
+    if op & 1:
+        x = x.flip(-1)
+        t[:, ix], t[:, i2] = -t[:, ix], -t[:, i2]
+    if op & 2:
+        x = x.flip(-2)
+        t[:, iy], t[:, i2] = -t[:, iy], -t[:, i2]
+    if op & 4:
+        x = x.transpose(-1, -2)
+        t[:, [ix, iy]] = t[:, [iy, ix]]
+        t[:, i1] = -t[:, i1]
+    return x, t
+
+
 def _robust_std(z: torch.Tensor) -> float:
     """Standard deviation of z after clipping at 5 MAD-sigmas (a few catastrophic misses must not
     set the scale of everyone's error bars)."""
@@ -162,7 +207,7 @@ def _robust_std(z: torch.Tensor) -> float:
 
 
 def save_net(net: MorphNet, kind: str, cfg: TrainConfig, directory: Path) -> str:
-    meta = {"kind": kind, "width": cfg.width, "dropout": cfg.dropout, "view": VIEW, "targets": list(TARGETS[kind])}
+    meta = {"kind": kind, "width": cfg.width, "dropout": cfg.dropout, "view": VIEW, "targets": list(TARGETS[kind]), "crop": net.crop_kind}
     path = directory / f"{kind}.pt"
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "meta": json.dumps(meta)}, path)
@@ -177,11 +222,35 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     members, entries = [], []
+    inits, init_files = {}, []
+    if cfg.init_from:  # read before anything in cfg.out (perhaps the same folder) is replaced
+        for m in checked_manifest(cfg.init_from)["members"]:
+            inits[m["kind"]] = torch.load(Path(cfg.init_from) / m["file"], map_location="cpu", weights_only=True)["state_dict"]
+            init_files.append({"file": m["file"], "sha256": m["sha256"]})
+    # the kinds not trained now stay, with their card entries, when cfg.out already holds them
+    kept, kept_entries = [], []
+    if (out / "ensemble.json").exists():
+        old = checked_manifest(out)
+        old_card = json.loads((out / "model_card.json").read_text()) if (out / "model_card.json").exists() else {}
+        old_entries = {m["kind"]: m for m in old_card.get("members", [])}
+        for m in old["members"]:
+            if m["kind"] not in cfg.kinds:
+                kept.append(m)
+                entry = old_entries.get(m["kind"], {"kind": m["kind"], "file": m["file"], "sha256": m["sha256"]})
+                meta = json.loads((out / f"{m['kind']}.json").read_text())
+                made = {
+                    "command": old_card.get("command", ""),
+                    "training_data": old_card.get("training_data"),
+                    "crop": meta.get("crop", "learned"),
+                }
+                kept_entries.append({**entry, "made_by": entry.get("made_by", made)})
     for kind in cfg.kinds:
-        net, entry = train_kind(kind, cfg, log=log, progress=progress)
+        net, entry = train_kind(kind, cfg, log=log, progress=progress, init=inits.get(kind))
         sha = save_net(net, kind, cfg, out)
         members.append({"file": f"{kind}.pt", "sha256": sha, "kind": kind})
         entries.append({**entry, "file": f"{kind}.pt", "sha256": sha})
+    members, entries = members + kept, entries + kept_entries
+    (out / "calibration.json").unlink(missing_ok=True)  # fitted for the networks replaced now
     manifest = {"name": "morph-synth", "task": "morphology", "architecture": ARCHITECTURE, "members": members}
     (out / "ensemble.json").write_text(json.dumps(manifest, indent=1))
     card = {
@@ -199,6 +268,7 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
             },
         },
         "members": entries,
+        "init_from": {"folder": cfg.init_from, "files": init_files} if cfg.init_from else None,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "machine": {"torch": torch.__version__, "python": platform.python_version(), "device": cfg.device, "threads": cfg.threads},
     }
@@ -222,6 +292,16 @@ def card_markdown(card: dict) -> str:
         f"(seeds {td['seeds']}; validation seeds {td['validation_seeds']}); Sérsic and bulge+disk with Moffat/Gaussian PSF "
         "FWHM 1.5-5 px, Poisson + sky noise, SNR 10-200, re 1-25 px (at most 0.2 of the side), a neighbour in half the cutouts.",
         "",
+        *(
+            [
+                f"Started from: the CNN and head weights of {card['init_from']['folder']} ("
+                + ", ".join(f"{f['file']} sha256 {f['sha256'][:12]}..." for f in card["init_from"]["files"])
+                + "); the crop head afresh.",
+                "",
+            ]
+            if card.get("init_from")
+            else []
+        ),
         "| model | parameters | steps | images seen | render s | train s | final train NLL | validation NLL (calibrated) | sigma calibration per target |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -231,5 +311,12 @@ def card_markdown(card: dict) -> str:
             f"| {m['kind']} | {m['parameters']} | {m['steps']} | {m['images_seen']} | {m['render_seconds']:.0f} | {m['train_seconds']:.0f} "
             f"| {m['history'][-1]['train_nll']:.3f} | {m['val_nll_calibrated']:.3f} | {cal} |"
         )
+    for m in card["members"]:
+        if m.get("made_by"):
+            crop = {"learned": "one zoom learnt through the loss alone, as GaMPEN's", "radius": "zoom from the radius estimate"}
+            lines += [
+                "",
+                f"{m['kind']}: kept from an earlier run (crop head: {crop.get(m['made_by'].get('crop'), '?')}), made by: `{m['made_by']['command']}`",
+            ]
     lines += ["", "Files and sha256: see ensemble.json (loading refuses a mismatch). Evaluation: EVALUATION.md.", ""]
     return "\n".join(lines)

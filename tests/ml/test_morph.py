@@ -12,11 +12,11 @@ import torch
 from fitting.engine.fit import physical_to_m
 from fitting.engine.model import Renderer, model_spec
 from ml.morph.crb import cramer_rao, fisher, physical_columns
-from ml.morph.nets import MorphNet, covariance, gaussian_nll, preprocess
+from ml.morph.nets import VIEW, MorphNet, covariance, gaussian_nll, preprocess, zoom_of
 from ml.morph.posterior import load_nets, posterior
 from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
 from ml.morph.targets import PHYSICAL, TARGETS, to_physical, to_targets
-from ml.morph.train import TrainConfig, save_net, train_kind
+from ml.morph.train import TrainConfig, augment, save_net, train_kind
 from ml.weights_files import WeightsChecksumError, sha256_file
 
 
@@ -112,15 +112,64 @@ def test_targets_round_trip(kind):
         assert torch.allclose(back[:, j], ref.double(), rtol=1e-5, atol=1e-6), name
 
 
-def test_crop_head_starts_at_the_identity_and_takes_any_size():
-    net = MorphNet(len(TARGETS["sersic"])).eval()
+def test_crop_head_zooms_by_its_radius_estimate_and_takes_any_size():
+    net = MorphNet(TARGETS["sersic"]).eval()
     for side in (40, 64, 100):
         x, ex = preprocess(torch.randn(3, side, side), torch.ones(3), torch.full((3,), 2.0))
-        view, s = net.crop(x, ex)
-        assert torch.equal(s, torch.ones(3))
+        with torch.no_grad():
+            view, s, ln_re = net.crop(x, ex)
+            mean, log_var, off, zoom, _ = net(x, ex)
+        # untrained, every cutout is seen at the zoom of re = 5 px
+        assert torch.allclose(ln_re, torch.full((3,), math.log(5.0)))
+        assert torch.allclose(s, zoom_of(ln_re, torch.full((3,), 2.0), side)) and torch.equal(s, zoom)
         assert view.shape == (3, 1, net.crop.view, net.crop.view)
-        mean, log_var, off, _ = net(x, ex)
         assert mean.shape == (3, 7) and log_var.shape == (3, 7) and off.shape == (3, 21)
+    # small radii are magnified, but never to less than half an input pixel per view pixel;
+    # large ones are seen whole
+    s = zoom_of(torch.log(torch.tensor([0.5, 2.0, 8.0, 40.0])), torch.full((4,), 2.0), 128)
+    assert s[0] == pytest.approx(VIEW / 256) and s[0] <= s[1] < s[2] < s[3] == 1.0
+    # the head predicts ln re and ln flux in view units: a view pixel of p input pixels adds
+    # ln p and 2 ln p
+    assert net.pixel_power.tolist() == [0.0, 0.0, 2.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_the_first_weights_crop_head_starts_at_the_identity_and_their_files_still_load(tmp_path):
+    net = MorphNet(TARGETS["bulge_disk"], width=8, crop="learned").eval()
+    x, ex = preprocess(torch.randn(3, 64, 64), torch.ones(3), torch.full((3,), 2.0))
+    with torch.no_grad():
+        view, s, ln_re = net.crop(x, ex)
+        mean = net(x, ex)[0]
+    assert torch.equal(s, torch.ones(3)) and ln_re is None and mean.shape == (3, 8)
+    assert net.pixel_power.abs().sum() == 0  # that head predicted sizes in cutout pixels
+    # their files have no crop name and no pixel powers: they load as "learned"
+    state = {k: v for k, v in net.state_dict().items() if k != "pixel_power"}
+    meta = {"kind": "bulge_disk", "width": 8, "dropout": 0.1, "view": VIEW, "targets": list(TARGETS["bulge_disk"])}
+    torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp_path / "bulge_disk.pt")
+    member = {"file": "bulge_disk.pt", "sha256": sha256_file(tmp_path / "bulge_disk.pt"), "kind": "bulge_disk"}
+    (tmp_path / "ensemble.json").write_text(json.dumps({"name": "old", "task": "morphology", "members": [member]}))
+    old = load_nets(tmp_path)["bulge_disk"]
+    with torch.no_grad():
+        assert old.crop_kind == "learned" and torch.allclose(old(x, ex)[0], mean)
+
+
+@pytest.mark.parametrize("op", range(8))
+def test_augmentation_is_exact_for_the_renderer(op):
+    size = 33
+    spec = model_spec("sersic", fit_sky=False)
+    r = Renderer(spec, size, size, torch.from_numpy(psf_image("moffat", 2.5, 3.0)), dtype=torch.float64)
+
+    def render(p):
+        return r.render(physical_to_m(p, spec), need_grad=False)[0]
+
+    p = torch.tensor([[17.3, 14.2, 0.0, 1000.0, 4.0, 1.5, 0.4, 0.5]], dtype=torch.float64)
+    truth = dict(zip(("x", "y", "flux", "re", "n", "q", "theta"), p[:, [0, 1, 3, 4, 5, 6, 7]].T, strict=True))
+    t = to_targets("sersic", truth, torch.tensor([float(size)]), torch.tensor([1.0]))
+    img, t2 = augment(render(p)[:, None], t, TARGETS["sersic"], op)
+    x, y, f, re, n, q, th = to_physical("sersic", t2, torch.tensor(float(size)), torch.tensor(1.0)).T
+    expected = render(torch.stack([x, y, torch.zeros(1), f, re, n, q, th], 1))
+    # (exact to rounding for a Gaussian PSF; the engine's sampling of a Moffat's wings leaves 1e-4)
+    assert torch.allclose(img[:, 0], expected, atol=1e-3 * float(expected.max()))
+    assert op == 0 or not torch.allclose(img[:, 0], render(p), atol=5e-2 * float(expected.max()))
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -134,7 +183,7 @@ def test_a_few_training_steps_lower_the_loss():
 
 def _weights(tmp_path) -> MorphNet:
     cfg = TrainConfig(width=8)
-    net = MorphNet(len(TARGETS["sersic"]), width=8)
+    net = MorphNet(TARGETS["sersic"], width=8)
     sha = save_net(net, "sersic", cfg, tmp_path)
     (tmp_path / "ensemble.json").write_text(
         json.dumps({"name": "morph-test", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha}]})
@@ -169,3 +218,31 @@ def test_posterior_summaries_are_ordered(tmp_path):
     again = posterior(net, d["images"], d["noise"], d["fwhm"], passes=1, draws=600, seed=0)
     once = posterior(net, d["images"], d["noise"], d["fwhm"], passes=1, draws=600, seed=0)
     assert np.array_equal(again["median"], once["median"])
+
+
+def test_interval_calibration_is_fitted_on_its_own_seed_checked_and_applied(tmp_path):
+    from ml.morph.evaluate import interval_scales, write_calibration
+    from ml.morph.train import CAL_SEED, TEST_SEED
+
+    _weights(tmp_path)
+    nets = load_nets(tmp_path)
+    cal = interval_scales(nets, n=64, passes=1, draws=200, log=lambda s: None)
+    assert cal["seed"] == CAL_SEED != TEST_SEED
+    levels = np.array([0.6827, 0.9545, 0.9973])
+    for c in PHYSICAL["sersic"]:
+        before, after = np.array(cal["coverage_before"]["sersic"][c]), np.array(cal["coverage_after"]["sersic"][c])
+        assert ((after - levels) ** 2 / (levels * (1 - levels))).sum() <= ((before - levels) ** 2 / (levels * (1 - levels))).sum() + 1e-12
+    write_calibration(tmp_path, cal, "test")
+    net = load_nets(tmp_path)["sersic"]
+    d = render_set(MorphConfig(size=64, n=4, chunk=4, seed=9))
+    plain = posterior(nets["sersic"], d["images"], d["noise"], d["fwhm"], draws=400)
+    scaled = posterior(net, d["images"], d["noise"], d["fwhm"], draws=400)
+    assert scaled["calibrated"] and not plain["calibrated"]
+    t = np.array([cal["scales"]["sersic"][c] for c in PHYSICAL["sersic"]])
+    assert np.allclose(scaled["median"], plain["median"])
+    assert np.allclose(scaled["hi"][..., 0] - scaled["median"], t * (plain["hi"][..., 0] - plain["median"]), rtol=1e-6, atol=1e-9)
+    # the scales are only for the number of passes they were fitted with
+    assert not posterior(net, d["images"], d["noise"], d["fwhm"], passes=2, draws=400)["calibrated"]
+    (tmp_path / "calibration.json").write_text((tmp_path / "calibration.json").read_text().replace('"n": 64', '"n": 65'))
+    with pytest.raises(WeightsChecksumError):
+        load_nets(tmp_path)

@@ -29,7 +29,7 @@ def make_morph_weights(directory):
     cfg = TrainConfig(width=8)
     members = []
     for kind in TARGETS:
-        sha = save_net(MorphNet(len(TARGETS[kind]), width=8), kind, cfg, directory)
+        sha = save_net(MorphNet(TARGETS[kind], width=8), kind, cfg, directory)
         members.append({"file": f"{kind}.pt", "sha256": sha, "kind": kind})
     (directory / "ensemble.json").write_text(
         json.dumps({"name": "morph-test", "task": "morphology", "architecture": "test", "members": members})
@@ -63,6 +63,11 @@ def test_shipped_morphology_weights_match_their_manifest_and_card():
     assert (MORPH_WEIGHTS_DIR / "EVALUATION.md").exists() and (MORPH_WEIGHTS_DIR / "MODEL_CARD.md").exists()
     assert sum(f.stat().st_size for f in MORPH_WEIGHTS_DIR.iterdir()) < 5 * 2**20
     assert set(load_nets(MORPH_WEIGHTS_DIR)) == {"sersic", "bulge_disk"}
+    if "calibration" in manifest:  # the interval scales are checked like the weights
+        assert sha256_file(MORPH_WEIGHTS_DIR / manifest["calibration"]["file"]) == manifest["calibration"]["sha256"]
+        assert json.loads((MORPH_WEIGHTS_DIR / "calibration.json").read_text())["command"].startswith(
+            "python manage.py evaluate_morphology"
+        )
 
 
 def test_a_morphology_version_leaves_the_inclination_version_active(morph_version, tmp_path):
@@ -117,6 +122,41 @@ def test_galaxy_page_and_api_show_the_posterior(morph_version, galaxy, client):
     assert len(body["results"]) == 4 and "intervals" in body["results"][0]
     one = client.get(f"/api/v1/morphology/{body['results'][0]['id']}/").json()
     assert one["median"] == body["results"][0]["median"]
+
+
+def test_posterior_in_the_galaxy_detail_api_browse_columns_and_downloads(morph_version, galaxy, client):
+    from catalog.models import Image
+    from tests.utils import response_body
+
+    ids = list(galaxy.images.order_by("pk").values_list("pk", flat=True))
+    morph_images(ids, model_version_id=morph_version.pk)
+    rows = MorphologyPosterior.objects.filter(model_version=morph_version)
+    re = sorted(rows.filter(kind="sersic").values_list("re", flat=True))
+    bt = sorted(rows.filter(kind="bulge_disk").values_list("bt", flat=True))
+    # the detail lists the posteriors of the images the caller may see, with their intervals
+    detail = client.get(f"/api/v1/galaxies/{galaxy.pgc}/").json()
+    assert sorted((m["image"], m["kind"]) for m in detail["morphology"]) == sorted((i, k) for i in ids for k in ("sersic", "bulge_disk"))
+    assert all(set(m["intervals"]) == set(m["names"]) for m in detail["morphology"])
+    Image.objects.filter(pk=ids[1]).update(is_public=False)
+    hidden = client.get(f"/api/v1/galaxies/{galaxy.pgc}/").json()["morphology"]
+    assert {m["image"] for m in hidden} == {ids[0]}
+    # browse/API columns: medians over the galaxy's images, filterable
+    row = client.get("/api/v1/galaxies/", {"fields": "pgc,morph_re,morph_re_e,morph_n,morph_q,morph_bt"}).json()["results"][0]
+    assert row["morph_re"] == pytest.approx(sum(re) / 2, rel=1e-6) and row["morph_bt"] == pytest.approx(sum(bt) / 2, rel=1e-6)
+    assert row["morph_re_e"] > 0 and 0 < row["morph_q"] <= 1 and row["morph_n"] > 0
+    found = client.get("/api/v1/galaxies/", {"fields": "pgc", "morph_re_min": min(re) / 2}).json()["results"]
+    none = client.get("/api/v1/galaxies/", {"fields": "pgc", "morph_re_min": max(re) * 2}).json()["results"]
+    assert [g["pgc"] for g in found] == [galaxy.pgc] and none == []
+    csv = response_body(client.get("/galaxies/download.csv", {"columns": "pgc,morph_re,morph_bt"})).decode()
+    header = next(line for line in csv.splitlines() if line and not line.startswith("#"))
+    assert header.split(",") == ["pgc", "morph_re", "morph_bt"]
+    values = csv.strip().splitlines()[-1].split(",")
+    assert (
+        int(values[0]) == galaxy.pgc and float(values[1]) == pytest.approx(sum(re) / 2) and float(values[2]) == pytest.approx(sum(bt) / 2)
+    )
+    ModelVersion.objects.filter(pk=morph_version.pk).update(active=False)  # only the active version counts
+    row = client.get("/api/v1/galaxies/", {"fields": "pgc,morph_re"}).json()["results"][0]
+    assert row["morph_re"] is None and client.get(f"/api/v1/galaxies/{galaxy.pgc}/").json()["morphology"] == []
 
 
 def test_fit_init_cnn_uses_the_network_and_refuses_without_one(morph_version, galaxy):

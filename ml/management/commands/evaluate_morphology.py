@@ -4,9 +4,9 @@ from pathlib import Path
 import torch
 from django.core.management.base import BaseCommand, CommandError
 
-from ml.morph.evaluate import evaluate, format_report
+from ml.morph.evaluate import evaluate, format_report, interval_scales, write_calibration
 from ml.morph.posterior import load_nets
-from ml.morph.train import TEST_SEED
+from ml.morph.train import CAL_SEED, TEST_SEED
 from ml.weights_files import WeightsChecksumError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "morph"
@@ -26,34 +26,51 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the test set (never a training seed)")
         parser.add_argument("--size-kinds", default="sersic,bulge_disk", help="models of the size test (comma-separated)")
         parser.add_argument("--draws", type=int, default=1000, help="posterior samples per galaxy")
+        parser.add_argument(
+            "--passes", type=int, default=1, help="MC-dropout passes of the network's posterior (the draws split over them)"
+        )
+        parser.add_argument(
+            "--calibrate",
+            action="store_true",
+            help=f"first fit the interval scales on a set of seed {CAL_SEED} drawn like the test set and write them to the weights' calibration.json",
+        )
+        parser.add_argument("--cal-n", type=int, default=512, help="galaxies per model of the calibration set")
         parser.add_argument("--threads", type=int, default=1)
         parser.add_argument("--json", help="also write the figures to this JSON file")
         parser.add_argument("--markdown", help="also write the tables to this Markdown file (e.g. the weights' EVALUATION.md)")
 
     def handle(self, *args, **o):
-        if o["n"] < 16 or o["size_n"] < 16:
-            raise CommandError("--n and --size-n must be at least 16")
+        if o["n"] < 16 or o["size_n"] < 16 or o["cal_n"] < 16:
+            raise CommandError("--n, --size-n and --cal-n must be at least 16")
+        if o["passes"] < 1 or o["draws"] < o["passes"]:
+            raise CommandError("--passes must be at least 1 and --draws at least --passes")
         torch.set_num_threads(o["threads"])
         try:
             nets = load_nets(o["weights"])
         except (FileNotFoundError, WeightsChecksumError) as exc:
             raise CommandError(str(exc)) from exc
+        cmd = (
+            f"python manage.py evaluate_morphology --n {o['n']} --size-n {o['size_n']} --seed {o['seed']} "
+            f"--size-kinds {o['size_kinds']} --draws {o['draws']} --passes {o['passes']} --threads {o['threads']}"
+            + (f" --calibrate --cal-n {o['cal_n']}" if o["calibrate"] else "")
+        )
+        if o["calibrate"]:
+            cal = interval_scales(nets, n=o["cal_n"], passes=o["passes"], draws=o["draws"], log=self.stderr.write)
+            write_calibration(o["weights"], cal, cmd)
+            nets = load_nets(o["weights"])
         report = evaluate(
             nets,
             n=o["n"],
             size_n=o["size_n"],
             seed=o["seed"],
             draws=o["draws"],
+            passes=o["passes"],
             size_kinds=tuple(o["size_kinds"].split(",")),
             log=self.stderr.write,
         )
         text = format_report(report)
         self.stdout.write(text)
         if o["markdown"]:
-            cmd = (
-                f"python manage.py evaluate_morphology --n {o['n']} --size-n {o['size_n']} --seed {o['seed']} "
-                f"--size-kinds {o['size_kinds']} --draws {o['draws']} --threads {o['threads']}"
-            )
             Path(o["markdown"]).write_text(f"# Morphology networks: held-out evaluation\n\n`{cmd}`\n\n{text}\n")
         if o["json"]:
             Path(o["json"]).write_text(json.dumps(report, indent=1, default=float))

@@ -9,7 +9,23 @@ from ml.morph.render import KINDS
 from ml.morph.train import TrainConfig, train_all
 from ml.services import register_weights
 
-_VALUED = ("kinds", "images", "sizes", "val_images", "epochs", "seed", "batch_size", "lr", "width", "dropout", "threads", "device", "out")
+_VALUED = (
+    "kinds",
+    "images",
+    "sizes",
+    "val_images",
+    "epochs",
+    "seed",
+    "batch_size",
+    "lr",
+    "width",
+    "dropout",
+    "threads",
+    "device",
+    "out",
+    "init_from",
+    "crop",
+)
 #: Training steps between two progress updates of the Job row.
 JOB_EVERY = 50
 
@@ -43,6 +59,15 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
         parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
         parser.add_argument("--out", default="ml/weights/morph", help="output directory")
+        parser.add_argument(
+            "--init-from", default=None, help="weights folder whose CNN and head weights start the training (the crop head starts afresh)"
+        )
+        parser.add_argument(
+            "--crop",
+            default="radius",
+            choices=["radius", "learned"],
+            help="crop head: zoom from a radius estimate, or GaMPEN's learnt zoom",
+        )
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active morphology version")
         parser.add_argument("--no-progress", action="store_true")
@@ -77,6 +102,8 @@ class Command(BaseCommand):
             threads=o["threads"],
             device=device,
             out=o["out"],
+            init_from=o["init_from"] or "",
+            crop=o["crop"],
         )
         command = "python manage.py train_morphology " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("kinds", "images", "epochs", "seed", "out")}
