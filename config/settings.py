@@ -34,7 +34,9 @@ TESTING = "pytest" in sys.modules or os.environ.get("GALCAT_TESTING") == "1"
 # DEBUG is off unless DJANGO_DEBUG=1. Serving (wsgi, asgi, runserver, qcluster) with DEBUG off and
 # the public development key is refused (config.checks); `make run` makes a key of its own.
 # The key `make run` keeps in var/ (scripts/run.py), so terminal commands sign what the site checks.
-SECRET_KEY_FILE = Path(os.environ.get("GALCAT_VAR_DIR", BASE_DIR / "var")) / "secret_key.txt"
+# The site's own files (secret key, admin password; scripts/run.py keeps them there).
+GALCAT_VAR_DIR = Path(os.environ.get("GALCAT_VAR_DIR", BASE_DIR / "var"))
+SECRET_KEY_FILE = GALCAT_VAR_DIR / "secret_key.txt"
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
     SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.exists() and not TESTING else DEV_SECRET_KEY
 )
@@ -199,6 +201,17 @@ GALCAT_MORPH_PSF_FWHM = env_float("GALCAT_MORPH_PSF_FWHM", 2.0)
 GALCAT_MORPH_PASSES = env_int("GALCAT_MORPH_PASSES", 50)
 GALCAT_MORPH_DRAWS = env_int("GALCAT_MORPH_DRAWS", 2000)
 GALCAT_FIT_INIT = os.environ.get("GALCAT_FIT_INIT", "ml.services.morph_initial_values")
+# Latent space (ml.latent, ml.latent_services): HNSW index build parameters of each latent version
+# (m links per node, ef_construction candidates while building) and hnsw.ef_search per query
+# (bench/latent_bench.py measures recall and latency), neighbours closer than this on the sky
+# dropped from similar galaxies as trivial matches (Walmsley et al. 2022 use 100 arcsec), the most
+# neighbours one query may ask for, the most points drawn on the latent map.
+GALCAT_LATENT_HNSW_M = env_int("GALCAT_LATENT_HNSW_M", 16)
+GALCAT_LATENT_HNSW_EF_CONSTRUCTION = env_int("GALCAT_LATENT_HNSW_EF_CONSTRUCTION", 64)
+GALCAT_LATENT_EF_SEARCH = env_int("GALCAT_LATENT_EF_SEARCH", 100)
+GALCAT_LATENT_EXCLUDE_ARCSEC = env_float("GALCAT_LATENT_EXCLUDE_ARCSEC", 100.0)
+GALCAT_LATENT_MAX_K = env_int("GALCAT_LATENT_MAX_K", 100)
+GALCAT_LATENT_MAP_LIMIT = env_int("GALCAT_LATENT_MAP_LIMIT", 20000)
 # Images: largest file and largest decoded size accepted by the importer and uploads.
 GALCAT_IMAGE_MAX_BYTES = env_int("GALCAT_IMAGE_MAX_BYTES", 50 * 1024 * 1024)
 GALCAT_IMAGE_MAX_PIXELS = env_int("GALCAT_IMAGE_MAX_PIXELS", 8192 * 8192)
@@ -218,7 +231,11 @@ GALCAT_TABLE_MAX_BYTES = env_int("GALCAT_TABLE_MAX_BYTES", 4 * 1024**3)
 GALCAT_SCS_MAX_SR = env_float("GALCAT_SCS_MAX_SR", 10.0)
 # Panels shown on the galaxy page; each template gets `galaxy` in its context.
 GALCAT_GALAXY_PANELS = [
-    p for p in os.environ.get("GALCAT_GALAXY_PANELS", "zoo/panel.html,ml/panel.html,ml/morph_panel.html,fitting/panel.html").split(",") if p
+    p
+    for p in os.environ.get(
+        "GALCAT_GALAXY_PANELS", "zoo/panel.html,ml/panel.html,ml/morph_panel.html,ml/similar_panel.html,fitting/panel.html"
+    ).split(",")
+    if p
 ]
 # Derived catalog columns (browse, filters, API fields=, downloads, releases): dotted paths of
 # callables returning catalog.columns.DerivedColumn lists, one per app that computes values.
@@ -239,6 +256,9 @@ GALCAT_SAMPLE_HOOKS = [
 # Consensus method (a zoo.methods.ConsensusMethod subclass). JointConsensus won against held-out
 # published inclinations (`consensus_report --truth`; issue 17): 2.21/1.93 deg RMS vs 2.51/2.41 for the plain mean.
 GALCAT_CONSENSUS_METHOD = os.environ.get("GALCAT_CONSENSUS_METHOD", "zoo.methods.JointConsensus")
+# Scores of the consensus methods against held-out published inclinations, written by
+# `consensus_report --truth FILE --save-scores` and shown on the galaxy page and /compare/.
+GALCAT_CONSENSUS_SCORES = os.environ.get("GALCAT_CONSENSUS_SCORES", str(BASE_DIR / "zoo" / "truth_scores.json"))
 # Votes per volunteer: at most N per SECONDS ("N/SECONDS"); more raise zoo.voting.RateLimited.
 GALCAT_VOTE_RATE = os.environ.get("GALCAT_VOTE_RATE", "20/60")
 # Share of voting-page targets that are calibration galaxies of known inclination.
@@ -308,7 +328,9 @@ GALCAT_TASKS_SYNC = env_bool("GALCAT_TASKS_SYNC", False)
 # queued as batch jobs of GALCAT_IMAGE_BATCH_SIZE images (jobs.triggers).
 GALCAT_IMAGE_PIPELINE = [
     p
-    for p in os.environ.get("GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images,ml.tasks.morph_images").split(",")
+    for p in os.environ.get(
+        "GALCAT_IMAGE_PIPELINE", "fitting.tasks.fit_images,ml.tasks.predict_images,ml.tasks.morph_images,ml.tasks.embed_images"
+    ).split(",")
     if p
 ]
 GALCAT_IMAGE_BATCH_SIZE = env_int("GALCAT_IMAGE_BATCH_SIZE", 64)
@@ -323,7 +345,7 @@ GALCAT_TRIGGER_MAX_WAIT = env_float("GALCAT_TRIGGER_MAX_WAIT", 300.0)
 GALCAT_NIGHTLY_TASKS = [
     p
     for p in os.environ.get(
-        "GALCAT_NIGHTLY_TASKS", "fitting.tasks.fit_stale,ml.tasks.predict_stale,zoo.consensus.run_consensus_task"
+        "GALCAT_NIGHTLY_TASKS", "fitting.tasks.fit_stale,ml.tasks.predict_stale,zoo.consensus.run_consensus_task,ml.tasks.latent_sweep"
     ).split(",")
     if p
 ]
@@ -331,7 +353,8 @@ GALCAT_NIGHTLY_TASKS = [
 GALCAT_GPU_TASKS = [
     p
     for p in os.environ.get(
-        "GALCAT_GPU_TASKS", "fitting.tasks.fit_images,ml.tasks.predict_images,fitting.tasks.fit_stale,ml.tasks.predict_stale"
+        "GALCAT_GPU_TASKS",
+        "fitting.tasks.fit_images,ml.tasks.predict_images,fitting.tasks.fit_stale,ml.tasks.predict_stale,ml.tasks.embed_images",
     ).split(",")
     if p
 ]
