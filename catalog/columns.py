@@ -329,3 +329,16 @@ def with_columns(queryset, columns: Iterable[Column | str], *, join: bool = Fals
         if name in extra and name not in queryset.query.annotations:
             wanted[name] = extra[name].annotation(join=join)
     return queryset.annotate(**wanted) if wanted else queryset
+
+
+def rows_by_keys(queryset, sliced) -> list:
+    """The rows of `queryset` (annotated, e.g. with with_columns) whose primary keys `sliced`
+    lists, in that order.
+
+    Pages sorted by a derived column fetch their keys first with `sliced` = the ordered, filtered
+    queryset's values_list("pk", flat=True)[a:b]: without the page's per-row lookups in its select
+    list PostgreSQL sorts the join of the summary table in parallel with a bounded top-N sort; then
+    this loads the page's few rows with their columns."""
+    pks = list(sliced)
+    by_pk = {g.pk: g for g in queryset.filter(pk__in=pks).order_by()}
+    return [by_pk[pk] for pk in pks if pk in by_pk]

@@ -16,7 +16,16 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from catalog.columns import COLUMNS, DEFAULT_LIST_COLUMNS, GROUP_TITLES, all_columns, resolve_columns, with_columns
+from catalog.columns import (
+    COLUMNS,
+    DEFAULT_LIST_COLUMNS,
+    GROUP_TITLES,
+    all_columns,
+    derived_by_name,
+    resolve_columns,
+    rows_by_keys,
+    with_columns,
+)
 from catalog.cone import ConeError, crossmatch, galaxies_in_cone
 from catalog.conf import conf
 from catalog.exports import FORMATS, ExportError, export_response
@@ -134,7 +143,8 @@ def galaxy_list(request: HttpRequest) -> HttpResponse:
                 raise ValueError
         except ValueError:
             return _bad_request(request, f"page={raw_page!r} is not a page number (1, 2, ...)")
-        paginator = Paginator(qs, per_page)
+        by_keys = ordering.lstrip("-") in derived_by_name()  # see rows_by_keys
+        paginator = Paginator(qs.values_list("pk", flat=True) if by_keys else qs, per_page)
         try:
             page = paginator.page(number)
         except EmptyPage:
@@ -142,7 +152,8 @@ def galaxy_list(request: HttpRequest) -> HttpResponse:
                 page = paginator.page(1) if paginator.count else None
             else:
                 return _bad_request(request, f"page {number} is beyond the last page ({paginator.num_pages}) of these results", 404)
-        objects, nav, count = (list(page.object_list) if page else []), None, paginator.count
+        objects = (rows_by_keys(qs, page.object_list) if by_keys else list(page.object_list)) if page else []
+        nav, count = None, paginator.count
     rows = [[(c, getattr(g, "distance_deg" if c is DISTANCE else c.name)) for c in show] for g in objects]
     context = _list_context(request, fs, show, page, rows)
     context.update({"count": count, "keyset": nav})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from catalog.conf import conf
-from catalog.importers.images import ImageDecodeError, decode_image, pixel_scale_from_wcs, store_image_bytes
+from catalog.importers.images import ImageDecodeError, check_usable, decode_image, pixel_scale_from_wcs, store_image_bytes
 from catalog.models import Galaxy, Image
 from catalog.signals import images_added
 from core.roles import is_member
@@ -49,14 +49,9 @@ def store_uploaded_image(
         raise UploadError(f"PGC {pgc} is not in the catalog", field="pgc")
     try:
         decoded = decode_image(data, name, max_pixels=conf.UPLOAD_MAX_PIXELS)
+        check_usable(decoded)
     except ImageDecodeError as exc:
         raise UploadError(str(exc), field="file") from None
-    minimum = conf.IMAGE_MIN_SIZE
-    if min(decoded.width, decoded.height) < minimum:
-        raise UploadError(
-            f"image of {decoded.width}x{decoded.height} pixels is too small: the CNN and the fits need {minimum}x{minimum} at least",
-            field="file",
-        )
     with transaction.atomic():
         sha, stored = store_image_bytes(data, decoded)
         image, created = Image.objects.get_or_create(

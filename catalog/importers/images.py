@@ -154,6 +154,16 @@ def _decode_fits(data: bytes, max_pixels: int) -> DecodedImage:
     return DecodedImage("fits", width, height, channels, False, wcs, arr)
 
 
+def check_usable(decoded: DecodedImage) -> None:
+    """ImageDecodeError when a decoded image is too small for the CNN and the fits
+    (GALCAT_IMAGE_MIN_SIZE); every way in (command, upload page, admin, API) checks it."""
+    minimum = conf.IMAGE_MIN_SIZE
+    if min(decoded.width, decoded.height) < minimum:
+        raise ImageDecodeError(
+            f"image of {decoded.width}x{decoded.height} pixels is too small: the CNN and the fits need {minimum}x{minimum} at least"
+        )
+
+
 def pixel_scale_from_wcs(wcs: dict | None) -> float | None:
     """Pixel scale [arcsec/pixel] from CDELT or CD keywords, when present."""
     if not wcs:
@@ -301,6 +311,7 @@ def import_images(
                 raise ImageDecodeError(f"file of {size} bytes exceeds the limit of {conf.IMAGE_MAX_BYTES} bytes")
             data = spec.path.read_bytes()
             img = decode_image(data, spec.path.name)
+            check_usable(img)
             img.pixels = None
             checked.append((spec, hashlib.sha256(data).hexdigest(), img))
         except (ImageDecodeError, OSError) as exc:

@@ -167,7 +167,14 @@ class KeysetPagination(BasePagination):
                 beyond = Q(**{f"{column}__lt" if descending else f"{column}__gt": value})
                 tie = Q(**{column: value}) & after_key
                 qs = qs.filter(beyond | tie | Q(**{f"{column}__isnull": True}))
-        rows = list(qs.order_by(*order)[: size + 1])
+        qs = qs.order_by(*order)
+        if column in queryset.query.annotations:
+            # keys first, without the select list's other annotations (per-row lookups), then the rows
+            keys = list(qs.values_list(pk, flat=True)[: size + 1])
+            by_key = {getattr(r, pk): r for r in queryset.filter(**{f"{pk}__in": keys}).order_by()}
+            rows = [by_key[k] for k in keys if k in by_key]
+        else:
+            rows = list(qs[: size + 1])
         self.next_cursor = None
         if len(rows) > size:
             rows = rows[:size]

@@ -121,3 +121,15 @@ def test_many_images_are_written_in_batches(tmp_path, django_assert_max_num_quer
     assert sum("same bytes" in w for w in report.warnings) == 56
     again = import_images([tmp_path])
     assert again.created == 0 and again.extra["already stored"] == 61
+
+
+def test_images_too_small_for_the_cnn_are_refused_as_on_upload(tmp_path, settings):
+    """The command applies the upload path's check (catalog.importers.images.check_usable)."""
+    settings.GALCAT_IMAGE_MIN_SIZE = 20
+    (tmp_path / "pgc10_g.png").write_bytes(png_bytes(64))
+    (tmp_path / "pgc11_g.png").write_bytes(png_bytes(12))
+    with pytest.raises(CommandError, match=r"pgc11_g.png: image of 12x12 pixels is too small"):
+        call_command("import_images", str(tmp_path), verbosity=0)
+    assert Image.objects.count() == 0
+    report = import_images([tmp_path], partial=True)
+    assert report.created == 1 and report.skipped == 1 and Image.objects.get().galaxy_id == 10

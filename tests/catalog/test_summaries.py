@@ -129,3 +129,40 @@ def test_a_column_without_a_summary_still_works(settings, client):
     r = client.get("/galaxies/download.csv", {"columns": "pgc,n_images_test,consensus_inc"})
     assert r.status_code == 200
     assert response_body(r).decode().strip().splitlines()[-1] == "401,2,"
+
+
+@pytest.mark.parametrize("ordering", ["consensus_inc", "-consensus_inc"])
+def test_pages_sorted_by_a_summary_column_keep_their_order(client, ordering):
+    """Browse and API pages sorted by a derived column fetch keys first (rows_by_keys): the same
+    rows in the same order as one sorted query, nulls last, ties by pgc, across page boundaries."""
+    from django.urls import reverse
+
+    from zoo.models import ConsensusInclination
+
+    values = {501: 40.0, 502: 70.0, 503: None, 504: 40.0, 505: 55.0, 506: None, 507: 70.0}
+    for pgc, inc in values.items():
+        g = GalaxyFactory(pgc=pgc, ra=20.0 + pgc / 100, dec=1.0)
+        if pgc != 506:  # 506: no consensus row at all; 503: a row without a value
+            ConsensusInclination.objects.create(galaxy=g, inc=inc, inc_e=1.0, inc_n=3, flag="A", method="m", version="1")
+    GalaxyFactory(pgc=508, ra=None, dec=None)  # unlocated: left out
+    desc = ordering.startswith("-")
+    with_value = sorted((p for p, v in values.items() if v is not None), key=lambda p: (-values[p], p) if desc else (values[p], p))
+    nulls = sorted((p for p, v in values.items() if v is None), reverse=False)
+    expected = with_value + nulls
+
+    shown = []
+    for number in (1, 2, 3):
+        r = client.get("/galaxies/", {"ordering": ordering, "per_page": 3, "page": number, "col": ["pgc", "consensus_inc"]})
+        assert r.status_code == 200 and r.context["count"] == 7
+        shown += [[v for c, v in row] for row in r.context["rows"]]
+    assert shown == [[p, values[p]] for p in expected]
+
+    # The API breaks ties by pgc in the sort's direction; nulls last either way.
+    api_expected = sorted(with_value, key=lambda p: (-values[p], -p)) + sorted(nulls, reverse=True) if desc else expected
+    url, got = reverse("galaxy-list"), []
+    params = {"ordering": ordering, "page_size": 2, "fields": "pgc,consensus_inc,vhel"}
+    while url:
+        body = client.get(url, params).json()
+        got += [(row["pgc"], row["consensus_inc"]) for row in body["results"]]
+        url, params = body["next"], None
+    assert got == [(p, values[p]) for p in api_expected]
