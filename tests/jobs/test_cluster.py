@@ -32,7 +32,8 @@ def trace_lines(path) -> list[tuple[int, int]]:
 def test_kill9_mid_batch_then_restart_completes_every_item_once(clusters, settings, tmp_path):
     settings.GALCAT_JOB_LOST_AFTER = 2.0
     trace = tmp_path / "trace.txt"
-    j = demo_job(120, batch_size=10, delay=0.04, trace=str(trace))  # 12 batches of 0.4 s
+    # 12 batches of 1 s: long enough that the batch seen running is still running when the kill lands
+    j = demo_job(120, batch_size=10, delay=0.1, trace=str(trace))
     first = clusters("a")
     wait_for(lambda: job(j.pk).done >= 30, 60, what="three batches done")
     # Wait until a batch is in a worker's hands, then kill the whole cluster at once.
