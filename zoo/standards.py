@@ -23,6 +23,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from catalog.models import Galaxy, Image
+from zoo.framing import disk_light
 from zoo.models import CalibrationGalaxy, ReferenceFlag, Standard
 
 STANDARD_RANGE = range(45, 91)  # deg, every degree the two steps of the voting page need
@@ -120,22 +121,8 @@ def render_thick_disk(inc: float, size: int = RENDER_SIZE, *, thickness: float =
     Luminosity density rho(R, z) = exp(-R/h) sech^2(z / z0) with z0 = thickness * h (a thick disk;
     van der Kruit & Searle 1981), plus a small exponential bulge, integrated along each line of sight."""
     rng = np.random.default_rng(seed)
-    h = 1.0  # disk scale length: the unit of length
-    z0 = thickness * h
-    half = 7.0 * h  # half the field
-    n_los = 40
     n = min(size, 96)  # computed on at most 96 x 96 pixels, then resampled
-    c = ((np.arange(n) - (n - 1) / 2) * (2 * half / n)).astype(np.float32)
-    x, y = np.meshgrid(c, -c)
-    s = np.linspace(-half, half, n_los, dtype=np.float32)[:, None, None]
-    ci, si = np.cos(np.radians(inc)), np.sin(np.radians(inc))
-    X = x[None]
-    Y = y[None] * ci - s * si
-    Z = y[None] * si + s * ci
-    R = np.hypot(X, Y)
-    disk = np.exp(-R / h) / np.cosh(np.minimum(np.abs(Z) / z0, 40.0)) ** 2
-    bulge = 0.6 * np.exp(-np.sqrt(X**2 + Y**2 + Z**2) / (0.25 * h))
-    img = (disk + bulge).sum(axis=0) * (2 * half / n_los)
+    img = disk_light(inc, n, half=7.0, thickness=thickness)  # half the field: 7 disk scale lengths
     if n != size:
         from PIL import Image as PILImage
 
