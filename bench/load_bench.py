@@ -12,7 +12,10 @@ into PostgreSQL by 50 threads (one autocommit INSERT each, ON CONFLICT DO NOTHIN
 the most PostgreSQL client connections seen during each run and the CPU time the web server's
 processes spent per answered request (user + system, counted from its access log after the
 queue has drained; on a machine shared with other work this moves much less than req/s does,
-so compare it between runs). Every wrk run is bounded by
+so compare it between runs). The site's copies of public pages for anonymous GETs (the galaxy
+list and the /galaxies/ page, core.middleware.PublicCacheMiddleware) stay on; run with
+GALCAT_PUBLIC_CACHE_SECONDS=0 in the environment to measure every request through its view.
+Every wrk run is bounded by
 --duration; the site is stopped (SIGTERM to the supervisor) at the end.
 """
 
@@ -349,6 +352,9 @@ def main() -> int:
                     print(rows[-1][:3], f"{r['rate']:.1f}/s errors {r['errors']}", flush=True)
         print()
         print(f"database ceiling (same run): {ceiling:,.0f} vote inserts/s")
+        from django.conf import settings
+
+        print(f"copies of public pages for anonymous GETs: {settings.GALCAT_PUBLIC_CACHE_SECONDS:g} s (GALCAT_PUBLIC_CACHE_SECONDS)")
         print()
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
         print()

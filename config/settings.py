@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "core.middleware.RequestLimitsMiddleware",  # body size (413), NUL in the address (400)
     "core.middleware.SecurityHeadersMiddleware",  # Content-Security-Policy
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.PublicCacheMiddleware",  # short-lived copies of public pages for anonymous GETs
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -177,6 +178,20 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # larger ones answer 413 before they are read (core.middleware); other bodies, JSON included,
 # are held to DATA_UPLOAD_MAX_MEMORY_SIZE.
 GALCAT_REQUEST_MAX_BYTES = env_int("GALCAT_REQUEST_MAX_BYTES", 64 * 1024 * 1024)
+
+# Anonymous GETs of these public views are answered from a copy at most this many seconds old,
+# kept in each web process (core.middleware.PublicCacheMiddleware; 0 turns it off), within a
+# budget of bytes per process. Signed-in users and token clients always get fresh answers.
+GALCAT_PUBLIC_CACHE_SECONDS = env_float("GALCAT_PUBLIC_CACHE_SECONDS", 2.0)
+GALCAT_PUBLIC_CACHE_BYTES = env_int("GALCAT_PUBLIC_CACHE_BYTES", 32 * 1024 * 1024)
+GALCAT_PUBLIC_CACHE_VIEWS = (
+    "catalog:home",
+    "catalog:galaxy-list",
+    "catalog:galaxy-detail",
+    "catalog:scs",
+    "galaxy-list",
+    "galaxy-detail",
+)
 
 # ---------------------------------------------------------------------------------------------
 # Catalog knobs
@@ -394,7 +409,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # Token first: unauthenticated API calls then answer 401 with WWW-Authenticate: Token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["core.api.throttles.AnonThrottle", "core.api.throttles.UserThrottle"],

@@ -34,8 +34,12 @@ def role_of(user) -> str | None:
     cached = getattr(user, "_galcat_role", "unset")
     if cached != "unset":
         return cached
-    names = set(user.groups.values_list("name", flat=True))
-    role = max((n for n in names if n in _RANK), key=_RANK.__getitem__, default=None)
+    return remember_role(user, user.groups.values_list("name", flat=True))
+
+
+def remember_role(user, group_names) -> str | None:
+    """Keep on the user object the highest role among its group names (read once per request)."""
+    role = max((n for n in set(group_names) if n in _RANK), key=_RANK.__getitem__, default=None)
     user._galcat_role = role
     return role
 

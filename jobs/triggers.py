@@ -47,8 +47,12 @@ def register_collector(kind: str, steps: Callable[[list[int]], list[Step]]) -> N
 
 def collect(kind: str, ids) -> Job:
     """Add ids to the open collector of `kind` (creating it); returns the collector."""
-    now = timezone.now()
-    TriggerItem.objects.bulk_create([TriggerItem(kind=kind, item=i, created=now) for i in sorted({int(i) for i in ids})])
+    items = sorted({int(i) for i in ids})
+    with connection.cursor() as cur:  # one statement: atomic without a transaction of its own
+        cur.execute(
+            f"INSERT INTO {TriggerItem._meta.db_table} (kind, item, created) SELECT %s, unnest(%s::bigint[]), %s",
+            [kind, items, timezone.now()],
+        )
     return open_collector(kind)
 
 
@@ -74,7 +78,10 @@ def collect_quietly(kind: str, ids) -> None:
     if not ids:
         return
     try:
-        with transaction.atomic():
+        if connection.in_atomic_block:  # a savepoint keeps the sender's transaction usable
+            with transaction.atomic():
+                collect(kind, ids)
+        else:  # autocommit: each statement of collect() stands alone
             collect(kind, ids)
     except Exception:
         logger.exception("could not collect %s ids for %s", len(ids), kind)

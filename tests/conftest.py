@@ -19,6 +19,13 @@ def _media_root(tmp_path, settings):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _fresh_public_pages(settings):
+    """Tests read what they just wrote: no copies of public pages (tests/site/test_public_cache.py
+    turns them on)."""
+    settings.GALCAT_PUBLIC_CACHE_SECONDS = 0
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared sample folder (../shared/data or GALCAT_SAMPLE_DATA)."""

@@ -10,6 +10,7 @@ stores the vote in one transaction. Every refusal is a `VoteError` subclass carr
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -252,19 +253,94 @@ def _check_rate(user, now: datetime) -> None:
         raise RateLimited(f"at most {rate.votes} votes per {rate.seconds} s: try again in {wait} s", retry_after=wait)
 
 
-def _write_vote(user, vote_in: CleanVote, now: datetime) -> InclinationVote:
-    """Store a checked vote in the galaxy's open round (inside record_vote's transaction), or
-    raise AlreadyVoted when the volunteer already voted in that round."""
+def _lock_volunteer(user) -> None:
+    """Serialise one volunteer's votes (inside record_vote's transaction): the rate count and the
+    round check of the statement that follows are then exact."""
+    with connection.cursor() as cur:
+        cur.execute(f'SELECT 1 FROM "{get_user_model()._meta.db_table}" WHERE id = %s FOR UPDATE', [user.pk])
+
+
+# Vote fields that _insert_sql takes as they are given, in its column order.
+INSERTED_AS_GIVEN = ("user", "galaxy", "checkin_time", "created", *STORED_AS_GIVEN, *GIZ_FLAGS)
+
+
+@functools.cache
+def _insert_sql() -> str:
+    """The one statement that stores a vote when every rule holds (record_vote, after the lock).
+
+    INSERT ... SELECT: the galaxy exists, the form token is new, the volunteer is under the rate
+    (imports not counted) and has not voted in the galaxy's open round (0 unless a curator opened
+    a later one), which goes into the row; the kind is 'calibration' for a calibration galaxy
+    unless given. It returns no row when a rule is broken (_refuse says which).
+    """
+    vote = InclinationVote._meta
+    columns = ", ".join(f'"{vote.get_field(name).column}"' for name in INSERTED_AS_GIVEN)
+    values = ", ".join(f"%({name})s" for name in INSERTED_AS_GIVEN)
+    kinds, sources = InclinationVote.Kind, InclinationVote.Source
+    return f"""
+        INSERT INTO "{vote.db_table}" ({columns}, "kind", "round")
+        SELECT {values},
+            COALESCE(%(kind)s::text, CASE WHEN EXISTS (
+                SELECT 1 FROM "{CalibrationGalaxy._meta.db_table}" c WHERE c.galaxy_id = g.pgc
+            ) THEN '{kinds.CALIBRATION.value}' ELSE '{kinds.TARGET.value}' END),
+            r.open_round
+        FROM "{Galaxy._meta.db_table}" g
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(MAX(vr.round), 0) AS open_round
+            FROM "{VoteRound._meta.db_table}" vr WHERE vr.galaxy_id = g.pgc
+        ) r
+        WHERE g.pgc = %(galaxy)s
+          AND NOT EXISTS (
+            SELECT 1 FROM "{vote.db_table}" v
+            WHERE v.user_id = %(user)s AND v.galaxy_id = g.pgc AND v.round >= r.open_round
+          )
+          AND (%(client_token)s::text IS NULL
+               OR NOT EXISTS (SELECT 1 FROM "{vote.db_table}" v WHERE v.client_token = %(client_token)s))
+          AND (%(rate_votes)s::int IS NULL OR (
+            SELECT count(*) FROM (
+              SELECT 1 FROM "{vote.db_table}" v
+              WHERE v.user_id = %(user)s AND v.created >= %(rate_since)s AND v.source <> '{sources.IMPORT.value}'
+              LIMIT %(rate_votes)s
+            ) recent
+          ) < %(rate_votes)s)
+        RETURNING id, kind, round
+    """
+
+
+def _refuse(user, vote_in: CleanVote, now: datetime) -> VoteError:
+    """Why _insert_sql stored nothing (same transaction, so the same facts), in record_vote's order."""
     pgc = vote_in.pgc
-    rnd = current_round(pgc)
-    if has_voted(user, pgc, rnd):
-        raise AlreadyVoted(f"you already voted on PGC {pgc}")
-    kind = vote_in.kind
-    if kind is None:
-        kind = InclinationVote.Kind.CALIBRATION if CalibrationGalaxy.objects.filter(galaxy_id=pgc).exists() else InclinationVote.Kind.TARGET
+    if not Galaxy.objects.filter(pk=pgc).exists():
+        return UnknownGalaxy(f"PGC {pgc} is not in the catalog")
+    if vote_in.client_token is not None and InclinationVote.objects.filter(client_token=vote_in.client_token).exists():
+        return ReplayedVote("this form was already submitted")
+    if vote_in.source != InclinationVote.Source.IMPORT:
+        _check_rate(user, now)
+    if has_voted(user, pgc):
+        return AlreadyVoted(f"you already voted on PGC {pgc}")
+    return VoteError(f"the vote on PGC {pgc} was not stored")
+
+
+def _write_vote(user, vote_in: CleanVote, now: datetime) -> InclinationVote:
+    """Store a checked vote in the galaxy's open round (inside record_vote's transaction, after
+    the volunteer's lock), or raise the VoteError of the first rule it breaks."""
+    params = {name: getattr(vote_in, name) for name in STORED_AS_GIVEN}
+    params.update(vote_in.flags, user=user.pk, galaxy=vote_in.pgc, checkin_time=now, created=now, kind=vote_in.kind)
+    rate = None if vote_in.source == InclinationVote.Source.IMPORT else vote_rate()
+    params["rate_votes"] = rate.votes if rate else None
+    params["rate_since"] = now - timedelta(seconds=rate.seconds) if rate else now
+    with connection.cursor() as cur:
+        cur.execute(_insert_sql(), params)
+        row = cur.fetchone()
+    if row is None:
+        raise _refuse(user, vote_in, now)
+    pk, kind, rnd = row
     stored = {name: getattr(vote_in, name) for name in STORED_AS_GIVEN}
-    vote = InclinationVote(user=user, galaxy_id=pgc, kind=kind, round=rnd, checkin_time=now, created=now, **stored, **vote_in.flags)
-    vote.save(force_insert=True)
+    vote = InclinationVote(
+        pk=pk, user=user, galaxy_id=vote_in.pgc, kind=kind, round=rnd, checkin_time=now, created=now, **stored, **vote_in.flags
+    )
+    vote._state.adding, vote._state.db = False, connection.alias
+    pgc = vote_in.pgc
     transaction.on_commit(lambda: votes_added.send(sender=InclinationVote, galaxy_ids=[pgc]))
     return vote
 
@@ -291,8 +367,9 @@ def record_vote(
     client_token is the one-time token of the form: a replayed form is refused. The vote goes
     into the galaxy's open round; the volunteer may vote once per round.
 
-    In order: who votes, the input (_clean_vote), then under a lock of the volunteer's row the
-    galaxy, the form token, the rate (_check_rate) and the write (_write_vote).
+    In order: who votes, the input (_clean_vote), then under a lock of the volunteer's row one
+    statement that checks the galaxy, the form token, the rate and the round and writes the vote
+    (_write_vote); when it writes nothing, _refuse says which rule it broke.
     """
     if user is None or not getattr(user, "is_authenticated", False):
         raise NotAllowed("sign in to vote")
@@ -318,14 +395,7 @@ def record_vote(
     pgc, client_token = vote_in.pgc, vote_in.client_token
     try:
         with transaction.atomic():
-            # One volunteer's votes are serialised: the rate count and the round check are exact.
-            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-            if not Galaxy.objects.filter(pk=pgc).exists():
-                raise UnknownGalaxy(f"PGC {pgc} is not in the catalog")
-            if client_token is not None and InclinationVote.objects.filter(client_token=client_token).exists():
-                raise ReplayedVote("this form was already submitted")
-            if vote_in.source != InclinationVote.Source.IMPORT:
-                _check_rate(user, now)
+            _lock_volunteer(user)
             vote = _write_vote(user, vote_in, now)
     except IntegrityError as exc:
         # A concurrent request won the race: say which rule it broke.
