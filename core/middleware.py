@@ -73,7 +73,7 @@ class PublicCacheMiddleware:
 
     Anonymous means no Authorization header and no cookie but the CSRF one; only answers that are
     200, not streamed, set no cookie, carry no CSRF token and are not private or no-store are kept, keyed by
-    host, path with query, Accept and Accept-Encoding. Entries beyond GALCAT_PUBLIC_CACHE_BYTES
+    scheme, host, path with query, Accept and Accept-Encoding. Entries beyond GALCAT_PUBLIC_CACHE_BYTES
     push out the oldest. A popular page then costs one view run per interval and process, however
     many visitors ask; signed-in users and API tokens always get a fresh answer.
     """
@@ -89,7 +89,13 @@ class PublicCacheMiddleware:
         if ttl <= 0 or request.method != "GET" or not _anonymous(request) or not _public_view(request.path_info):
             return self.get_response(request)
         meta = request.META
-        key = (request.get_host(), request.get_full_path(), meta.get("HTTP_ACCEPT", ""), meta.get("HTTP_ACCEPT_ENCODING", ""))
+        key = (
+            request.scheme,
+            request.get_host(),
+            request.get_full_path(),
+            meta.get("HTTP_ACCEPT", ""),
+            meta.get("HTTP_ACCEPT_ENCODING", ""),
+        )
         now = time.monotonic()
         with self._lock:
             hit = self._entries.get(key)

@@ -17,6 +17,7 @@ from rest_framework.permissions import AllowAny
 from catalog.models import Galaxy, Image
 from core.api.errors import pgc_param
 from core.api.pagination import KeysetPagination
+from core.roles import is_member
 
 
 def galaxy_path(model: type[models.Model]) -> str | None:
@@ -28,6 +29,21 @@ def galaxy_path(model: type[models.Model]) -> str | None:
         if getattr(field, "related_model", None) is Image:
             return f"{field.name}__galaxy"
     return None
+
+
+def image_field(model: type[models.Model]) -> str | None:
+    """Name of `model`'s foreign key to an image, if it has one."""
+    return next((f.name for f in model._meta.fields if getattr(f, "related_model", None) is Image), None)
+
+
+def visible_rows(model: type[models.Model], user) -> models.QuerySet:
+    """Rows of `model` that `user` may see: those about a private image only for members, like
+    the images themselves (catalog.selectors.visible_images)."""
+    qs = model.objects.all()
+    image = image_field(model)
+    if image is not None and not is_member(user):
+        qs = qs.filter(**{f"{image}__is_public": True})
+    return qs
 
 
 def model_serializer(model: type[models.Model]) -> type[serializers.ModelSerializer]:
@@ -48,7 +64,7 @@ def readonly_viewset(model: type[models.Model], *, summary: str, ordering_fields
     params = [OpenApiParameter("pgc", OpenApiTypes.INT, description="Only rows of this galaxy")] if path else []
 
     def get_queryset(self):
-        qs = model.objects.all()
+        qs = visible_rows(model, self.request.user)
         related = [f.name for f in model._meta.fields if f.is_relation and f.many_to_one]
         if related:
             qs = qs.select_related(*related)
@@ -75,13 +91,14 @@ def readonly_viewset(model: type[models.Model], *, summary: str, ordering_fields
 
 
 def rows_of_galaxy(model: type[models.Model], galaxy: Galaxy, request=None, limit: int = 50) -> list[dict]:
-    """The newest rows of `model` about `galaxy`, serialized (for the galaxy detail's extras)."""
+    """The newest rows of `model` about `galaxy` that the caller may see, serialized (for the
+    galaxy detail's extras)."""
     path = galaxy_path(model)
     if path is None:
         return []
     fields = {f.name for f in model._meta.fields}
     order = "-created" if "created" in fields else "-pk"
-    rows = model.objects.filter(**{path: galaxy.pk}).order_by(order)[:limit]
+    rows = visible_rows(model, getattr(request, "user", None)).filter(**{path: galaxy.pk}).order_by(order)[:limit]
     return list(model_serializer(model)(rows, many=True).data)
 
 
