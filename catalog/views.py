@@ -175,14 +175,19 @@ def _keyset_page(request: HttpRequest, qs, per_page: int) -> tuple[list, dict]:
 
     after, before = bound("after"), bound("before")
     qs = qs.order_by("pk")
-    if request.GET.get("last"):
-        objects = list(qs.order_by("-pk")[:per_page])[::-1]
-    elif before is not None:
-        objects = list(qs.filter(pk__lt=before).order_by("-pk")[:per_page])[::-1]
+    # One row past the page says whether there is more in the direction read; the other
+    # direction needs a query only when the page does not start at an end.
+    last = bool(request.GET.get("last"))
+    if last or before is not None:
+        rows = list((qs if last else qs.filter(pk__lt=before)).order_by("-pk")[: per_page + 1])
+        objects = rows[:per_page][::-1]
+        has_prev = len(rows) > per_page
+        has_next = bool(objects) and not last and qs.filter(pk__gt=objects[-1].pk).exists()
     else:
-        objects = list((qs.filter(pk__gt=after) if after is not None else qs)[:per_page])
-    has_prev = bool(objects) and qs.filter(pk__lt=objects[0].pk).exists()
-    has_next = bool(objects) and qs.filter(pk__gt=objects[-1].pk).exists()
+        rows = list((qs.filter(pk__gt=after) if after is not None else qs)[: per_page + 1])
+        objects = rows[:per_page]
+        has_next = len(rows) > per_page
+        has_prev = bool(objects) and after is not None and qs.filter(pk__lt=objects[0].pk).exists()
     base = _query_string(request, drop=("after", "before", "last", "page"))
     join = f"?{base}&" if base else "?"
     nav = {

@@ -130,5 +130,9 @@ def test_pgc_ordered_lists_page_by_pgc_bounds(client, edd_galaxies):
     assert [row[0][1] for row in last.context["rows"]] == pgcs[-10:]
     back = client.get("/galaxies/" + last.context["keyset"]["prev"])
     assert [row[0][1] for row in back.context["rows"]] == pgcs[-20:-10]
+    first = client.get("/galaxies/", {"per_page": 10}).context["keyset"]
+    assert (first["prev"], first["first"]) == (None, None) and first["next"]
+    assert (last.context["keyset"]["next"], last.context["keyset"]["last"]) == (None, None)
+    assert back.context["keyset"]["prev"] and back.context["keyset"]["next"]
     assert client.get("/galaxies/", {"after": "x"}).status_code == 400
     assert client.get("/galaxies/", {"after": 10**12}).context["rows"] == []
