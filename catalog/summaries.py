@@ -81,6 +81,16 @@ def register_summary(summary: str, refresh: Callable[..., int]) -> None:
     REFRESHERS[summary] = refresh
 
 
+def refresh_galaxy_summaries(pgcs: Iterable[int]) -> dict[str, int]:
+    """Recompute every registered summary of these galaxies (an image of theirs was saved or
+    deleted, which can change what their columns are taken over): {summary: rows}."""
+    from catalog.columns import derived_columns
+
+    derived_columns()
+    pgcs = list(pgcs)
+    return {name: refresh(pgcs) for name, refresh in sorted(REFRESHERS.items())}
+
+
 def refresh_all_summaries() -> dict[str, int]:
     """Rebuild every registered summary table from its source rows: {summary: rows}."""
     from catalog.columns import derived_columns

@@ -1,5 +1,5 @@
 """The fitting app's derived catalog columns: the parameters of each galaxy's latest profile fit
-(converged fits first), with their 1-sigma errors.
+of a public image (converged fits first), with their 1-sigma errors.
 
 Tables read the stored copy in FitSummary; `refresh_fit_summary` keeps it, called by the fitting
 service after each batch and by the receivers in fitting.signals."""
@@ -19,7 +19,7 @@ SUMMARY = "fit_summary"
 
 def _latest(field):
     def expression():
-        fits = FitResult.objects.filter(image__galaxy=OuterRef("pk")).order_by("-converged", "-updated", "-id")
+        fits = FitResult.objects.filter(image__galaxy=OuterRef("pk"), image__is_public=True).order_by("-converged", "-updated", "-id")
         if field == "chi2_dof":
             fits = fits.filter(dof__gt=0).annotate(v=ExpressionWrapper(F("chi2") / F("dof"), output_field=FloatField()))
             return Subquery(fits.values("v")[:1])
@@ -44,7 +44,7 @@ def derived_columns() -> list[DerivedColumn]:
 
 def refresh_fit_summary(pgcs: Iterable[int] | None = None) -> int:
     """Recompute the stored fit columns of these galaxies (all when None)."""
-    present = Q(Exists(FitResult.objects.filter(image__galaxy=OuterRef("pk"))))
+    present = Q(Exists(FitResult.objects.filter(image__galaxy=OuterRef("pk"), image__is_public=True)))
     return refresh_summary(FitSummary, summary_columns(derived_columns(), SUMMARY), pgcs, present)
 
 

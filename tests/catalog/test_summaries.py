@@ -166,3 +166,27 @@ def test_pages_sorted_by_a_summary_column_keep_their_order(client, ordering):
         got += [(row["pgc"], row["consensus_inc"]) for row in body["results"]]
         url, params = body["next"], None
     assert got == [(p, values[p]) for p in api_expected]
+
+
+def test_columns_count_public_images_only_and_follow_a_change_of_visibility(django_capture_on_commit_callbacks):
+    from fitting.models import FitResult
+    from ml.models import ModelVersion, Prediction
+
+    g = GalaxyFactory(pgc=401, ra=40.0, dec=5.0)
+    version = ModelVersion.objects.create(name="cnn", version="0", architecture="vgg", weights_path="x", sha256="0" * 64, active=True)
+    public, private = make_image(g, "g"), make_image(g, "r")
+    with django_capture_on_commit_callbacks(execute=True):
+        private.is_public = False
+        private.save(update_fields=["is_public"])
+    for image, value in ((public, 70.0), (private, 80.0)):
+        Prediction.objects.create(image=image, galaxy=g, model_version=version, value=value, uncertainty=1.0, reject_likelihood=0.1)
+    FitResult.objects.create(image=private, model_kind="sersic", engine_version="1", re=12.5, n=1.1, q=0.3, chi2=2.0, dof=1, converged=True)
+    assert (stored(401, "cnn_inc"), stored(401, "fit_re")) == (70.0, None)
+    with django_capture_on_commit_callbacks(execute=True):
+        private.is_public = True
+        private.save(update_fields=["is_public"])
+    assert (stored(401, "cnn_inc"), stored(401, "fit_re")) == (75.0, 12.5)
+    with django_capture_on_commit_callbacks(execute=True):
+        private.delete()
+    assert (stored(401, "cnn_inc"), stored(401, "fit_re")) == (70.0, None)
+    assert_in_step()
