@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 
 from catalog.importers import report as report_module
@@ -488,7 +488,12 @@ def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch)
     def indexes() -> set[str]:
         with connection.cursor() as cur:
             cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename IN ('catalog_galaxy', 'catalog_galaxyname')")
-            return {r[0] for r in cur.fetchall()}
+            found = {r[0] for r in cur.fetchall()}
+            cur.execute(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid IN ('catalog_galaxy'::regclass, 'catalog_galaxyname'::regclass)"
+            )
+            return found | {" ".join(r) for r in cur.fetchall()}
 
     before = indexes()
     assert any("healpix" in d for d in before)
@@ -506,7 +511,78 @@ def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch)
     assert import_catalog(write_csv(tmp_path / "t.csv", 50)).created == 50
     assert dropped == [("catalog_galaxy", 1), ("catalog_galaxyname", 2)]  # only pkey / pkey + unique name left meanwhile
     assert indexes() == before
+    assert any("FOREIGN KEY (galaxy_id) REFERENCES catalog_galaxy(pgc) DEFERRABLE INITIALLY DEFERRED" in d for d in before)
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cur:  # the foreign key holds again
+        cur.execute("INSERT INTO catalog_galaxyname (galaxy_id, name, normalised) VALUES (999999, 'X 1', 'X1')")
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     dropped.clear()
     assert import_catalog(write_csv(tmp_path / "u.csv", 20, first=1000)).created == 20  # 20 < 50 rows there: kept
     assert dropped == [("catalog_galaxy", 2), ("catalog_galaxyname", 4)]
     _positions_consistent()
+
+
+def test_blank_lines_without_whitespace_are_skipped_with_line_numbers(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "READ_BLOCK", 256)  # many blocks, most of them without any whitespace but line ends
+    lines = ["pgc,ra,dec,vhel"] + [f"{i},{i % 360}.5,{i % 90}.25,{1000 + i}" for i in range(1, 201)]
+    lines[20] = ""  # line 21: empty
+    lines[60] = ",,,"  # line 61: only separators
+    lines[120] = " ,\t, ,"  # line 121: whitespace and separators
+    lines[150] = "150,1.5,2.5,fast"  # line 151
+    path = tmp_path / "b.csv"
+    path.write_text("\n".join(lines) + "\n")
+    problems = _expect_problem(path, line=151, column="vhel", words="expected a number")
+    assert [p.line for p in problems] == [151]
+    lines[150] = "150,1.5,2.5,1150"
+    path.write_text("\n".join(lines))  # no line end after the last row
+    report = import_catalog(path)
+    assert (report.rows_read, report.created) == (197, 197)
+    assert Galaxy.objects.get(pgc=150).vhel == 1150 and Galaxy.objects.get(pgc=200).vhel == 1200
+    assert not Galaxy.objects.filter(pgc__in=[20, 60, 120]).exists()
+
+
+def test_derived_coordinates_agree_with_astropy():
+    from catalog.sky import derived_coordinates
+
+    rng = np.random.default_rng(5)
+    ra = np.concatenate([[0.0, 359.9999999999, 180.0, 0.0, 266.40499, 12.3], rng.uniform(0, 360, 5000)])
+    dec = np.concatenate([[90.0, -90.0, 0.0, -1e-12, -28.93617, 89.9999999], np.degrees(np.arcsin(rng.uniform(-1, 1, 5000)))])
+    fast, slow = tables._derived_coordinates(ra, dec), derived_coordinates(ra, dec)
+    for k in ("gl", "sgl"):
+        assert ((fast[k] >= 0) & (fast[k] < 360)).all()
+        diff = np.abs(fast[k] - slow[k])
+        near_pole = np.abs(fast[k.replace("l", "b")]) > 89.99999  # longitude is undefined at the poles
+        assert (np.minimum(diff, 360 - diff)[~near_pole] < 1e-9).all(), k
+    for k in ("gb", "sgb"):
+        assert np.abs(fast[k] - slow[k]).max() < 1e-9, k
+
+
+def test_text_flags_booleans_and_nulls_survive_the_binary_stage(tmp_path, shared_data):
+    lines = edd_lines(shared_data, 3)
+    lines = replace_cell(lines, 1, "ty", "")  # an empty numeric cell is NULL
+    lines = replace_cell(lines, 2, "type", "Sb\\c\ttab")  # backslash and tab are data, not COPY escapes
+    import_catalog(write_edd(tmp_path, lines))
+    g1, g2 = Galaxy.objects.get(pgc=int(lines[1].split("|")[0])), Galaxy.objects.get(pgc=int(lines[2].split("|")[0]))
+    assert g1.ty is None and g2.type == "Sb\\c\ttab"
+    header = [h.strip() for h in lines[0].split("|")]
+    flags = [c.name for c in map(tables.column, header) if c.kind in ("flag", "bool")]
+    assert flags and all(getattr(g1, f) in (True, False, None) for f in flags)
+    assert Galaxy.objects.filter(sdss__isnull=False).count() == 3
+
+
+def test_partial_import_writes_no_names_of_rows_left_out(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("pgc,ra,dec,name\n1,10,10,A 1\n2,20,20,A 2\n1,30,30,A 3\n3,400,10,A 4\n4,40,40,A 2\n5,50,50,A 5\n")
+    report = import_catalog(path, partial=True)
+    assert (report.created, report.skipped) == (3, 3)
+    assert [(p.line, p.column) for p in report.problems] == [(4, "pgc"), (5, "ra"), (6, "name")]
+    assert sorted(Galaxy.objects.values_list("pgc", flat=True)) == [1, 2, 5]
+    assert sorted(GalaxyName.objects.values_list("galaxy_id", "name")) == [(1, "A 1"), (2, "A 2"), (5, "A 5")]
+    assert Galaxy.objects.get(pgc=1).ra == 10
+
+
+def test_simple_name_columns_read_in_one_pass_agree_with_the_name_path():
+    cells = ["NGC 4565", " ugc07772 ", "A 0", "IC 000", "M31", "Arp 0070", "pgc1"]
+    names, keys = tables._simple_names(cells)
+    assert list(zip(names, keys)) == [tables._name_and_key(c.strip()) for c in cells]
+    for odd in (["NGC 1", ""], ["NGC 1", "NGC 2; M 3"], ["NGC 1", "MCG +04-30-006"], ["NGC 1", None], ["A\nB 1"], ["X" * 300 + " 1"], []):
+        assert tables._simple_names(odd) is None, odd
