@@ -7,6 +7,7 @@ Cone searches turn a cone into ranges of that index (see catalog.cone).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -44,20 +45,31 @@ def healpix_index(ra, dec, depth: int = HEALPIX_DEPTH) -> np.ndarray:
     return lonlat_to_healpix(Longitude(ra, unit=u.deg), Latitude(dec, unit=u.deg), depth).astype(np.int64)
 
 
-def derived_coordinates(ra, dec) -> dict[str, np.ndarray]:
-    """Galactic (gl, gb) and supergalactic (sgl, sgb) coordinates in degrees of ICRS positions."""
+@functools.cache
+def _sky_rotations() -> tuple[np.ndarray, np.ndarray]:
+    """The rotation matrices [3, 3] from ICRS to galactic and to supergalactic cartesian
+    coordinates: both of astropy's transformations are fixed rotations, so the images of the
+    ICRS axes under them are the matrices' columns."""
     import astropy.units as u
-    from astropy.coordinates import SkyCoord, Supergalactic
+    from astropy.coordinates import CartesianRepresentation, Galactic, SkyCoord, Supergalactic
 
-    sc = SkyCoord(ra=np.atleast_1d(ra) * u.deg, dec=np.atleast_1d(dec) * u.deg, frame="icrs")
-    gal = sc.galactic
-    sgal = sc.transform_to(Supergalactic())
-    return {
-        "gl": gal.l.deg,
-        "gb": gal.b.deg,
-        "sgl": sgal.sgl.deg,
-        "sgb": sgal.sgb.deg,
-    }
+    axes = SkyCoord(CartesianRepresentation(np.eye(3) * u.one), frame="icrs")
+    return tuple(axes.transform_to(frame).cartesian.xyz.value for frame in (Galactic(), Supergalactic()))
+
+
+def derived_coordinates(ra, dec) -> dict[str, np.ndarray]:
+    """Galactic (gl, gb) and supergalactic (sgl, sgb) coordinates in degrees of ICRS positions
+    (degrees, scalars or arrays): astropy's transformations applied as two matrix products, the
+    same values to 1e-9 deg without its per-call frame machinery (bulk imports call this per chunk)."""
+    ra, dec = np.radians(np.atleast_1d(np.asarray(ra, dtype=float))), np.radians(np.atleast_1d(np.asarray(dec, dtype=float)))
+    xyz = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])  # [3, N]
+    out = {}
+    for (lon, lat), rotation in zip((("gl", "gb"), ("sgl", "sgb")), _sky_rotations(), strict=True):
+        x, y, z = rotation @ xyz
+        degrees = np.degrees(np.arctan2(y, x)) % 360.0
+        out[lon] = np.where(degrees >= 360.0, 0.0, degrees)  # -1e-17 % 360 rounds to 360
+        out[lat] = np.degrees(np.arctan2(z, np.hypot(x, y)))
+    return out
 
 
 def fill_sky_fields(rows: list[dict]) -> None:

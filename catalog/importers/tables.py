@@ -26,7 +26,6 @@ incrementally, FITS tables are memory-mapped and read by columns.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import itertools
 import math
@@ -47,7 +46,7 @@ from catalog.importers.copy import copy_text
 from catalog.importers.report import ImportReport, ImportValidationError
 from catalog.models import Galaxy, GalaxyName
 from catalog.names import display_name, normalise_name
-from catalog.sky import healpix_index
+from catalog.sky import derived_coordinates, healpix_index
 
 FORMATS = ("edd", "csv", "votable", "fits", "openngc")
 NAME_COLUMNS = ("name", "names", "objname", "alias", "aliases")
@@ -653,33 +652,6 @@ def _numeric_column(col: Column, raws: list, zero_is_null: bool) -> tuple[np.nda
     return values, null, errors
 
 
-@functools.cache
-def _sky_rotations() -> tuple[np.ndarray, np.ndarray]:
-    """The rotation matrices [3, 3] from ICRS to galactic and to supergalactic cartesian
-    coordinates: both of astropy's transformations are fixed rotations, so the images of the
-    ICRS axes under them are the matrices' columns."""
-    import astropy.units as u
-    from astropy.coordinates import CartesianRepresentation, Galactic, SkyCoord, Supergalactic
-
-    axes = SkyCoord(CartesianRepresentation(np.eye(3) * u.one), frame="icrs")
-    return tuple(axes.transform_to(frame).cartesian.xyz.value for frame in (Galactic(), Supergalactic()))
-
-
-def _derived_coordinates(ra: np.ndarray, dec: np.ndarray) -> dict[str, np.ndarray]:
-    """catalog.sky.derived_coordinates (gl, gb, sgl, sgb in degrees of ICRS ra, dec [N] in
-    degrees) as two matrix products: the same values to 1e-10 deg without astropy's per-call
-    frame machinery (a fifth of its time per chunk)."""
-    ra, dec = np.radians(ra), np.radians(dec)
-    xyz = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])  # [3, N]
-    out = {}
-    for (lon, lat), rotation in zip((("gl", "gb"), ("sgl", "sgb")), _sky_rotations()):
-        x, y, z = rotation @ xyz
-        degrees = np.degrees(np.arctan2(y, x)) % 360.0
-        out[lon] = np.where(degrees >= 360.0, 0.0, degrees)  # -1e-17 % 360 rounds to 360
-        out[lat] = np.degrees(np.arctan2(z, np.hypot(x, y)))
-    return out
-
-
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _BINARY_TRAILER = b"\xff\xff"
 _BINARY_NULL = b"\xff\xff\xff\xff"
@@ -883,7 +855,7 @@ class _Stage:
         out = {"healpix": np.full(len(valid), NULL_HEALPIX, np.int64), **{k: np.full(len(valid), np.nan) for k in SKY_KEYS}}
         if len(located):
             out["healpix"][located] = healpix_index(ra[located], dec[located])
-            for k, v in _derived_coordinates(ra[located], dec[located]).items():
+            for k, v in derived_coordinates(ra[located], dec[located]).items():
                 out[k][located] = v
         return out
 

@@ -541,12 +541,18 @@ def test_blank_lines_without_whitespace_are_skipped_with_line_numbers(tmp_path, 
 
 
 def test_derived_coordinates_agree_with_astropy():
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord, Supergalactic
+
     from catalog.sky import derived_coordinates
 
     rng = np.random.default_rng(5)
     ra = np.concatenate([[0.0, 359.9999999999, 180.0, 0.0, 266.40499, 12.3], rng.uniform(0, 360, 5000)])
     dec = np.concatenate([[90.0, -90.0, 0.0, -1e-12, -28.93617, 89.9999999], np.degrees(np.arcsin(rng.uniform(-1, 1, 5000)))])
-    fast, slow = tables._derived_coordinates(ra, dec), derived_coordinates(ra, dec)
+    sc = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs")
+    gal, sgal = sc.galactic, sc.transform_to(Supergalactic())
+    fast = derived_coordinates(ra, dec)
+    slow = {"gl": gal.l.deg, "gb": gal.b.deg, "sgl": sgal.sgl.deg, "sgb": sgal.sgb.deg}
     for k in ("gl", "sgl"):
         assert ((fast[k] >= 0) & (fast[k] < 360)).all()
         diff = np.abs(fast[k] - slow[k])
