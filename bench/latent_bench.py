@@ -5,9 +5,10 @@ search of the catalog (ml.latent_services.nearest, ORM included) against exact s
         [--ef 40,100,200] [--m 16] [--ef-construction 64] [--threads 2] [--budget 1500]
 
 1. Encoding: the shipped model (ml/weights/latent) on the shared SDSS images repeated to
-   --images inputs: images/s of LatentModel.embed (preprocessing of the 512x512 files included)
-   and of the network alone on preprocessed inputs, on --threads CPU threads (and CUDA when
-   present). Baseline in the same run: a fixed float32 matmul's GFLOP/s, so figures taken on a
+   --images inputs: images/s of LatentModel.embed (preprocessing of the 512x512 files included),
+   of the network alone on preprocessed inputs and of the preprocessing alone, on --threads CPU
+   threads (and CUDA when present): --repeats interleaved passes of each, the best and the median
+   pass and the CPU time per image (all threads; the least of the passes). Baseline in the same run: a fixed float32 matmul's GFLOP/s, so figures taken on a
    busy machine can be compared as ratios.
 2. Search: N synthetic L2-normalised vectors of the model's dimension (a mixture of 2,000
    clusters, not uniform noise; the queries are held-out draws of the same clusters) are COPYed into a bench table
@@ -66,7 +67,7 @@ def matmul_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def bench_encoding(n_images: int, threads: int) -> None:
+def bench_encoding(n_images: int, threads: int, repeats: int = 3) -> None:
     import torch
 
     from catalog.sample import shared_data_dir
@@ -84,25 +85,32 @@ def bench_encoding(n_images: int, threads: int) -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     gflops = matmul_gflops(threads)
     say(f"baseline: float32 matmul {gflops:.1f} GFLOP/s on {threads} thread(s)")
+
+    def timed(fn, *args, **kwargs) -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
+        fn(*args, **kwargs)
+        return time.perf_counter() - t, time.process_time() - c
+
     for dev in devices:
         m = load_latent(device=dev)
         say(f"model {m.name} v{m.version}: dim {m.dim}, {m.channels} channel(s), device {dev}")
         m.embed(images[:64])  # warm up
-        t = time.perf_counter()
         x = m.preprocess(images)
-        t_pre = time.perf_counter() - t
-        m.encode_inputs(x[:256], recon=False)
-        t = time.perf_counter()
-        m.encode_inputs(x, recon=False)
-        t_net = time.perf_counter() - t
-        t = time.perf_counter()
-        m.embed(images)
-        t_all = time.perf_counter() - t
-        say(
-            f"  {dev}: embed (preprocess + network) {n_images / t_all:,.0f} images/s; network alone {n_images / t_net:,.0f} images/s; "
-            f"preprocessing alone {n_images / t_pre:,.0f} images/s"
-            + (f"; network images/s per matmul GFLOP/s {n_images / t_net / gflops:.1f}" if dev == "cpu" else "")
-        )
+        rows = {"embed (preprocess + network)": [], "network alone": [], "preprocessing alone": []}
+        for _ in range(repeats):  # interleaved, so that a burst of load on a shared machine hits all three alike
+            rows["preprocessing alone"].append(timed(m.preprocess, images))
+            rows["network alone"].append(timed(m.encode_inputs, x, recon=False))
+            rows["embed (preprocess + network)"].append(timed(m.embed, images))
+        parts = []
+        for name, runs in rows.items():
+            walls = sorted(w for w, _ in runs)
+            cpu = min(c for _, c in runs)
+            parts.append(
+                f"{name} {n_images / walls[0]:,.0f} images/s (best of {repeats}; median {n_images / walls[len(walls) // 2]:,.0f}; "
+                f"{1e3 * cpu / n_images:.2f} CPU-ms per image)"
+            )
+        best_net = n_images / min(w for w, _ in rows["network alone"])
+        say(f"  {dev}: " + "; ".join(parts) + (f"; network images/s per matmul GFLOP/s {best_net / gflops:.1f}" if dev == "cpu" else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +284,7 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=None, help="HNSW m (default GALCAT_LATENT_HNSW_M)")
     parser.add_argument("--ef-construction", type=int, default=None, help="default GALCAT_LATENT_HNSW_EF_CONSTRUCTION")
     parser.add_argument("--images", type=int, default=2000, help="inputs of the encoding benchmark")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes of each encoding figure (best and median shown)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=1500.0, help="seconds for the whole search part")
     parser.add_argument("--skip-encoding", action="store_true")
@@ -289,7 +298,7 @@ def main() -> None:
     args.ef_construction = args.ef_construction or settings.GALCAT_LATENT_HNSW_EF_CONSTRUCTION
     if not args.skip_encoding:
         say(f"encoding, {args.images:,} inputs from the shared SDSS images")
-        bench_encoding(args.images, args.threads)
+        bench_encoding(args.images, args.threads, args.repeats)
     if args.skip_search:
         return
     from ml.latent import load_latent

@@ -84,6 +84,7 @@ def _rows(images: list[Image], mv: ModelVersion, out: dict, xy: np.ndarray) -> l
             embedding=out["embedding"][j].astype(np.float32),
             recon_error=float(out["recon_error"][j]),
             outlier_score=float(out["outlier"][j]),
+            artefact_score=float(out["artefact"][j]),
             map_x=float(xy[j, 0]),
             map_y=float(xy[j, 1]),
         )
@@ -99,7 +100,7 @@ def embed_and_store(image_ids: Iterable[int], mv: ModelVersion | None = None, *,
     model = latent_model_for(mv)
     ids = list(dict.fromkeys(int(i) for i in image_ids))
     stored = skipped = 0
-    update = ["galaxy", "embedding", "recon_error", "outlier_score", "map_x", "map_y", "created"]
+    update = ["galaxy", "embedding", "recon_error", "outlier_score", "artefact_score", "map_x", "map_y", "created"]
     for b0 in range(0, len(ids), PREDICT_BATCH):
         images, pixels = [], []
         for im in Image.objects.filter(pk__in=ids[b0 : b0 + PREDICT_BATCH]):
@@ -127,26 +128,28 @@ def missing_image_ids(mv: ModelVersion) -> list[int]:
 
 def refit_density(mv: ModelVersion | None = None, *, progress: Callable | None = None) -> dict:
     """Refit the version's density/outlier model on all its stored embeddings, store the fit
-    (LatentDensity) and rescore every embedding (outlier score and map place) with it."""
+    (LatentDensity) and rescore every embedding (outlier score and map place) with it; each
+    image's artefact part (ml.latent.artefacts, not refitted) is kept as stored."""
     mv = _require_version(mv)
     model = latent_model_for(mv)
     qs = ImageEmbedding.objects.filter(model_version=mv).order_by("pk")
     pks = list(qs.values_list("pk", flat=True))
     if not pks:
         return {"images": 0, "model_version": mv.pk}
-    emb, err = [], []
+    emb, err, art = [], [], []
     for c0 in range(0, len(pks), SWEEP_CHUNK):
-        for vec, e in qs.filter(pk__in=pks[c0 : c0 + SWEEP_CHUNK]).values_list("embedding", "recon_error"):
+        for vec, e, a in qs.filter(pk__in=pks[c0 : c0 + SWEEP_CHUNK]).values_list("embedding", "recon_error", "artefact_score"):
             emb.append(np.asarray(vec, dtype=np.float32))
             err.append(e)
-    emb_a, err_a = np.stack(emb), np.asarray(err, dtype=np.float32)
+            art.append(a)
+    emb_a, err_a, artefact = np.stack(emb), np.asarray(err, dtype=np.float32), np.asarray(art, dtype=np.float64)
     try:
         model.refit_density(emb_a, err_a, note=f"catalog sweep, {len(pks)} embeddings")
     except ValueError as exc:  # too few embeddings: the shipped (or last) fit stays
         return {"images": len(pks), "model_version": mv.pk, "refit": False, "message": str(exc)}
     LatentDensity.objects.create(model_version=mv, state=model.density_state(), images=len(pks))
     model = latent_model_for(mv)  # the new fit, as every process will load it
-    scores = np.asarray(model.score_embeddings(emb_a, err_a), dtype=float)
+    scores = np.asarray(model.score_embeddings(emb_a, err_a, artefact), dtype=float)
     xy = np.asarray(model.project2d(emb_a), dtype=float)
     for c0 in range(0, len(pks), SWEEP_CHUNK):
         chunk = [

@@ -203,7 +203,12 @@ class ImageEmbedding(models.Model):
     )
     outlier_score = models.FloatField(
         verbose_name="outlier score",
-        help_text="How unusual the image is (reconstruction error and latent density; higher is more unusual) [1]",
+        help_text="How unusual the image is (reconstruction error, latent density and artefacts; higher is more unusual) [1]",
+    )
+    artefact_score = models.FloatField(
+        default=0.0,
+        verbose_name="artefact part",
+        help_text="The outlier score's part from the pixels (saturated blobs, cosmic rays, trails; 0 for ordinary images), kept by density refits [1]",
     )
     map_x = models.FloatField(verbose_name="map x", help_text="First coordinate of the 2-D projection of the latent map [1]")
     map_y = models.FloatField(verbose_name="map y", help_text="Second coordinate of the 2-D projection of the latent map [1]")

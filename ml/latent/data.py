@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.preprocess import NET_SIZE, _resize, is_inverted, preprocess, to_grey01
+from ml.preprocess import NET_SIZE, _resize, display_grey_order_many, is_inverted, normalise_display, to_grey01
 from ml.synth import KINDS, SynthConfig, render_one
 
 #: Side of the latent model's input (pixels): the CNN's 128 px input averaged over 2x2 blocks.
 LATENT_SIZE = 64
+#: Images preprocessed together (their temporaries, about 4 MB, stay in cache).
+PREP_CHUNK = 64
 #: Retrieval classes (targets of the issue: disk / face-on / reject).
 CLASSES = ("disk", "faceon", "reject")
 
@@ -33,9 +35,8 @@ def class_of_kind(kind: str) -> int:
 
 
 def _pool2(a: np.ndarray) -> np.ndarray:
-    """[C, 2H, 2W] -> [C, H, W] mean over 2x2 blocks."""
-    c, h, w = a.shape
-    return a.reshape(c, h // 2, 2, w // 2, 2).mean((2, 4))
+    """[..., 2H, 2W] -> [..., H, W] mean over 2x2 blocks."""
+    return ((a[..., 0::2, 0::2] + a[..., 0::2, 1::2]) + (a[..., 1::2, 0::2] + a[..., 1::2, 1::2])) * np.asarray(0.25, a.dtype)
 
 
 def _colour_planes(image: np.ndarray) -> np.ndarray:
@@ -59,21 +60,62 @@ def _colour_planes(image: np.ndarray) -> np.ndarray:
 
 def preprocess_latent(image: np.ndarray, channels: int = 1) -> np.ndarray:
     """Any image array (as ml.preprocess.load_image_file returns it) -> float32 [channels, 64, 64]."""
-    a = np.asarray(image)
-    if channels == 1 or a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 1):
-        x = _pool2(preprocess(a))
-        return np.repeat(x, channels, axis=0) if channels > 1 else x
-    if channels != 3:
+    return latent_inputs([image], channels)[0][0]
+
+
+def _grey_inputs_into(images: list[np.ndarray], x: np.ndarray, grey: np.ndarray | None) -> None:
+    """Grey latent inputs of images into x [N, 1, 64, 64] and, unless None, their display values
+    into grey [N, 128, 128], PREP_CHUNK images at a time (the temporaries stay in cache)."""
+    for c0 in range(0, len(images), PREP_CHUNK):
+        g, order = display_grey_order_many(images[c0 : c0 + PREP_CHUNK], NET_SIZE)
+        x[c0 : c0 + len(g), 0] = _pool2(normalise_display(g, order))
+        if grey is not None:
+            grey[c0 : c0 + len(g)] = g
+
+
+def latent_inputs(
+    images: list[np.ndarray], channels: int = 1, workers: int = 1, display: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A list of images -> (float32 [N, channels, 64, 64] inputs, float32 [N, 128, 128] display
+    values of the grey path (ml.preprocess.display_grey: un-inverted, before the sky subtraction
+    and the percentile scale), None for colour models or without ``display``). Grey:
+    ml.preprocess.preprocess averaged over 2x2 blocks (up to float rounding), ``workers`` threads
+    sharing the list."""
+    n = len(images)
+    if channels == 3:
+        x = np.empty((n, 3, LATENT_SIZE, LATENT_SIZE), dtype=np.float32)
+        for k, im in enumerate(images):
+            a = np.asarray(im)
+            if a.ndim == 2 or a.shape[-1] == 1:
+                _grey_inputs_into([a], x[k : k + 1, :1], None)
+                x[k, 1:] = x[k, 0]
+            else:
+                x[k] = _pool2(_colour_planes(a))
+        return x, None
+    if channels != 1:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    return _pool2(_colour_planes(a))
+    x = np.empty((n, 1, LATENT_SIZE, LATENT_SIZE), dtype=np.float32)
+    grey = np.empty((n, NET_SIZE, NET_SIZE), dtype=np.float32) if display else None
+    workers = max(1, min(int(workers), n // PREP_CHUNK))
+    if workers == 1:
+        _grey_inputs_into(images, x, grey)
+        return x, grey
+    from concurrent.futures import ThreadPoolExecutor
+
+    cuts = np.linspace(0, n, workers + 1).astype(int)
+
+    def run(j: int) -> None:
+        sl = slice(cuts[j], cuts[j + 1])
+        _grey_inputs_into(images[sl], x[sl], None if grey is None else grey[sl])
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, range(workers)))
+    return x, grey
 
 
-def preprocess_many(images: list[np.ndarray], channels: int = 1) -> np.ndarray:
-    """A list of images -> float32 [N, channels, 64, 64]."""
-    out = np.empty((len(images), channels, LATENT_SIZE, LATENT_SIZE), dtype=np.float32)
-    for k, im in enumerate(images):
-        out[k] = preprocess_latent(im, channels)
-    return out
+def preprocess_many(images: list[np.ndarray], channels: int = 1, workers: int = 1) -> np.ndarray:
+    """A list of images -> float32 [N, channels, 64, 64] (latent_inputs without the display values)."""
+    return latent_inputs(images, channels, workers, display=False)[0]
 
 
 def synth_config(channels: int) -> SynthConfig:

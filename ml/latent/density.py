@@ -5,7 +5,9 @@ the L2-normalised embeddings, in the spirit of the isolation forest on the first
 et al. (2021, arXiv:2110.13151); a mixture's state is a few arrays, so it ships as JSON and a
 refit on the catalog's embeddings can be stored in the database. Each part (the log
 reconstruction error and the negative log density) is turned into a robust z-score against the
-set it was fitted on (median and MAD); the outlier score is their weighted sum: higher is more
+set it was fitted on (median and MAD); the outlier score is their weighted sum plus, when the
+state carries one, the artefact part of ml.latent.artefacts (features of the display values before
+the percentile scale, fitted once on the training distribution and kept by refits): higher is more
 unusual.
 """
 
@@ -107,8 +109,10 @@ class LatentDensity:
         k: int = MIXTURE_K,
         weights: dict | None = None,
         note: str = "",
+        artefacts: dict | None = None,
     ) -> LatentDensity:
-        """Fit on embeddings [N, D] and reconstruction errors [N] of a normal set."""
+        """Fit on embeddings [N, D] and reconstruction errors [N] of a normal set; ``artefacts``
+        (the artefact part's state, ml.latent.artefacts) is carried into the new state."""
         emb = np.asarray(emb, dtype=np.float64)
         rec = np.asarray(recon_error, dtype=np.float64)
         if len(emb) < 4 * pcs:
@@ -126,6 +130,7 @@ class LatentDensity:
             "weights": dict(weights or DEFAULT_WEIGHTS),
             "n_fit": int(len(emb)),
             "note": note,
+            **({"artefacts": artefacts} if artefacts else {}),
         }
         dens = cls({**state, "recon_center": 0.0, "recon_scale": 1.0, "density_center": 0.0, "density_scale": 1.0})
         rc, rs = robust_center_scale(np.log(rec + 1e-12))
@@ -140,17 +145,32 @@ class LatentDensity:
         return -_logsumexp(_logpdf_components(y, a["gmm_weights"], a["gmm_means"], a["gmm_covs"]))
 
     def parts(self, emb: np.ndarray, recon_error: np.ndarray) -> dict[str, np.ndarray]:
-        """Robust z-scores of the two parts: recon (log error) and density (-log p)."""
+        """Robust z-scores of the two latent parts: recon (log error) and density (-log p)."""
         s = self.state
         zr = (np.log(np.asarray(recon_error, dtype=np.float64) + 1e-12) - s["recon_center"]) / s["recon_scale"]
         zd = (self.neg_log_density(emb) - s["density_center"]) / s["density_scale"]
         return {"recon": zr, "density": zd}
 
-    def score(self, emb: np.ndarray, recon_error: np.ndarray) -> np.ndarray:
-        """Outlier score [N] float32: weighted sum of the parts' z-scores (higher = more unusual)."""
+    def latent_score(self, emb: np.ndarray, recon_error: np.ndarray) -> np.ndarray:
+        """The weighted sum of the two latent parts [N] float64 (refits change it)."""
         p = self.parts(emb, recon_error)
         w = self.state["weights"]
-        return (w["recon"] * p["recon"] + w["density"] * p["density"]).astype(np.float32)
+        return w["recon"] * p["recon"] + w["density"] * p["density"]
+
+    def artefact_part(self, features: np.ndarray) -> np.ndarray:
+        """The artefact part [N] float64 of features [N, F]; zeros when the state has none."""
+        a = self.state.get("artefacts")
+        if not a:
+            return np.zeros(len(features))
+        from ml.latent.artefacts import artefact_part
+
+        return artefact_part(features, a)
+
+    def score(self, emb: np.ndarray, recon_error: np.ndarray, artefact: np.ndarray | None = None) -> np.ndarray:
+        """Outlier score [N] float32: the latent parts' weighted sum plus the artefact part
+        [N] (artefact_part of the image's features; none: 0). Higher = more unusual."""
+        s = self.latent_score(emb, recon_error)
+        return (s if artefact is None else s + np.asarray(artefact, dtype=np.float64)).astype(np.float32)
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ml.latent.data import preprocess_many
+from ml.latent.artefacts import artefact_features
+from ml.latent.data import latent_inputs
 from ml.latent.density import LatentDensity
 from ml.latent.vae import ConvVAE, normalise
 from ml.weights_files import LATENT_WEIGHTS_DIR, WeightsChecksumError, sha256_file
@@ -49,8 +50,9 @@ class LatentModel:
 
     # -- encoding -------------------------------------------------------------------------
     def preprocess(self, images: list[np.ndarray]) -> np.ndarray:
-        """Raw images -> float32 [N, C, 64, 64] inputs (ml.latent.data.preprocess_latent)."""
-        return preprocess_many(images, self.channels)
+        """Raw images -> float32 [N, C, 64, 64] inputs (ml.latent.data.latent_inputs, on torch's
+        number of threads)."""
+        return latent_inputs(images, self.channels, workers=torch.get_num_threads(), display=False)[0]
 
     @torch.inference_mode()
     def encode_inputs(self, x: np.ndarray, batch: int = ENCODE_BATCH, recon: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -74,21 +76,32 @@ class LatentModel:
         """Raw images (HxW or HxWx3, any size) -> L2-normalised embeddings [N, dim] float32."""
         return self.encode_inputs(self.preprocess(images), recon=False)[0]
 
+    def artefact_features(self, images: list[np.ndarray]) -> np.ndarray:
+        """Raw images -> the outlier score's artefact features [N, F] (ml.latent.artefacts)."""
+        return artefact_features(latent_inputs(images, 1, workers=torch.get_num_threads())[1])
+
     def encode_all(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """One pass: dict(embedding [N, dim], recon_error [N], outlier [N])."""
-        emb, err = self.encode_inputs(self.preprocess(images))
-        return {"embedding": emb, "recon_error": err, "outlier": self.score_embeddings(emb, err)}
+        """One pass: dict(embedding [N, dim], recon_error [N], artefact [N] (the artefact part of
+        the outlier score, from the display values before the percentile scale), outlier [N])."""
+        x, grey = latent_inputs(images, self.channels, workers=torch.get_num_threads())
+        emb, err = self.encode_inputs(x)
+        if grey is None:  # colour inputs: the artefacts are measured on the grey display values
+            grey = latent_inputs(images, 1, workers=torch.get_num_threads())[1]
+        art = self.density.artefact_part(artefact_features(grey)) if self.density.state.get("artefacts") else np.zeros(len(emb))
+        art = art.astype(np.float32)
+        return {"embedding": emb, "recon_error": err, "artefact": art, "outlier": self.score_embeddings(emb, err, art)}
 
     # -- scores and map -------------------------------------------------------------------
     def outlier_score(self, images: list[np.ndarray]) -> np.ndarray:
         """Outlier score [N] (higher = more unusual), against the fitted training distribution."""
         return self.encode_all(images)["outlier"]
 
-    def score_embeddings(self, emb: np.ndarray, recon_error: np.ndarray) -> np.ndarray:
-        """The outlier score from stored embeddings [N, dim] and reconstruction errors [N]."""
+    def score_embeddings(self, emb: np.ndarray, recon_error: np.ndarray, artefact: np.ndarray | None = None) -> np.ndarray:
+        """The outlier score from embeddings [N, dim], reconstruction errors [N] and the artefact
+        part [N] (encode_all's "artefact"; none: the latent parts alone)."""
         if len(emb) == 0:
             return np.zeros(0, np.float32)
-        return self.density.score(emb, recon_error)
+        return self.density.score(emb, recon_error, artefact)
 
     def project2d(self, emb: np.ndarray) -> np.ndarray:
         """Embeddings [N, dim] -> map coordinates [N, 2] (PCA fitted on the training set)."""
@@ -96,9 +109,10 @@ class LatentModel:
 
     # -- density state (nightly refit on the catalog's embeddings) ------------------------
     def refit_density(self, emb: np.ndarray, recon_error: np.ndarray, note: str = "") -> None:
-        """Refit the outlier density and robust scales on a given set (e.g. all stored embeddings)."""
+        """Refit the outlier density and robust scales on a given set (e.g. all stored embeddings);
+        the artefact part, fitted on the training distribution, is kept."""
         old = self.density.state
-        self.density = LatentDensity.fit(emb, recon_error, weights=old.get("weights"), note=note or "refit")
+        self.density = LatentDensity.fit(emb, recon_error, weights=old.get("weights"), note=note or "refit", artefacts=old.get("artefacts"))
 
     def density_state(self) -> dict:
         """JSON-serialisable state of the outlier density (load_density_state takes it back)."""

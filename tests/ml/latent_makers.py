@@ -20,9 +20,10 @@ from ml.weights_files import sha256_file
 FIT_IMAGES = 120
 
 
-def make_latent_weights(directory: Path, *, name: str = "latent-test", seed: int = 0, dim: int = 16) -> Path:
+def make_latent_weights(directory: Path, *, name: str = "latent-test", seed: int = 0, dim: int = 16, artefacts: dict | None = None) -> Path:
     """A randomly initialised ConvVAE (width 8) with the map projection and outlier density fitted
-    on rendered disks of random inclination, its manifest (sha256 of each file) and a model card."""
+    on rendered disks of random inclination (with ``artefacts`` as the outlier score's artefact
+    part, ml.latent.artefacts; none by default), its manifest (sha256 of each file) and a model card."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     net = ConvVAE(channels=1, dim=dim, width=8).eval()
@@ -34,7 +35,7 @@ def make_latent_weights(directory: Path, *, name: str = "latent-test", seed: int
         emb = normalise(mu).numpy()
         recon = ((net.decode(mu) - x) ** 2).flatten(1).mean(1).numpy()
     mean, comps, _ = pca_fit(emb.astype(np.float64), 2)
-    density = LatentDensity.fit(emb, recon, note="rendered disks (tests)")
+    density = LatentDensity.fit(emb, recon, note="rendered disks (tests)", artefacts=artefacts)
     torch.save({"state_dict": net.state_dict(), "config": net.config}, directory / VAE_FILE)
     space = {"projection": {"mean": mean.tolist(), "components": comps.tolist()}, "density": density.state}
     (directory / SPACE_FILE).write_text(json.dumps(space))

@@ -155,8 +155,8 @@ def test_embed_shapes_normalisation_and_scores(tiny_model, shared_data):
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(emb[5], emb[0])
     allp = m.encode_all(images)
-    assert set(allp) == {"embedding", "recon_error", "outlier"} and allp["outlier"].shape == (5,)
-    assert np.allclose(m.score_embeddings(allp["embedding"], allp["recon_error"]), allp["outlier"])
+    assert set(allp) == {"embedding", "recon_error", "artefact", "outlier"} and allp["outlier"].shape == (5,)
+    assert np.allclose(m.score_embeddings(allp["embedding"], allp["recon_error"], allp["artefact"]), allp["outlier"])
     assert np.allclose(m.outlier_score(images), allp["outlier"], atol=1e-5)
     assert m.project2d(allp["embedding"]).shape == (5, 2)
 
@@ -211,10 +211,9 @@ def test_shipped_model_ranks_a_star_above_normal_disks():
 
 
 @pytest.mark.skipif(not (LATENT_WEIGHTS_DIR / "ensemble.json").exists(), reason="no shipped latent weights")
-@pytest.mark.xfail(
-    strict=True, reason="known gap: a bright star injected ON the disk scores like a normal disk (AUROC 0.36, EVALUATION.md)"
-)
 def test_shipped_model_ranks_a_star_on_the_disk_above_normal_disks():
+    """A bright star injected on the disk (the artefact part sees its round saturated core; the
+    latent parts alone ranked it like a normal disk, AUROC 0.36 on the evaluation set)."""
     m = load_latent(device="cpu")
     normals = [render_one(515, k, normal_config(colour=False))[0] for k in range(30)]
     stars = [inject(im, "star", np.random.default_rng(k)) for k, im in enumerate(normals[:5])]

@@ -110,6 +110,8 @@ def test_evaluate_latent_writes_the_report(tiny_weights, shared_data, tmp_path):
         "1",
         "--sweep-test",
         "120",
+        "--sweep-calibration",
+        "120",
         "--report",
         str(report),
         "--json",
@@ -130,3 +132,4 @@ def test_evaluate_latent_writes_the_report(tiny_weights, shared_data, tmp_path):
     }
     assert 0.0 <= data["anomalies"]["auroc"] <= 1.0 and data["real"]["files"] == 4 and data["real"]["galaxies"] == 3
     assert [r["dim"] for r in data["sweep"]["rows"]] == [4] and "2-core CPU" in data["sweep"]["note"]
+    assert "own artefact part" in data["sweep"]["note"] and "auroc_artefact_only" in data["anomalies"]

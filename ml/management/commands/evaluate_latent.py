@@ -39,6 +39,12 @@ class Command(BaseCommand):
         parser.add_argument("--sweep-images", type=int, default=3000, help="training images of each sweep run")
         parser.add_argument("--sweep-epochs", type=int, default=3, help="epochs of each sweep run")
         parser.add_argument("--sweep-test", type=int, default=1000, help="test images of each sweep run (retrieval and anomalies)")
+        parser.add_argument(
+            "--sweep-calibration",
+            type=int,
+            default=1500,
+            help="validation and calibration images of each sweep model's artefact part (as fit_latent_score; 0: latent parts only)",
+        )
         parser.add_argument("--sweep-dir", default=None, help="where the sweep's weights go (default: a temporary folder)")
         parser.add_argument("--threads", type=int, default=1)
         parser.add_argument("--device", default=None)
@@ -92,14 +98,28 @@ class Command(BaseCommand):
                 base, images=o["sweep_images"], epochs=o["sweep_epochs"], threads=o["threads"], device=str(m.device), max_steps=None
             )
             with tempfile.TemporaryDirectory() as tmp:
-                rows = sweep(dims, base, o["sweep_dir"] or tmp, test_n=o["sweep_test"], anomaly_n=o["sweep_test"], log=self.stderr.write)
+                rows = sweep(
+                    dims,
+                    base,
+                    o["sweep_dir"] or tmp,
+                    test_n=o["sweep_test"],
+                    anomaly_n=o["sweep_test"],
+                    log=self.stderr.write,
+                    calibration_n=o["sweep_calibration"],
+                )
             report["sweep"] = {
                 "rows": rows,
                 "note": (
                     f"Each dimension trained from scratch for {o['sweep_epochs']} epochs on {o['sweep_images']} images (seed "
                     f"{base.seed}; beta {base.beta}, contrastive {base.contrastive}), shorter than the shipped model's training "
                     f"so that the sweep fits this 2-core CPU; scored on {o['sweep_test']} held-out images (retrieval seed "
-                    f"{TEST_SEED}, anomaly seed {ANOMALY_SEED})."
+                    f"{TEST_SEED}, anomaly seed {ANOMALY_SEED}); "
+                    + (
+                        f"each model's outlier score has its own artefact part (fit_latent_score's fit on {o['sweep_calibration']} "
+                        "validation and calibration images)."
+                        if o["sweep_calibration"] > 0
+                        else "outlier scores of the latent parts alone."
+                    )
                 ),
             }
         md = report_markdown(report)
