@@ -1,7 +1,7 @@
 """Load on the served site: votes/s and read requests/s with p50/p99 latency, against the
 database's own insert rate measured in the same run.
 
-    python bench/load_bench.py [--duration 8] [--clients 20,50] [--keep-dir DIR]
+    python bench/load_bench.py [--duration 8] [--clients 20,50] [--only all|votes|reads] [--keep-dir DIR]
 
 Starts its own site with `scripts/run.py` (own PostgreSQL data directory and var folder in a
 temporary directory, a free loopback port, the vote rate limit and API throttles lifted), waits
@@ -295,6 +295,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     parser.add_argument("--clients", default="20,50", help="concurrent connections, comma-separated")
     parser.add_argument("--keep-dir", help="work folder to keep (default: a temporary one, removed)")
+    parser.add_argument("--only", choices=("all", "votes", "reads"), default="all", help="which targets to drive")
     opts = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -343,13 +344,14 @@ def main() -> int:
                 pairs = work / f"pairs-{slot}.txt"
                 pairs.write_text("\n".join(lines[slot * per_run : (slot + 1) * per_run]) + "\n")
                 slot += 1
-                r, peak = measured_run(site, work, dsn, base + "/api/v1/votes/", vote_lua, [str(pairs), "2", mode], c, opts.duration)
-                rows.append(("votes (POST /api/v1/votes/)", c, mode, r, peak))
-                print(rows[-1][:3], f"{r['rate']:.1f}/s errors {r['errors']}", flush=True)
-                for name, path in READS.items():
+                if opts.only in ("all", "votes"):
+                    r, peak = measured_run(site, work, dsn, base + "/api/v1/votes/", vote_lua, [str(pairs), "2", mode], c, opts.duration)
+                    rows.append(("votes (POST /api/v1/votes/)", c, mode, r, peak))
+                    print(rows[-1][:3], f"{r['rate']:.1f}/s errors {r['errors']}, load {os.getloadavg()[0]:.1f}", flush=True)
+                for name, path in READS.items() if opts.only in ("all", "reads") else ():
                     r, peak = measured_run(site, work, dsn, base + path, read_lua, [mode], c, opts.duration)
                     rows.append((name, c, mode, r, peak))
-                    print(rows[-1][:3], f"{r['rate']:.1f}/s errors {r['errors']}", flush=True)
+                    print(rows[-1][:3], f"{r['rate']:.1f}/s errors {r['errors']}, load {os.getloadavg()[0]:.1f}", flush=True)
         print()
         print(f"database ceiling (same run): {ceiling:,.0f} vote inserts/s")
         from django.conf import settings

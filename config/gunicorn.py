@@ -16,8 +16,12 @@ bind = [f"{os.environ.get('GALCAT_HOST', '127.0.0.1')}:{os.environ.get('GALCAT_P
 worker_class = "gthread"
 workers = int(os.environ.get("GALCAT_WEB_WORKERS", "3"))
 threads = int(os.environ.get("GALCAT_WEB_THREADS", "4"))
-# Idle keep-alive connections a worker holds open (beyond its threads) and for how long (s).
-worker_connections = int(os.environ.get("GALCAT_WEB_CONNECTIONS", "200"))
+# Client connections a worker holds at once (busy and idle keep-alive ones) and how long an idle
+# one stays open (s). A small cap spreads clients over the workers: with 200, one worker took most
+# of 50 keep-alive clients and the others idled (votes at 50 clients 175/s, p99 0.87 s; with 40:
+# 316/s, p99 0.43 s, bench/load_bench.py --only votes on this 2-core machine). Clients beyond
+# workers x this wait in the listen backlog until a connection closes.
+worker_connections = int(os.environ.get("GALCAT_WEB_CONNECTIONS", "40"))
 keepalive = int(os.environ.get("GALCAT_WEB_KEEPALIVE", "5"))
 backlog = 2048
 # A request running longer than this is killed with its worker (which gunicorn replaces).
