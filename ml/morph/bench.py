@@ -9,8 +9,10 @@ of sigma), optional ``truth`` [N, 7] in the columns x, y, flux, re, n, q, theta.
 
 OUT.npz: ``params`` [N, 7] posterior medians in those columns, ``errors`` [N, 7] posterior
 standard deviations, ``lo`` and ``hi`` [N, 7, 3] the 68.3 / 95.4 / 99.7 % central intervals,
-``seconds`` (wall time of the network passes, model loading and a warm-up pass excluded) and
-``seconds_total`` (with the sampling and the summaries).
+``seconds`` (wall time of the network passes, model loading and a warm-up pass excluded),
+``seconds_total`` (with the sampling and the summaries) and ``calibrated`` (whether the weights'
+calibration for this number of passes, ml.morph.calibration, was applied: the mean correction
+and the interval scales).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def run(
         "seconds": np.float64(out["net_seconds"]),
         "seconds_total": np.float64(total),
         "fwhm": np.float64(fwhm),
+        "calibrated": np.bool_(out["calibrated"]),
     }
 
 
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     n = len(data["images"])
     print(
         f"galaxies {n}  device {device}  threads {args.threads or 1}  passes {args.passes}  network seconds/galaxy "
-        f"{res['seconds'] / n:.6f}  with sampling {res['seconds_total'] / n:.6f}  PSF FWHM read {res['fwhm']:.2f} px"
+        f"{res['seconds'] / n:.6f}  with sampling {res['seconds_total'] / n:.6f}  PSF FWHM read {res['fwhm']:.2f} px  "
+        f"calibrated {bool(res['calibrated'])}"
     )
     if "truth" in data:
         from fitting.engine.bench import COLUMNS, accuracy

@@ -1,36 +1,39 @@
 """Held-out evaluation of the morphology networks against the Cramér-Rao bound and the LM fitter.
 
 On galaxies rendered with a seed no training run uses (ml.morph.train.TEST_SEED), isolated (no
-neighbour: the bound is that of the galaxy alone), SNR 20-100:
+neighbour: the bound is that of the galaxy alone), SNR 20-100, one PSF per TEST_CHUNK galaxies:
 
 - per physical column and SNR bin, bias and scatter of (estimate - truth) / CRB for the network's
-  posterior median, the LM fit from image moments and the LM fit started at the network's values
-  (bias: median; scatter: 1.4826 MAD, so that the few catastrophic misses, counted separately as
-  |z| > 5, do not decide it);
+  posterior median (``net``: with the weights' calibration, as everything that uses the network
+  sees it; ``net_raw``: without), the LM fit from image moments and the LM fit started at the
+  network's values (bias: median; scatter: 1.4826 MAD, so that the few catastrophic misses,
+  counted separately as |z| > 5, do not decide it); the network on ``net_n`` galaxies, the fits
+  on the first ``n`` of them;
 - coverage of the network's central 68.3 / 95.4 / 99.7 % intervals and of the fitter's
   +-1/2/3 sigma covariance errors;
 - scatter against size: 128 px cutouts with re from 2 to 20 px (the crop head's job);
 - the two fitter starts on the same images: iterations, failures, outliers (the engine bench's
   outlier rule).
+
+:func:`calibrate` fits the posterior calibration (ml.morph.calibration) on a set drawn like the
+test set with ml.morph.train.CAL_SEED.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from fitting.engine.fit import fit
+from ml.morph.calibration import fit_interval_scales, fit_mean_correction, target_crb
 from ml.morph.crb import cramer_rao
-from ml.morph.posterior import LEVELS, posterior
+from ml.morph.posterior import network_runs, posterior, summaries
 from ml.morph.render import MorphConfig, render_set
-from ml.morph.targets import PHYSICAL
+from ml.morph.targets import PHYSICAL, to_targets
 from ml.morph.train import CAL_SEED, TEST_SEED
-from ml.weights_files import sha256_file
 
 SNR_BINS = ((20.0, 40.0), (40.0, 70.0), (70.0, 100.0))
 RE_BINS = ((2.0, 4.0), (4.0, 8.0), (8.0, 14.0), (14.0, 20.0))
@@ -38,7 +41,9 @@ RE_BINS = ((2.0, 4.0), (4.0, 8.0), (8.0, 14.0), (14.0, 20.0))
 MISS_Z = 5.0
 #: Outlier rule of the fitter starts (as fitting.engine.bench: px, fractions, absolute).
 OUTLIER = {"x": 1.0, "y": 1.0, "flux": 0.2, "re": 0.2, "re_disk": 0.2, "n": 1.0, "q": 0.1, "q_disk": 0.1, "bt": 0.2}
-ESTIMATORS = ("net", "lm", "lm_from_net")
+#: Galaxies per PSF in the test and calibration sets (more PSFs than the training chunks: the
+#: networks' errors depend on the PSF, and a figure over few PSFs would be one of those PSFs).
+TEST_CHUNK = 16
 
 
 def truth_columns(kind: str, d: dict) -> np.ndarray:
@@ -83,27 +88,53 @@ def _wrap(d: np.ndarray, kind: str) -> np.ndarray:
     return d
 
 
-def run_set(kind: str, net, cfg: MorphConfig, *, draws: int = 1000, passes: int = 1, log=print) -> dict:
-    """Network, CRB and both LM fits on one rendered set; arrays per galaxy."""
+def set_crb(kind: str, d: dict) -> tuple[np.ndarray, np.ndarray]:
+    """CRB covariance [N, K', K'] and 1-sigma bounds [N, K'] of a rendered set's physical columns."""
+    k = len(PHYSICAL[kind])
+    cov, bound = np.empty((len(d["snr"]), k, k)), np.empty((len(d["snr"]), k))
+    for j, psf in enumerate(d["psfs"]):
+        sel = np.nonzero(d["psf_index"] == j)[0]
+        c, b = cramer_rao(kind, torch.from_numpy(d["p_true"][sel]), torch.from_numpy(psf), torch.from_numpy(d["sigma"][sel]))
+        cov[sel], bound[sel] = c.numpy(), b.numpy()
+    return cov, bound
+
+
+def run_set(
+    kind: str,
+    net,
+    cfg: MorphConfig,
+    *,
+    draws: int = 1000,
+    passes: int = 1,
+    more_passes: tuple[int, ...] = (),
+    fit_n: int | None = None,
+    log=print,
+) -> dict:
+    """Network (calibrated and raw; calibrated also for each of ``more_passes``, as estimator
+    ``net_<p>p``) and CRB on one rendered set, both LM fits on its first ``fit_n`` galaxies
+    (default all); arrays per galaxy (NaN where not fitted)."""
     d = render_set(cfg)
     truth = truth_columns(kind, d)
     n = len(d["snr"])
+    fit_n = n if fit_n is None else min(fit_n, n)
     t0 = time.perf_counter()
     post = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=passes)
     net_s = time.perf_counter() - t0
-    crb = np.empty_like(truth)
+    raw = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=passes, calibrated=False)
+    more = {f"net_{p}p": posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=p) for p in more_passes}
+    _, crb = set_crb(kind, d)
     est = {e: np.full_like(truth, np.nan) for e in ("lm", "lm_from_net")}
     err = {e: np.full_like(truth, np.nan) for e in ("lm", "lm_from_net")}
-    iters = {e: np.zeros(n, dtype=int) for e in ("lm", "lm_from_net")}
-    conv = {e: np.zeros(n, dtype=bool) for e in ("lm", "lm_from_net")}
+    iters = {e: np.zeros(fit_n, dtype=int) for e in ("lm", "lm_from_net")}
+    conv = {e: np.zeros(fit_n, dtype=bool) for e in ("lm", "lm_from_net")}
     secs = {"lm": 0.0, "lm_from_net": 0.0}
     init = init_from_net(kind, post["median"])
     for j, psf in enumerate(d["psfs"]):
-        sel = np.nonzero(d["psf_index"] == j)[0]
+        sel = np.nonzero((d["psf_index"] == j) & (np.arange(n) < fit_n))[0]
+        if not len(sel):
+            continue
         psf_t = torch.from_numpy(psf)
         sig = torch.from_numpy(d["sigma"][sel])
-        _, c = cramer_rao(kind, torch.from_numpy(d["p_true"][sel]), psf_t, sig)
-        crb[sel] = c.numpy()
         for e in ("lm", "lm_from_net"):
             out = fit(
                 torch.from_numpy(d["images"][sel]),
@@ -119,18 +150,21 @@ def run_set(kind: str, net, cfg: MorphConfig, *, draws: int = 1000, passes: int 
             conv[e][sel] = out.converged.numpy()
             secs[e] += out.seconds
     log(
-        f"{kind} {cfg.size} px: {n} galaxies; network {net_s / n * 1e3:.2f} ms/galaxy (with sampling), LM {secs['lm'] / n * 1e3:.1f} ms/galaxy"
+        f"{kind} {cfg.size} px: {n} galaxies ({fit_n} fitted); network {net_s / n * 1e3:.2f} ms/galaxy (with sampling), "
+        f"LM {secs['lm'] / max(fit_n, 1) * 1e3:.1f} ms/galaxy"
     )
     return {
         "d": d,
         "truth": truth,
         "crb": crb,
-        "est": {"net": post["median"], **est},
-        "err": {"net": post["std"], **err},
-        "lo": post["lo"],
-        "hi": post["hi"],
+        "est": {"net": post["median"], "net_raw": raw["median"], **{e: o["median"] for e, o in more.items()}, **est},
+        "err": {"net": post["std"], "net_raw": raw["std"], **err},
+        "lo": {"net": post["lo"], "net_raw": raw["lo"], **{e: o["lo"] for e, o in more.items()}},
+        "hi": {"net": post["hi"], "net_raw": raw["hi"], **{e: o["hi"] for e, o in more.items()}},
+        "calibrated_more": {e: o["calibrated"] for e, o in more.items()},
         "iters": iters,
         "converged": conv,
+        "fit_n": fit_n,
         "seconds": {"net": net_s, **secs},
         "zoom": post["zoom"],
         "calibrated": post["calibrated"],
@@ -138,58 +172,92 @@ def run_set(kind: str, net, cfg: MorphConfig, *, draws: int = 1000, passes: int 
 
 
 def test_config(kind: str, n: int, seed: int) -> MorphConfig:
-    """The held-out set at 64 px: isolated galaxies, SNR 20-100, re 1-12 px."""
-    return MorphConfig(kind=kind, size=64, n=n, seed=seed, snr_range=(20.0, 100.0), neighbour_prob=0.0, re_range=(1.0, 12.0))
+    """The held-out (and calibration) set at 64 px: isolated galaxies, SNR 20-100, re 1-12 px."""
+    return MorphConfig(
+        kind=kind, size=64, n=n, seed=seed, chunk=TEST_CHUNK, snr_range=(20.0, 100.0), neighbour_prob=0.0, re_range=(1.0, 12.0)
+    )
+
+
+def _branch(kind: str, truth: np.ndarray, med: np.ndarray) -> np.ndarray:
+    """Truth [N, K'] with theta moved into the branch of the median's."""
+    t = truth.copy()
+    ith = PHYSICAL[kind].index("theta")
+    t[:, ith] = med[:, ith] + ((t[:, ith] - med[:, ith] + math.pi / 2) % math.pi - math.pi / 2)
+    return t
+
+
+def size_config(kind: str, n: int, seed: int) -> MorphConfig:
+    """The size test's set (and the 128 px calibration set): 128 px, isolated, SNR 20-100, re 2-20 px."""
+    return MorphConfig(
+        kind=kind,
+        size=128,
+        n=n,
+        seed=seed,
+        chunk=TEST_CHUNK,
+        snr_range=(20.0, 100.0),
+        neighbour_prob=0.0,
+        re_range=(2.0, 20.0),
+        re_max_fraction=0.2,
+    )
 
 
 def _inside(kind: str, truth: np.ndarray, med: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """[N, K', L] whether the truth lies in each interval (theta moved into the median's branch)."""
-    t = truth.copy()
-    ith = PHYSICAL[kind].index("theta")
-    t[:, ith] = med[:, ith] + ((t[:, ith] - med[:, ith] + math.pi / 2) % math.pi - math.pi / 2)
+    t = _branch(kind, truth, med)
     return (t[:, :, None] >= lo) & (t[:, :, None] <= hi)
 
 
-def interval_scales(nets: dict, *, n: int = 512, seed: int = CAL_SEED, passes: int = 1, draws: int = 1000, log=print) -> dict:
-    """Post-hoc calibration of the posterior intervals on a set drawn like the test set but with
-    its own seed (neither training nor test): per kind and physical column, the factor t by which
-    the samples' spread around their median is multiplied so that the 68.3 / 95.4 / 99.7 %
-    intervals hold that share of the truths (t minimises the squared coverage errors, each
-    divided by its binomial variance p (1 - p), over a grid of 0.2-5)."""
-    grid = np.exp(np.linspace(math.log(0.2), math.log(5.0), 401))
-    nominal = np.array(LEVELS)
-    out: dict = {"seed": seed, "n": n, "passes": passes, "draws": draws, "scales": {}, "coverage_before": {}, "coverage_after": {}}
-    for kind, net in nets.items():
-        d = render_set(test_config(kind, n, seed))
-        truth = truth_columns(kind, d)
-        post = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=passes, calibrated=False)
-        med, lo, hi = post["median"], post["lo"], post["hi"]
-        scales, before, after = {}, {}, {}
-        for j, c in enumerate(PHYSICAL[kind]):
-            m = med[:, j : j + 1, None]
-            cover = np.array(
-                [_inside(kind, truth, med, m + t * (lo - m), m + t * (hi - m))[:, j].mean(0) for t in grid]
-            )  # [T, L] (only column j matters)
-            loss = (((cover - nominal) ** 2) / (nominal * (1 - nominal))).sum(1)
-            best = int(np.argmin(loss))
-            scales[c] = float(grid[best])
-            before[c] = [float(v) for v in _inside(kind, truth, med, lo, hi)[:, j].mean(0)]
-            after[c] = [float(v) for v in cover[best]]
-        out["scales"][kind], out["coverage_before"][kind], out["coverage_after"][kind] = scales, before, after
-        log(f"{kind}: interval scales " + ", ".join(f"{c} {t:.2f}" for c, t in scales.items()))
+def calibrate(
+    nets: dict,
+    *,
+    n: int = 4096,
+    size_n: int = 2048,
+    seed: int = CAL_SEED,
+    passes: tuple[int, ...] = (1,),
+    draws: int = 1000,
+    log=print,
+) -> dict:
+    """The posterior calibration (ml.morph.calibration) of every network for each number of
+    passes and each cutout side, fitted on sets drawn like the test sets with their own seeds
+    (neither training nor test): ``n`` galaxies like :func:`test_config` (64 px, seed ``seed``)
+    and ``size_n`` like :func:`size_config` (128 px, seed ``seed + 1``). Per side and passes: the
+    mean correction on the passes' average means, then the interval scales on the corrected
+    posterior, with the calibration set's bias (median (estimate - truth) / CRB) and coverage per
+    column before and after. A side is calibrated only by its own set (the networks' biases
+    change with the side); posterior() leaves other sides uncalibrated."""
+    out: dict = {"seed": seed, "n": n, "size_n": size_n, "draws": draws, "chunk": TEST_CHUNK, "sides": {}}
+    for make, count, set_seed in ((test_config, n, seed), (size_config, size_n, seed + 1)):
+        for kind, net in nets.items():
+            d = render_set(make(kind, count, set_seed))
+            size = float(d["images"].shape[-1])
+            side = out["sides"].setdefault(str(int(size)), {"seed": set_seed, "n": count, "passes": {}})
+            truth = truth_columns(kind, d)
+            crb_cov, crb = set_crb(kind, d)
+            sizes = torch.full((len(d["snr"]),), size)
+            truth_t = to_targets(kind, d["truth"], sizes, torch.from_numpy(d["noise"])).numpy()
+            crb_t = target_crb(kind, d["truth"], crb_cov, size, d["noise"])
+            for p in passes:
+                runs, nz, fw = network_runs(net, d["images"], d["noise"], d["fwhm"], p)
+                mean = torch.stack([r[0] for r in runs]).mean(0).numpy()
+                corr = fit_mean_correction(kind, mean, truth_t, crb_t, d["fwhm"])
+                raw = summaries(kind, runs, size, nz, fw, draws=draws)
+                shifted = summaries(kind, runs, size, nz, fw, draws=draws, calibration={"mean": corr})
+                scales = fit_interval_scales(_branch(kind, truth, shifted["median"]), shifted["median"], shifted["lo"], shifted["hi"])
+                final = summaries(kind, runs, size, nz, fw, draws=draws, calibration={"mean": corr, "scales": scales})
+                entry: dict = {"mean": corr, "scales": {c: [float(v) for v in scales[j]] for j, c in enumerate(PHYSICAL[kind])}}
+                for label, post in (("before", raw), ("after", final)):
+                    z = _wrap(post["median"] - truth, kind) / crb
+                    cover = _inside(kind, truth, post["median"], post["lo"], post["hi"]).mean(0)
+                    entry[f"bias_{label}"] = {c: float(np.nanmedian(z[:, j])) for j, c in enumerate(PHYSICAL[kind])}
+                    entry[f"coverage_{label}"] = {c: [float(v) for v in cover[j]] for j, c in enumerate(PHYSICAL[kind])}
+                side["passes"].setdefault(str(p), {})[kind] = entry
+                log(
+                    f"{kind}, {int(size)} px, {p} pass(es): bias after "
+                    + ", ".join(f"{c} {v:+.2f}" for c, v in entry["bias_after"].items())
+                    + "; interval scales "
+                    + ", ".join(f"{c} {'/'.join(f'{v:.2f}' for v in t)}" for c, t in entry["scales"].items())
+                )
     return out
-
-
-def write_calibration(directory: str | Path, cal: dict, command: str) -> None:
-    """calibration.json in the weights folder, listed with its sha256 in ensemble.json (load_nets
-    checks it and applies the scales)."""
-    directory = Path(directory)
-    path = directory / "calibration.json"
-    path.write_text(json.dumps({**cal, "command": command}, indent=1))
-    manifest_path = directory / "ensemble.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["calibration"] = {"file": path.name, "sha256": sha256_file(path)}
-    manifest_path.write_text(json.dumps(manifest, indent=1))
 
 
 def _stats(z: np.ndarray) -> dict:
@@ -209,7 +277,7 @@ def crb_table(kind: str, res: dict) -> dict:
     """{estimator: {column: {'all': stats, 'snr a-b': stats}}} of z = (est - truth) / CRB."""
     snr = res["d"]["snr"]
     out: dict = {}
-    for e in ESTIMATORS:
+    for e in res["est"]:
         z = _wrap(res["est"][e] - res["truth"], kind) / res["crb"]
         out[e] = {}
         for j, c in enumerate(PHYSICAL[kind]):
@@ -222,10 +290,11 @@ def crb_table(kind: str, res: dict) -> dict:
 
 def coverage(kind: str, res: dict) -> dict:
     """Fraction of truths inside the network's intervals and the fitters' +-k sigma, per column."""
-    out: dict = {"net": {}, "lm": {}, "lm_from_net": {}}
-    inside = _inside(kind, res["truth"], res["est"]["net"], res["lo"], res["hi"]).mean(0)
+    out: dict = {e: {} for e in res["est"]}
+    for e in res["lo"]:
+        inside = _inside(kind, res["truth"], res["est"][e], res["lo"][e], res["hi"][e]).mean(0)
+        out[e] = {c: [float(v) for v in inside[j]] for j, c in enumerate(PHYSICAL[kind])}
     for j, c in enumerate(PHYSICAL[kind]):
-        out["net"][c] = [float(v) for v in inside[j]]
         for e in ("lm", "lm_from_net"):
             d = _wrap(res["est"][e] - res["truth"], kind)[:, j]
             s = res["err"][e][:, j]
@@ -239,7 +308,7 @@ def size_table(kind: str, res: dict) -> dict:
     re_col = "re" if kind == "sersic" else "re_disk"
     re = res["d"]["truth"][re_col]
     out: dict = {}
-    for e in ("net", "lm"):
+    for e in ("net", "net_raw", "lm"):
         z = _wrap(res["est"][e] - res["truth"], kind) / res["crb"]
         out[e] = {
             c: {f"re {lo:.0f}-{hi:.0f}": _stats(z[(re >= lo) & (re < hi), j])["scatter"] for lo, hi in RE_BINS}
@@ -253,7 +322,7 @@ def starts_table(kind: str, res: dict) -> dict:
     out = {}
     names = PHYSICAL[kind]
     for e in ("lm", "lm_from_net"):
-        est, t = res["est"][e], res["truth"]
+        est, t = res["est"][e][: res["fit_n"]], res["truth"][: res["fit_n"]]
         bad = ~np.isfinite(est).all(1) | ~res["converged"][e]
         d = _wrap(est - t, kind)
         for j, c in enumerate(names):
@@ -277,33 +346,30 @@ def evaluate(
     nets: dict,
     *,
     n: int = 512,
+    net_n: int | None = None,
     size_n: int = 256,
     seed: int = TEST_SEED,
     draws: int = 1000,
     passes: int = 1,
+    more_passes: tuple[int, ...] = (),
     size_kinds: tuple[str, ...] | None = None,
     log=print,
 ) -> dict:
     """The whole evaluation for every kind the weights hold (the size test for ``size_kinds``,
-    default all); plain-Python figures. passes: MC-dropout passes of the network's posterior."""
-    report: dict = {"seed": seed, "n": n, "size_n": size_n, "snr_range": [20, 100], "passes": passes}
+    default all); plain-Python figures. The network on net_n (default n) galaxies, the fits on
+    the first n of them; passes: MC-dropout passes of the network's posterior (more_passes: the
+    network's rows and coverage also with these numbers of passes)."""
+    net_n = max(n, net_n or n)
+    report: dict = {"seed": seed, "n": n, "net_n": net_n, "size_n": size_n, "snr_range": [20, 100], "passes": passes}
     for kind, net in nets.items():
-        res = run_set(kind, net, test_config(kind, n, seed), draws=draws, passes=passes, log=log)
-        size_cfg = MorphConfig(
-            kind=kind,
-            size=128,
-            n=size_n,
-            seed=seed + 1,
-            snr_range=(20.0, 100.0),
-            neighbour_prob=0.0,
-            re_range=(2.0, 20.0),
-            re_max_fraction=0.2,
-        )
+        res = run_set(kind, net, test_config(kind, net_n, seed), draws=draws, passes=passes, more_passes=more_passes, fit_n=n, log=log)
+        size_cfg = size_config(kind, size_n, seed + 1)
         report[kind] = {
             "crb": crb_table(kind, res),
             "coverage": coverage(kind, res),
             "starts": starts_table(kind, res),
             "calibrated": res["calibrated"],
+            "calibrated_more": res["calibrated_more"],
         }
         if size_kinds is None or kind in size_kinds:
             res_size = run_set(kind, net, size_cfg, draws=draws, passes=passes, log=log)
@@ -317,9 +383,13 @@ def evaluate(
 
 def format_report(report: dict) -> str:
     """Markdown tables of :func:`evaluate`'s report."""
+    net_n = report.get("net_n", report["n"])
     lines = [
-        f"Held-out set: seed {report['seed']}, {report['n']} isolated galaxies per model at 64 px, SNR 20-100; size test {report['size_n']} at 128 px, re 2-20 px "
-        f"(seed {report['seed'] + 1}); network posterior from {report.get('passes', 1)} pass(es).",
+        f"Held-out set: seed {report['seed']}, isolated galaxies at 64 px, SNR 20-100, one PSF per {TEST_CHUNK}: the network rows on "
+        f"{net_n} per model, the fitter rows (lm, lm_from_net) and the starts on the first {report['n']} of them; size test "
+        f"{report['size_n']} at 128 px, re 2-20 px (seed {report['seed'] + 1}); network posterior from {report.get('passes', 1)} pass(es). "
+        "net: with the weights' calibration (as the bench, the worker and the API use it); net_raw: without; net_<p>p: calibrated, "
+        "p MC-dropout passes (the worker's setting).",
         "",
     ]
     for kind in PHYSICAL:
@@ -329,22 +399,27 @@ def format_report(report: dict) -> str:
         cols = list(PHYSICAL[kind])
         lines += [f"### {kind}: bias / scatter of (estimate - truth) in CRB units (median / 1.4826 MAD; misses |z| > 5)", ""]
         lines += ["| estimator | bin | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
-        for e in ESTIMATORS:
+        for e in r["crb"]:
             for b in r["crb"][e][cols[0]]:
                 cells = [f"{r['crb'][e][c][b]['bias']:+.2f} / {r['crb'][e][c][b]['scatter']:.2f}" for c in cols]
                 lines.append(f"| {e} | {b} | " + " | ".join(cells) + " |")
             miss = [f"{r['crb'][e][c]['all']['miss'] * 100:.1f}%" for c in cols]
             lines.append(f"| {e} | misses | " + " | ".join(miss) + " |")
-        cal = "calibrated on their own seed (calibration.json)" if r.get("calibrated") else "uncalibrated"
-        lines += ["", f"### {kind}: coverage of the 68.3 / 95.4 / 99.7 % intervals (network, {cal}) and +-1/2/3 sigma (fitter)", ""]
+        cal = (
+            "net calibrated on its own seed (calibration.json)"
+            if r.get("calibrated")
+            else "net uncalibrated: no calibration for these passes"
+        )
+        cal += "".join(f"; {e} {'calibrated' if v else 'uncalibrated'}" for e, v in r.get("calibrated_more", {}).items())
+        lines += ["", f"### {kind}: coverage of the 68.3 / 95.4 / 99.7 % intervals (network; {cal}) and +-1/2/3 sigma (fitter)", ""]
         lines += ["| estimator | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-        for e in ("net", "lm", "lm_from_net"):
+        for e in r["coverage"]:
             lines.append(f"| {e} | " + " | ".join("/".join(f"{100 * v:.1f}" for v in r["coverage"][e][c]) for c in cols) + " |")
         if "size" in r:
             lines += ["", f"### {kind}: scatter in CRB units against size (128 px cutouts)", ""]
             bins = list(r["size"]["net"][cols[0]])
             lines += ["| estimator | column | " + " | ".join(bins) + " | max / min - 1 |", "|---|---|" + "---|" * (len(bins) + 1)]
-            for e in ("net", "lm"):
+            for e in ("net", "net_raw", "lm"):
                 for c in cols:
                     v = [r["size"][e][c][b] for b in bins]
                     change = 100 * (max(v) / min(v) - 1) if min(v) > 0 else float("nan")

@@ -25,6 +25,9 @@ PHYSICAL = {
     "sersic": ("x", "y", "flux", "re", "n", "q", "theta"),
     "bulge_disk": ("x", "y", "flux", "bt", "re_disk", "re_bulge", "q_disk", "theta"),
 }
+#: Physical ranges of the bounded columns (samples moved by the interval calibration are clipped to them).
+BOUNDS = {"flux": (0.0, None), "re": (0.0, None), "n": (0.0, None), "q": (0.0, 1.0), "bt": (0.0, 1.0)}
+BOUNDS |= {"re_disk": BOUNDS["re"], "re_bulge": BOUNDS["re"], "q_disk": BOUNDS["q"]}
 #: Offset subtracted from ln(flux / noise) so the target is near 0 (SNR 10-200 at re 1-25 px).
 LN_FLUX_OFFSET = 6.0
 #: Largest |g| the inverse accepts (q >= 1e-3).

@@ -9,11 +9,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from fitting.models import FitResult
+from ml.conf import conf
 from ml.models import ModelVersion, MorphologyPosterior
 from ml.morph.nets import MorphNet
 from ml.morph.posterior import load_nets
 from ml.morph.targets import TARGETS
-from ml.morph.train import TrainConfig, save_net
+from ml.morph.train import CAL_SEED, TEST_SEED, TrainConfig, save_net
 from ml.services import active_version, morph_nets_for, register_weights
 from ml.tasks import morph_images
 from ml.weights_files import MORPH_WEIGHTS_DIR, WeightsChecksumError, sha256_file
@@ -62,12 +63,28 @@ def test_shipped_morphology_weights_match_their_manifest_and_card():
     assert [m["sha256"] for m in card["members"]] == [m["sha256"] for m in manifest["members"]]
     assert (MORPH_WEIGHTS_DIR / "EVALUATION.md").exists() and (MORPH_WEIGHTS_DIR / "MODEL_CARD.md").exists()
     assert sum(f.stat().st_size for f in MORPH_WEIGHTS_DIR.iterdir()) < 5 * 2**20
-    assert set(load_nets(MORPH_WEIGHTS_DIR)) == {"sersic", "bulge_disk"}
-    if "calibration" in manifest:  # the interval scales are checked like the weights
-        assert sha256_file(MORPH_WEIGHTS_DIR / manifest["calibration"]["file"]) == manifest["calibration"]["sha256"]
-        assert json.loads((MORPH_WEIGHTS_DIR / "calibration.json").read_text())["command"].startswith(
-            "python manage.py evaluate_morphology"
-        )
+    nets = load_nets(MORPH_WEIGHTS_DIR)
+    assert set(nets) == {"sersic", "bulge_disk"}
+    # the posterior calibration ships, checked like the weights, made by the command on its own seed,
+    # for the passes of the bench and the fitter's start values (1) and of the worker (GALCAT_MORPH_PASSES)
+    assert sha256_file(MORPH_WEIGHTS_DIR / manifest["calibration"]["file"]) == manifest["calibration"]["sha256"]
+    cal = json.loads((MORPH_WEIGHTS_DIR / "calibration.json").read_text())
+    assert cal["command"].startswith("python manage.py evaluate_morphology") and "--calibrate" in cal["command"]
+    assert cal["seed"] == CAL_SEED != TEST_SEED
+    for net in nets.values():
+        assert {(side, p) for side in (64, 128) for p in (1, int(conf.MORPH_PASSES))} <= set(net.posterior_calibration)
+    assert card["posterior_calibration"]["sha256"] == manifest["calibration"]["sha256"]
+    assert "## Posterior calibration" in (MORPH_WEIGHTS_DIR / "MODEL_CARD.md").read_text()
+
+
+def test_the_bench_applies_the_shipped_calibration():
+    from ml.morph.bench import run
+    from ml.morph.render import MorphConfig, render_set
+
+    d = render_set(MorphConfig(size=64, n=8, chunk=8, seed=5, neighbour_prob=0.0))
+    out = run({"images": d["images"], "sigma": d["sigma"], "psf": d["psfs"][0]}, draws=200)
+    assert bool(out["calibrated"]) and out["params"].shape == (8, 7) and out["lo"].shape == (8, 7, 3)
+    assert (out["lo"][..., 0] <= out["params"]).all() and (out["params"] <= out["hi"][..., 0]).all()
 
 
 def test_a_morphology_version_leaves_the_inclination_version_active(morph_version, tmp_path):
@@ -140,9 +157,12 @@ def test_posterior_in_the_galaxy_detail_api_browse_columns_and_downloads(morph_v
     Image.objects.filter(pk=ids[1]).update(is_public=False)
     hidden = client.get(f"/api/v1/galaxies/{galaxy.pgc}/").json()["morphology"]
     assert {m["image"] for m in hidden} == {ids[0]}
-    # browse/API columns: medians over the galaxy's images, filterable
+    # browse/API columns: medians over the galaxy's public images (here the one left), filterable
     row = client.get("/api/v1/galaxies/", {"fields": "pgc,morph_re,morph_re_e,morph_n,morph_q,morph_bt"}).json()["results"][0]
-    assert row["morph_re"] == pytest.approx(sum(re) / 2, rel=1e-6) and row["morph_bt"] == pytest.approx(sum(bt) / 2, rel=1e-6)
+    public = rows.filter(image_id=ids[0])
+    assert len(re) == len(bt) == 2  # both images have posteriors; only the public one counts
+    assert row["morph_re"] == pytest.approx(public.get(kind="sersic").re, rel=1e-6)
+    assert row["morph_bt"] == pytest.approx(public.get(kind="bulge_disk").bt, rel=1e-6)
     assert row["morph_re_e"] > 0 and 0 < row["morph_q"] <= 1 and row["morph_n"] > 0
     found = client.get("/api/v1/galaxies/", {"fields": "pgc", "morph_re_min": min(re) / 2}).json()["results"]
     none = client.get("/api/v1/galaxies/", {"fields": "pgc", "morph_re_min": max(re) * 2}).json()["results"]
@@ -152,7 +172,9 @@ def test_posterior_in_the_galaxy_detail_api_browse_columns_and_downloads(morph_v
     assert header.split(",") == ["pgc", "morph_re", "morph_bt"]
     values = csv.strip().splitlines()[-1].split(",")
     assert (
-        int(values[0]) == galaxy.pgc and float(values[1]) == pytest.approx(sum(re) / 2) and float(values[2]) == pytest.approx(sum(bt) / 2)
+        int(values[0]) == galaxy.pgc
+        and float(values[1]) == pytest.approx(row["morph_re"])
+        and float(values[2]) == pytest.approx(row["morph_bt"])
     )
     ModelVersion.objects.filter(pk=morph_version.pk).update(active=False)  # only the active version counts
     row = client.get("/api/v1/galaxies/", {"fields": "pgc,morph_re"}).json()["results"][0]
