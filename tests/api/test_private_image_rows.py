@@ -21,7 +21,9 @@ def rows():
     version = ModelVersion.objects.create(name="cnn", version="0", architecture="vgg", weights_path="x", sha256="0" * 64, active=True)
     for image, value in ((public, 70.0), (private, 80.0)):
         Prediction.objects.create(image=image, galaxy=galaxy, model_version=version, value=value, uncertainty=1.0, reject_likelihood=0.1)
-        FitResult.objects.create(image=image, model_kind="sersic", engine_version="1", re=value / 10, n=1.0, q=0.3, chi2=1.0, dof=1, converged=True)
+        FitResult.objects.create(
+            image=image, model_kind="sersic", engine_version="1", re=value / 10, n=1.0, q=0.3, chi2=1.0, dof=1, converged=True
+        )
     return galaxy, public, private
 
 
