@@ -16,21 +16,9 @@ def _refresh_fit(sender, instance, **kwargs) -> None:
     refresh_fit_summary(Image.objects.filter(pk=instance.image_id).values_list("galaxy_id", flat=True))
 
 
-def _refresh_image_galaxy(sender, instance, **kwargs) -> None:
-    """An image deleted (its fits go with it): after the commit, as its galaxy may be going too."""
-    from django.db import transaction
-
-    from fitting.columns import refresh_fit_summary
-
-    pgc = instance.galaxy_id
-    transaction.on_commit(lambda: refresh_fit_summary([pgc]))
-
-
 def connect_summary_receivers() -> None:
-    from django.db.models.signals import post_delete, post_save
+    from django.db.models.signals import post_save
 
-    from catalog.models import Image
     from fitting.models import FitResult
 
     post_save.connect(_refresh_fit, sender=FitResult, dispatch_uid="galcat.fitting.summary.fit")
-    post_delete.connect(_refresh_image_galaxy, sender=Image, dispatch_uid="galcat.fitting.summary.image_deleted")

@@ -37,23 +37,11 @@ def _refresh_all_after(sender, instance, **kwargs) -> None:
     transaction.on_commit(refresh_prediction_summary)
 
 
-def _refresh_image_galaxy(sender, instance, **kwargs) -> None:
-    """An image deleted (its predictions go with it): after the commit, as its galaxy may be going too."""
-    from django.db import transaction
-
-    from ml.columns import refresh_prediction_summary
-
-    pgc = instance.galaxy_id
-    transaction.on_commit(lambda: refresh_prediction_summary([pgc]))
-
-
 def connect_summary_receivers() -> None:
     from django.db.models.signals import post_delete, post_save
 
-    from catalog.models import Image
     from ml.models import ModelVersion, Prediction
 
     post_save.connect(_refresh_galaxy, sender=Prediction, dispatch_uid="galcat.ml.summary.prediction")
     post_save.connect(_refresh_all, sender=ModelVersion, dispatch_uid="galcat.ml.summary.model_version")
     post_delete.connect(_refresh_all_after, sender=ModelVersion, dispatch_uid="galcat.ml.summary.model_version_deleted")
-    post_delete.connect(_refresh_image_galaxy, sender=Image, dispatch_uid="galcat.ml.summary.image_deleted")
