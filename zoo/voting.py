@@ -324,8 +324,8 @@ def _refuse(user, vote_in: CleanVote, now: datetime) -> VoteError:
 def _write_vote(user, vote_in: CleanVote, now: datetime) -> InclinationVote:
     """Store a checked vote in the galaxy's open round (inside record_vote's transaction, after
     the volunteer's lock), or raise the VoteError of the first rule it breaks."""
-    params = {name: getattr(vote_in, name) for name in STORED_AS_GIVEN}
-    params.update(vote_in.flags, user=user.pk, galaxy=vote_in.pgc, checkin_time=now, created=now, kind=vote_in.kind)
+    stored = {name: getattr(vote_in, name) for name in STORED_AS_GIVEN}
+    params = {**stored, **vote_in.flags, "user": user.pk, "galaxy": vote_in.pgc, "checkin_time": now, "created": now, "kind": vote_in.kind}
     rate = None if vote_in.source == InclinationVote.Source.IMPORT else vote_rate()
     params["rate_votes"] = rate.votes if rate else None
     params["rate_since"] = now - timedelta(seconds=rate.seconds) if rate else now
@@ -335,7 +335,6 @@ def _write_vote(user, vote_in: CleanVote, now: datetime) -> InclinationVote:
     if row is None:
         raise _refuse(user, vote_in, now)
     pk, kind, rnd = row
-    stored = {name: getattr(vote_in, name) for name in STORED_AS_GIVEN}
     vote = InclinationVote(
         pk=pk, user=user, galaxy_id=vote_in.pgc, kind=kind, round=rnd, checkin_time=now, created=now, **stored, **vote_in.flags
     )
