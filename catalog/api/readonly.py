@@ -15,6 +15,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.permissions import AllowAny
 
 from catalog.models import Galaxy, Image
+from catalog.selectors import visible_images
 from core.api.errors import pgc_param
 from core.api.pagination import KeysetPagination
 from core.roles import is_member
@@ -37,12 +38,12 @@ def image_field(model: type[models.Model]) -> str | None:
 
 
 def visible_rows(model: type[models.Model], user) -> models.QuerySet:
-    """Rows of `model` that `user` may see: those about a private image only for members, like
-    the images themselves (catalog.selectors.visible_images)."""
+    """Rows of `model` that `user` may see: those about an image only when the image is one of
+    catalog.selectors.visible_images(user)."""
     qs = model.objects.all()
     image = image_field(model)
-    if image is not None and not is_member(user):
-        qs = qs.filter(**{f"{image}__is_public": True})
+    if image is not None and not is_member(user):  # members see every image: no filter to run
+        qs = qs.filter(**{f"{image}__in": visible_images(user)})
     return qs
 
 
