@@ -13,15 +13,14 @@ beyond the threads wait in the listen backlog, they do not open connections to P
 import os
 
 bind = [f"{os.environ.get('GALCAT_HOST', '127.0.0.1')}:{os.environ.get('GALCAT_PORT', '8000')}"]
-worker_class = "gthread"
+worker_class = "config.gunicorn_worker.BalancedThreadWorker"  # gthread, least-connections accepting
 workers = int(os.environ.get("GALCAT_WEB_WORKERS", "3"))
 threads = int(os.environ.get("GALCAT_WEB_THREADS", "4"))
 # Client connections a worker holds at once (busy and idle keep-alive ones) and how long an idle
-# one stays open (s). A small cap spreads clients over the workers: with 200, one worker took most
-# of 50 keep-alive clients and the others idled (votes at 50 clients 175/s, p99 0.87 s; with 40:
-# 316/s, p99 0.43 s, bench/load_bench.py --only votes on this 2-core machine). Clients beyond
-# workers x this wait in the listen backlog until a connection closes.
-worker_connections = int(os.environ.get("GALCAT_WEB_CONNECTIONS", "40"))
+# one stays open (s). The worker class spreads clients over the workers (least connections,
+# config/gunicorn_worker.py), so the cap only bounds one process's sockets (under the usual limit
+# of 1,024 open files); clients beyond workers x this wait in the listen backlog.
+worker_connections = int(os.environ.get("GALCAT_WEB_CONNECTIONS", "400"))
 keepalive = int(os.environ.get("GALCAT_WEB_KEEPALIVE", "5"))
 backlog = 2048
 # A request running longer than this is killed with its worker (which gunicorn replaces).
@@ -38,3 +37,10 @@ control_socket_disable = True  # gunicorn 24+: one fixed socket path would clash
 # The application is loaded in each worker after the fork: every process opens its own pool.
 preload_app = False
 os.environ["GALCAT_DB_POOL"] = str(threads)
+
+
+def child_exit(server, worker) -> None:
+    """gunicorn hook, in the master after a worker exited: free its slot of the balance table."""
+    from config.gunicorn_worker import release_slot
+
+    release_slot(worker.pid)
