@@ -333,12 +333,13 @@ def with_columns(queryset, columns: Iterable[Column | str], *, join: bool = Fals
 
 def rows_by_keys(queryset, sliced) -> list:
     """The rows of `queryset` (annotated, e.g. with with_columns) whose primary keys `sliced`
-    lists, in that order.
+    lists, in that order (model instances, or dicts from a values() queryset).
 
     Pages sorted by a derived column fetch their keys first with `sliced` = the ordered, filtered
     queryset's values_list("pk", flat=True)[a:b]: without the page's per-row lookups in its select
     list PostgreSQL sorts the join of the summary table in parallel with a bounded top-N sort; then
     this loads the page's few rows with their columns."""
     pks = list(sliced)
-    by_pk = {g.pk: g for g in queryset.filter(pk__in=pks).order_by()}
+    pk = queryset.model._meta.pk.attname
+    by_pk = {g[pk] if isinstance(g, dict) else g.pk: g for g in queryset.filter(pk__in=pks).order_by()}
     return [by_pk[pk] for pk in pks if pk in by_pk]

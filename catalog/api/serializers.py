@@ -76,6 +76,11 @@ class _GalaxyBase(serializers.Serializer):
         if self._plan is None:
             return super().to_representation(instance)
         out = {}
+        if isinstance(instance, dict):  # a values() row (the list endpoint)
+            for name, source, field in self._plan:
+                value = instance if source == "*" else instance.get(source)
+                out[name] = None if value is None else field.to_representation(value)
+            return out
         for name, source, field in self._plan:
             value = instance if source == "*" else getattr(instance, source, None)
             out[name] = None if value is None else field.to_representation(value)
@@ -88,7 +93,7 @@ class _GalaxyBase(serializers.Serializer):
             path = reverse("galaxy-detail", kwargs={"pgc": PGC_MAX})
             url = request.build_absolute_uri(path) if request is not None else path
             self._url_format = url.replace(str(PGC_MAX), "{}")
-        return self._url_format.format(galaxy.pgc)
+        return self._url_format.format(galaxy["pgc"] if isinstance(galaxy, dict) else galaxy.pgc)
 
 
 GalaxySerializer = type("GalaxySerializer", (_GalaxyBase,), {"__module__": __name__, **_galaxy_fields()})

@@ -20,7 +20,6 @@ from rest_framework.views import APIView
 
 from catalog.api import serializers as s
 from catalog.api.renderers import TABLE_FORMATS, CSVRenderer, FITSRenderer, VOTableRenderer, export_response
-from catalog.api.serializers import GALAXY_COLUMN_NAMES
 from catalog.api.tokens import issue_token, revoke_token, token_for
 from catalog.api.uploads import UploadError, store_uploaded_image
 from catalog.columns import DEFAULT_LIST_COLUMNS, all_columns, resolve_columns, with_columns
@@ -192,12 +191,16 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
         columns = _selected_columns(request)
         names = {c.name for c in columns}
         sort_key = (request.query_params.get("ordering") or "").lstrip("-")
-        qs = qs.only(*(n for n in names if n in GALAXY_COLUMN_NAMES and n != "pgc"))
         qs = with_columns(with_columns(qs, [sort_key], join=True), names)  # sorted through a join, shown by lookups
-        page = self.paginate_queryset(qs)
+        # Rows as dicts of only the columns shown (and the sort key, for the cursor): building
+        # model instances of the 143-column galaxy took about 40 % of the request's CPU.
+        selected = {"pgc", *names, *([sort_key] if sort_key in SORTABLE else [])}
+        if self.cone is not None:
+            selected.add("distance_deg")
+        page = self.paginate_queryset(qs.values(*selected))
         fields = names | {"url"} | ({"distance"} if self.cone is not None else set())
         for g in page:
-            g.distance = getattr(g, "distance_deg", None)
+            g["distance"] = g.get("distance_deg")
         data = s.GalaxySerializer(page, many=True, context={**self.get_serializer_context(), "fields": fields}).data
         return self.get_paginated_response(data)
 

@@ -69,6 +69,11 @@ def parse_ordering(value: str | None, allowed: tuple[str, ...] | list[str], defa
     return name, descending
 
 
+def _field(row: Any, name: str) -> Any:
+    """A column of a page's row: a model instance, or a dict from a values() queryset."""
+    return row[name] if isinstance(row, dict) else getattr(row, name)
+
+
 class KeysetPagination(BasePagination):
     """Cursor pagination on (ordering column, primary key)."""
 
@@ -171,7 +176,7 @@ class KeysetPagination(BasePagination):
         if column in queryset.query.annotations:
             # keys first, without the select list's other annotations (per-row lookups), then the rows
             keys = list(qs.values_list(pk, flat=True)[: size + 1])
-            by_key = {getattr(r, pk): r for r in queryset.filter(**{f"{pk}__in": keys}).order_by()}
+            by_key = {_field(r, pk): r for r in queryset.filter(**{f"{pk}__in": keys}).order_by()}
             rows = [by_key[k] for k in keys if k in by_key]
         else:
             rows = list(qs[: size + 1])
@@ -179,7 +184,7 @@ class KeysetPagination(BasePagination):
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            self.next_cursor = self._encode_cursor(getattr(last, column), getattr(last, pk))
+            self.next_cursor = self._encode_cursor(_field(last, column), _field(last, pk))
         return rows
 
     # -- the answer --------------------------------------------------------------------------
