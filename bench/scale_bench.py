@@ -12,6 +12,8 @@ then imports the other n - base and measures again, printing each figure as it c
   through the site's own views (Django test client), median of 5;
 - cone searches (catalog.cone.galaxies_in_cone, rows fetched) at 1 arcmin, 1 deg and 10 deg,
   median over 20 random centres;
+- the browse page of a 10 deg cone (first page, nearest first, with its count: what a user of
+  /galaxies/?ra_center=..&dec_center=..&radius=10 waits for), median over 5 random centres;
 - a filtered CSV download of about n/5 rows (/galaxies/download.csv?vhel_max=...), rows/s;
 - the database's size on disk.
 
@@ -118,7 +120,14 @@ def measure(n: int) -> dict[str, float]:
             times.append(time.perf_counter() - t0)
         out[f"cone {label}"] = statistics.median(times)
         say(f"  cone {label}: p50 {out[f'cone {label}'] * 1000:.1f} ms ({found / 20:,.0f} rows per cone)")
-    for key in ("browse first page", "browse last page", "name search"):
+    times = []
+    for _ in range(5):
+        ra, dec = rng.uniform(0, 360), np.degrees(np.arcsin(rng.uniform(-0.95, 0.95)))
+        t0 = time.perf_counter()
+        get({"ra_center": f"{ra:.4f}", "dec_center": f"{dec:.4f}", "radius": "10"})
+        times.append(time.perf_counter() - t0)
+    out["browse cone 10 deg"] = statistics.median(times)
+    for key in ("browse first page", "browse last page", "name search", "browse cone 10 deg"):
         say(f"  {key}: {out[key] * 1000:.1f} ms")
     vhel_max = 300 + 0.2 * 14700
     t0 = time.perf_counter()

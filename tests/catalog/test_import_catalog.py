@@ -217,6 +217,18 @@ def test_reimport_updates_only_the_columns_present(tmp_path):
     _positions_consistent()
 
 
+def test_reimport_out_of_pgc_order_into_a_bigger_table(tmp_path):
+    import_catalog(write_csv(tmp_path / "a.csv", 30))
+    path = tmp_path / "b.csv"  # fewer rows than galaxies there (found by primary key), pgc not in order
+    path.write_text("pgc,ra,dec,d25\n20,100,10,2.5\n31,101,11,0.5\n5,102,12,3.5\n12,,,4.5\n")
+    report = import_catalog(path)
+    assert (report.created, report.updated) == (1, 3)
+    got = {g.pgc: (g.ra, g.dec, g.d25) for g in Galaxy.objects.filter(pgc__in=[5, 12, 20, 31])}
+    assert got == {20: (100, 10, 2.5), 31: (101, 11, 0.5), 5: (102, 12, 3.5), 12: (None, None, 4.5)}
+    assert Galaxy.objects.get(pgc=6).d25 == 1.6 and Galaxy.objects.count() == 31
+    _positions_consistent()
+
+
 def test_placeholders_aliases_and_position_constraint(tmp_path):
     Galaxy.objects.bulk_create([Galaxy(pgc=7), Galaxy(pgc=8)])  # placeholders, as votes make them
     GalaxyName.objects.create(galaxy_id=8, name="UGC 8")
@@ -497,12 +509,12 @@ def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch)
 
     before = indexes()
     assert any("healpix" in d for d in before)
-    monkeypatch.setattr(tables, "BULK_MIN_ROWS", 10)
+    monkeypatch.setattr(tables, "BULK_MIN_ROWS", 5)
     dropped = []
     real = tables._without_secondary_indexes
 
-    def spy(cursor, table, rows):
-        with real(cursor, table, rows):
+    def spy(cursor, table, rows, share):
+        with real(cursor, table, rows, share):
             cursor.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", [table])
             dropped.append((table, cursor.fetchone()[0]))
             yield
@@ -516,7 +528,19 @@ def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch)
         cur.execute("INSERT INTO catalog_galaxyname (galaxy_id, name, normalised) VALUES (999999, 'X 1', 'X1')")
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     dropped.clear()
-    assert import_catalog(write_csv(tmp_path / "u.csv", 20, first=1000)).created == 20  # 20 < 50 rows there: kept
+    moved = tmp_path / "m.csv"  # 10 of the 50 galaxies, moved: a fifth of the table rebuilds its HEALPix index
+    moved.write_text("pgc,ra,dec,vhel\n" + "".join(f"{p},{p + 100.5},{p - 60.25},{p}\n" for p in range(41, 51)))
+    report = import_catalog(moved)
+    assert (report.created, report.updated) == (0, 10) and dropped == [("catalog_galaxy", 1)]
+    assert indexes() == before
+    assert Galaxy.objects.get(pgc=45).ra == 145.5 and Galaxy.objects.get(pgc=40).ra == 14.8  # not in the file: kept
+    with connection.cursor() as cur:  # the rebuilt index finds the moved galaxies
+        cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute("SELECT pgc FROM catalog_galaxy WHERE healpix = %s", [int(healpix_index(145.5, -15.25)[0])])
+        assert cur.fetchall() == [(45,)]
+    _positions_consistent()
+    dropped.clear()
+    assert import_catalog(write_csv(tmp_path / "u.csv", 9, first=1000)).created == 9  # 9 < 50 / 5 rows there: kept
     assert dropped == [("catalog_galaxy", 2), ("catalog_galaxyname", 4)]
     _positions_consistent()
 
