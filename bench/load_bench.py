@@ -182,7 +182,9 @@ class ConnectionWatch:
 
 def web_cpu_seconds(site: subprocess.Popen) -> float:
     """User + system CPU seconds used so far by the site's gunicorn processes (master and
-    workers): per request, a cost that other load on the shared cores does not change much."""
+    workers, including workers already replaced after max_requests, which the master's reaped
+    children's times hold): per request, a cost that other load on the shared cores does not
+    change much."""
     import psutil
 
     total = 0.0
@@ -191,6 +193,8 @@ def web_cpu_seconds(site: subprocess.Popen) -> float:
             if "gunicorn" in " ".join(proc.cmdline()):
                 t = proc.cpu_times()
                 total += t.user + t.system
+                if proc.parent() is not None and proc.parent().pid == site.pid:  # the master
+                    total += t.children_user + t.children_system
         except psutil.Error:
             continue
     return total

@@ -26,8 +26,11 @@ backlog = 2048
 # A request running longer than this is killed with its worker (which gunicorn replaces).
 timeout = int(os.environ.get("GALCAT_WEB_TIMEOUT", "120"))
 graceful_timeout = 20
-# Replace each worker after about this many requests (jittered), bounding slow leaks.
-max_requests = int(os.environ.get("GALCAT_WEB_MAX_REQUESTS", "20000"))
+# Replace each worker after about this many requests (jittered), bounding slow leaks. Not much
+# fewer: at the 4,000-5,000 req/s of cached pages, 20,000 replaced a worker every 12-15 s, and
+# each replacement (Django booting, its clients reconnecting) put 0.6-1.3 s into the p99 of the
+# /galaxies/ page (67 ms with 200,000, bench/load_bench.py --only reads, 20 keep-alive clients).
+max_requests = int(os.environ.get("GALCAT_WEB_MAX_REQUESTS", "200000"))
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GALCAT_WEB_ACCESS_LOG") or None  # e.g. "-" for stdout
 errorlog = "-"
