@@ -52,7 +52,46 @@ def embedded_server(pgdata: Path):
         import pgserver
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if (pgdata / "postmaster.pid").exists() and live_postmaster(pgdata) is None:
+        _remove_stale_locks(pgdata)
     return pgserver.get_server(pgdata, cleanup_mode=None)
+
+
+def _remove_stale_locks(pgdata: Path) -> None:
+    """Remove the lock files (data directory and socket) of a postmaster that died (kill -9, a
+    crash) while it is still a zombie: pgserver would take it for a running server, and
+    PostgreSQL refuses a lock file whose pid exists, so nothing could start until init reaps it.
+    PostgreSQL's shared-memory check still refuses to start while old backends live on."""
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    if len(lines) < 5:
+        return
+    pid, port, socket_dir = lines[0].strip(), lines[3].strip(), lines[4].strip()
+    for path in (Path(socket_dir) / f".s.PGSQL.{port}.lock", pgdata / "postmaster.pid"):
+        try:
+            if path.read_text().split("\n", 1)[0].strip() == pid:
+                path.unlink()
+        except OSError:
+            continue
+
+
+def live_postmaster(pgdata: Path):
+    """pgserver's PostmasterInfo of the server of `pgdata` while its postmaster is alive, else
+    None. A killed postmaster stays a zombie until its parent (init, after pg_ctl's fork) reaps
+    it, up to about 2 s here; psutil, and so pgserver, count a zombie as running."""
+    import warnings
+
+    import psutil
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import PostmasterInfo
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+        if info is None or not info.is_running() or info.process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return info
+    except (OSError, ValueError, psutil.Error):
+        return None
 
 
 def embedded_settings(pgdata: Path, name: str = "galcat") -> dict:

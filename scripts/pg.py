@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from config.database import embedded_pgdata, embedded_server, max_connections  # noqa: E402
+from config.database import embedded_pgdata, embedded_server, live_postmaster, max_connections  # noqa: E402
 
 PGDATA = embedded_pgdata(BASE_DIR)
 
 
 def _postmaster():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.utils import PostmasterInfo
-    info = PostmasterInfo.read_from_pgdata(PGDATA) if PGDATA.exists() else None
-    return info if info is not None and info.is_running() else None
+    return live_postmaster(PGDATA)
 
 
 def _pg_ctl(*args: str) -> None:

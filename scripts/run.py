@@ -31,7 +31,7 @@ import psutil
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from config.database import embedded_pgdata  # noqa: E402
+from config.database import embedded_pgdata, live_postmaster  # noqa: E402
 
 PY = sys.executable
 HOST = os.environ.get("GALCAT_HOST", "127.0.0.1")
@@ -165,16 +165,7 @@ class Postgres:
         self.up_since = time.monotonic()
 
     def running(self) -> bool:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pgserver.utils import PostmasterInfo
-        try:
-            info = PostmasterInfo.read_from_pgdata(self.pgdata)
-            return info is not None and info.is_running()
-        except (OSError, ValueError, psutil.Error):
-            return False
+        return live_postmaster(self.pgdata) is not None
 
     def start(self) -> str:
         """Start it (idempotent); returns scripts/pg.py's last line: 'started' or 'already running'."""
