@@ -375,6 +375,7 @@ def evaluate(
             res_size = run_set(kind, net, size_cfg, draws=draws, passes=passes, log=log)
             re = res_size["d"]["truth"]["re" if kind == "sersic" else "re_disk"]
             report[kind]["size"] = size_table(kind, res_size)
+            report[kind]["coverage_128"] = coverage(kind, res_size)
             report[kind]["zoom_128_by_re"] = {
                 f"re {lo:.0f}-{hi:.0f}": float(np.median(res_size["zoom"][(re >= lo) & (re < hi)])) for lo, hi in RE_BINS
             }
@@ -426,6 +427,10 @@ def format_report(report: dict) -> str:
                     lines.append(f"| {e} | {c} | " + " | ".join(f"{x:.2f}" for x in v) + f" | {change:.0f} % |")
             zoom = ", ".join(f"{k}: {v:.2f}" for k, v in r["zoom_128_by_re"].items())
             lines += ["", f"Crop head zoom (median fraction of the side seen) at 128 px: {zoom}"]
+            lines += ["", f"### {kind}: coverage of the 68.3 / 95.4 / 99.7 % intervals on the size test (128 px, re 2-20 px)", ""]
+            lines += ["| estimator | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+            for e, cov in r["coverage_128"].items():
+                lines.append(f"| {e} | " + " | ".join("/".join(f"{100 * v:.1f}" for v in cov[c]) for c in cols) + " |")
         lines.append("")
         lines += [f"### {kind}: fitter starts on the same images", ""]
         lines += ["| start | iterations (mean / median) | failures | outliers | ms per galaxy |", "|---|---|---|---|---|"]

@@ -51,17 +51,39 @@ class TrainConfig:
     threads: int = 1
     device: str = "cpu"
     out: str = "ml/weights/morph"
-    #: a weights folder whose CNN and head (not the crop head) start the training, or ""
+    #: relative share of the training images per side of ``sizes`` (same length), or () for an even split
+    size_weights: tuple[float, ...] = ()
+    #: a weights folder whose networks start the training (see :func:`warm_start_state`), or ""
     init_from: str = ""
     #: crop head: "radius" (zoom from a radius estimate) or "learned" (GaMPEN's; see ml.morph.nets)
     crop: str = "radius"
     extra: dict = field(default_factory=dict)
 
 
-def render_training(kind: str, n: int, sizes: tuple[int, ...], seed: int) -> list[dict]:
-    """One rendered set per side (n split evenly), without sigma maps."""
-    per = max(1, n // len(sizes))
-    return [render_set(MorphConfig(kind=kind, size=s, n=per, seed=seed * 1000 + s, keep_sigma=False)) for s in sizes]
+def split_images(n: int, sizes: tuple[int, ...], weights: tuple[float, ...] = ()) -> list[int]:
+    """Cutouts per side: n split in proportion to weights (evenly when there are none)."""
+    w = weights or (1.0,) * len(sizes)
+    if len(w) != len(sizes) or min(w) <= 0:
+        raise ValueError(f"size weights {w} must be positive, one per side of {sizes}")
+    return [max(1, round(n * x / sum(w))) for x in w]
+
+
+def render_training(kind: str, n: int, sizes: tuple[int, ...], seed: int, weights: tuple[float, ...] = ()) -> list[dict]:
+    """One rendered set per side (n split by :func:`split_images`), without sigma maps."""
+    return [
+        render_set(MorphConfig(kind=kind, size=s, n=per, seed=seed * 1000 + s, keep_sigma=False))
+        for s, per in zip(sizes, split_images(n, sizes, weights), strict=True)
+    ]
+
+
+def warm_start_state(state: dict, crop: str, init_crop: str) -> dict:
+    """The part of a trained network's state dict that starts a new training. With a crop head of
+    the same kind: everything but the per-target sigma calibration (refitted after training), so
+    the fine-tune starts from the trained network's own predictions, the target normalisation
+    included. Otherwise the CNN and the covariance head only (crop head and normalisation afresh)."""
+    if crop == init_crop:
+        return {k: v for k, v in state.items() if k != "calibration"}
+    return {k: v for k, v in state.items() if k.startswith(("features.", "head."))}
 
 
 def _tensors(kind: str, sets: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -96,12 +118,12 @@ def _val_stats(net: MorphNet, data, device) -> tuple[float, torch.Tensor]:
 def train_kind(
     kind: str, cfg: TrainConfig, log: Callable[[str], None] = print, progress: Callable | None = None, init: dict | None = None
 ) -> tuple[MorphNet, dict]:
-    """Render, train and calibrate the network of one kind; returns (net, card entry). init: a
-    state dict whose CNN and head weights start the network."""
+    """Render, train and calibrate the network of one kind; returns (net, card entry). init: the
+    state dict (or the part of one, see :func:`warm_start_state`) that starts the network."""
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    train = _tensors(kind, render_training(kind, cfg.images, cfg.sizes, cfg.seed))
+    train = _tensors(kind, render_training(kind, cfg.images, cfg.sizes, cfg.seed, cfg.size_weights))
     val = _tensors(kind, render_training(kind, cfg.val_images, cfg.sizes, cfg.seed + VAL_SEED_OFFSET))
     render_s = time.perf_counter() - t0
     log(
@@ -119,7 +141,7 @@ def train_kind(
     net.target_mean.copy_(allt.mean(0))
     net.target_std.copy_(allt.std(0).clamp_min(1e-3))
     if init is not None:
-        net.load_state_dict({k: v for k, v in init.items() if k.startswith(("features.", "head."))}, strict=False)
+        net.load_state_dict(init, strict=False)
     batches = [(g, b0) for g, (x, _, _) in enumerate(train) for b0 in range(0, x.shape[0] - cfg.batch_size + 1, cfg.batch_size)]
     steps = cfg.epochs * len(batches)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -225,8 +247,12 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
     inits, init_files = {}, []
     if cfg.init_from:  # read before anything in cfg.out (perhaps the same folder) is replaced
         for m in checked_manifest(cfg.init_from)["members"]:
-            inits[m["kind"]] = torch.load(Path(cfg.init_from) / m["file"], map_location="cpu", weights_only=True)["state_dict"]
-            init_files.append({"file": m["file"], "sha256": m["sha256"]})
+            if m["kind"] not in cfg.kinds:
+                continue
+            saved = torch.load(Path(cfg.init_from) / m["file"], map_location="cpu", weights_only=True)
+            init_crop = json.loads(saved["meta"]).get("crop", "learned")
+            inits[m["kind"]] = warm_start_state(saved["state_dict"], cfg.crop, init_crop)
+            init_files.append({"file": m["file"], "sha256": m["sha256"], "crop_head": "kept" if init_crop == cfg.crop else "afresh"})
     # the kinds not trained now stay, with their card entries, when cfg.out already holds them
     kept, kept_entries = [], []
     if (out / "ensemble.json").exists():
@@ -261,6 +287,7 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
             "kind": "fitting.engine renders (ml.morph.render)",
             "images_per_kind": cfg.images,
             "sizes": list(cfg.sizes),
+            "images_per_side": split_images(cfg.images, cfg.sizes, cfg.size_weights),
             "seeds": [cfg.seed * 1000 + s for s in cfg.sizes],
             "validation_seeds": [(cfg.seed + VAL_SEED_OFFSET) * 1000 + s for s in cfg.sizes],
             "render": {
@@ -289,14 +316,19 @@ def card_markdown(card: dict) -> str:
         f"{card['machine']['threads']} threads; {card['wall_seconds']:.0f} s wall time in all.",
         "",
         f"Training data: {td['kind']}, {td['images_per_kind']} cutouts per model over sides {td['sizes']} px "
+        f"({', '.join(str(k) for k in td['images_per_side'])} per side) "
         f"(seeds {td['seeds']}; validation seeds {td['validation_seeds']}); Sérsic and bulge+disk with Moffat/Gaussian PSF "
         "FWHM 1.5-5 px, Poisson + sky noise, SNR 10-200, re 1-25 px (at most 0.2 of the side), a neighbour in half the cutouts.",
         "",
         *(
             [
-                f"Started from: the CNN and head weights of {card['init_from']['folder']} ("
-                + ", ".join(f"{f['file']} sha256 {f['sha256'][:12]}..." for f in card["init_from"]["files"])
-                + "); the crop head afresh.",
+                f"Started from: {card['init_from']['folder']} ("
+                + ", ".join(
+                    f"{f['file']} sha256 {f['sha256'][:12]}..., "
+                    + ("all but the sigma calibration" if f.get("crop_head") == "kept" else "CNN and head; the crop head afresh")
+                    for f in card["init_from"]["files"]
+                )
+                + ").",
                 "",
             ]
             if card.get("init_from")

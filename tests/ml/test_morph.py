@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from ml.morph.nets import VIEW, MorphNet, covariance, gaussian_nll, preprocess, 
 from ml.morph.posterior import load_nets, posterior
 from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
 from ml.morph.targets import PHYSICAL, TARGETS, to_physical, to_targets
-from ml.morph.train import TrainConfig, augment, save_net, train_kind
+from ml.morph.train import TrainConfig, augment, save_net, split_images, train_all, train_kind, warm_start_state
 from ml.weights_files import WeightsChecksumError, sha256_file
 
 
@@ -179,6 +180,26 @@ def test_a_few_training_steps_lower_the_loss():
     assert nll[-1] < nll[0] - 0.3
     assert entry["steps"] == 3 * 8
     assert all(0.3 <= c <= 3.0 for c in entry["calibration"])
+
+
+def test_a_warm_start_continues_the_trained_network_and_the_sides_take_their_shares(tmp_path):
+    assert split_images(300, (64, 128)) == [150, 150] and split_images(300, (64, 128), (1.0, 2.0)) == [100, 200]
+    with pytest.raises(ValueError):
+        split_images(300, (64, 128), (1.0,))
+    cfg = TrainConfig(
+        kinds=("sersic",), images=384, sizes=(48, 64), size_weights=(1.0, 2.0), val_images=64, epochs=3, batch_size=32, lr=3e-3, width=8
+    )
+    first = train_all(replace(cfg, out=str(tmp_path / "a")), command="test", log=lambda s: None)
+    assert first["training_data"]["images_per_side"] == [128, 256] and first["members"][0]["steps"] == 3 * (4 + 8)
+    warm = train_all(replace(cfg, out=str(tmp_path / "b"), epochs=1, init_from=str(tmp_path / "a")), command="test", log=lambda s: None)
+    assert warm["init_from"]["files"][0]["crop_head"] == "kept"
+    # it starts where the first run stopped, not from a fresh crop head and normalisation
+    assert warm["members"][0]["history"][0]["val_nll"] < first["members"][0]["history"][0]["val_nll"]
+    state = torch.load(tmp_path / "a" / "sersic.pt", weights_only=True)["state_dict"]
+    kept = warm_start_state(state, "radius", "radius")
+    assert "calibration" not in kept and "crop.fc.2.bias" in kept and "target_mean" in kept
+    other = warm_start_state(state, "learned", "radius")
+    assert other and all(k.startswith(("features.", "head.")) for k in other)
 
 
 def _weights(tmp_path) -> MorphNet:

@@ -13,6 +13,7 @@ _VALUED = (
     "kinds",
     "images",
     "sizes",
+    "size_weights",
     "val_images",
     "epochs",
     "seed",
@@ -47,8 +48,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated models: sersic, bulge_disk")
-        parser.add_argument("--images", type=int, default=8192, help="training cutouts per model, split evenly over --sizes")
+        parser.add_argument("--images", type=int, default=8192, help="training cutouts per model, split over --sizes by --size-weights")
         parser.add_argument("--sizes", default="64,128", help="comma-separated cutout sides (px)")
+        parser.add_argument(
+            "--size-weights", default=None, help="comma-separated relative shares of --images per side of --sizes (default: even)"
+        )
         parser.add_argument("--val-images", type=int, default=1024, help="validation cutouts per model (seed + 500000)")
         parser.add_argument("--epochs", type=int, default=6)
         parser.add_argument("--seed", type=int, default=1)
@@ -60,7 +64,10 @@ class Command(BaseCommand):
         parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
         parser.add_argument("--out", default="ml/weights/morph", help="output directory")
         parser.add_argument(
-            "--init-from", default=None, help="weights folder whose CNN and head weights start the training (the crop head starts afresh)"
+            "--init-from",
+            default=None,
+            help="weights folder whose networks start the training (all but the sigma calibration when the crop head is of the same "
+            "kind, else the CNN and head weights and the crop head afresh)",
         )
         parser.add_argument(
             "--crop",
@@ -83,6 +90,12 @@ class Command(BaseCommand):
             raise CommandError(f"--sizes must be integers separated by commas: {exc}") from exc
         if any(s < 32 for s in sizes):
             raise CommandError("--sizes: cutouts must be at least 32 px on a side")
+        try:
+            size_weights = tuple(float(w) for w in o["size_weights"].split(",")) if o["size_weights"] else ()
+        except ValueError as exc:
+            raise CommandError(f"--size-weights must be numbers separated by commas: {exc}") from exc
+        if size_weights and (len(size_weights) != len(sizes) or min(size_weights) <= 0):
+            raise CommandError("--size-weights: one positive number per side of --sizes")
         for key in ("images", "val_images", "epochs", "batch_size", "threads", "width"):
             if o[key] < 1:
                 raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
@@ -92,6 +105,7 @@ class Command(BaseCommand):
             kinds=kinds,
             images=o["images"],
             sizes=sizes,
+            size_weights=size_weights,
             val_images=o["val_images"],
             epochs=o["epochs"],
             seed=o["seed"],
