@@ -231,6 +231,20 @@ def _merge_summary(job: Job, out: Any) -> None:
             summary[key] = summary.get(key, 0) + value
 
 
+def database_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the connection to PostgreSQL went away (a restart, kill -9 of the
+    postmaster), which is no fault of the work that was running: an OperationalError or
+    InterfaceError that the server sent no error code for (the client saw the connection
+    close), or one of class 08 (connection exception) or 57P (shutdown, crash, starting up), or
+    any of them while the connection is unusable. Not is_usable() alone: the embedded server is
+    back about a second after a kill, and a handler asking then found the connection usable and
+    failed a batch that only needed running again."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P")) or not connection.is_usable()
+
+
 def run_batch(job_id: int, index: int, generation: int) -> dict:
     """The django-q2 task of one batch (see the module docstring). Its worker holds the batch's
     lock (work_key) while it runs: a second delivery meanwhile is skipped."""
@@ -310,7 +324,7 @@ def _run_taken_batch(job: Job, index: int) -> dict:
                 _finalize(job, now)
                 job.save()
     except Exception as exc:
-        if isinstance(exc, (OperationalError, InterfaceError)) and not connection.is_usable():
+        if database_lost(exc):
             # The database went away (a restart): not the batch's fault. Its lock went with the
             # connection, so recover_lost_work queues it again.
             logger.warning("batch %s of job %s lost its database connection: %s", index, job_id, exc)
@@ -415,7 +429,7 @@ def run_single(job_id: int, generation: int) -> Any:
             with Heartbeat(job_id):
                 out = func(**kwargs)
         except BaseException as exc:
-            if isinstance(exc, (OperationalError, InterfaceError)) and not connection.is_usable():
+            if database_lost(exc):
                 recover_soon()  # the database went away: not the job's fault, run it again
                 raise
             reporter.fail(exc)

@@ -8,12 +8,13 @@ import signal
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
 from jobs.models import Job
-from jobs.tasks import demo_job, demo_rows, recover_lost_work, work_key
+from jobs.tasks import database_lost, demo_job, demo_rows, recover_lost_work, work_key
 from tests.jobs.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -131,3 +132,33 @@ def test_a_batch_that_keeps_killing_its_worker_fails_after_max_attempts(settings
     final = job(j.pk)
     assert final.status == Job.Status.FAILED
     assert "worker host:2 died running it (2 times)" in final.error
+
+
+def _wrapped(cause: Exception) -> Exception:
+    """A Django database error raised from `cause`, as Django's wrapper raises them."""
+    from django.db import utils
+
+    kind = utils.InterfaceError if isinstance(cause, psycopg.InterfaceError) else utils.OperationalError
+    try:
+        raise kind(str(cause)) from cause
+    except kind as exc:
+        return exc
+
+
+def test_a_connection_closed_by_the_server_is_a_lost_database_even_with_the_server_back():
+    from django.db import connection
+
+    connection.ensure_connection()  # usable now, as after a fast restart
+    # no error code: the client saw the connection close
+    assert database_lost(_wrapped(psycopg.OperationalError("consuming input failed: server closed the connection")))
+    assert database_lost(_wrapped(psycopg.errors.AdminShutdown("terminating connection due to administrator command")))
+    assert database_lost(_wrapped(psycopg.errors.ConnectionFailure("connection failure")))
+
+
+def test_errors_the_server_reports_on_a_live_connection_are_the_work_s_own():
+    from django.db import connection
+
+    connection.ensure_connection()
+    assert not database_lost(_wrapped(psycopg.errors.QueryCanceled("canceling statement due to statement timeout")))
+    assert not database_lost(_wrapped(psycopg.errors.LockNotAvailable("could not obtain lock")))
+    assert not database_lost(ValueError("a bug in the batch"))
