@@ -333,7 +333,7 @@ def with_columns(queryset, columns: Iterable[Column | str], *, join: bool = Fals
 
 def rows_by_keys(queryset, sliced) -> list:
     """The rows of `queryset` (annotated, e.g. with with_columns) whose primary keys `sliced`
-    lists, in that order (model instances, or dicts from a values() queryset).
+    lists, in that order (dicts: `queryset` is a values() queryset).
 
     Pages sorted by a derived column fetch their keys first with `sliced` = the ordered, filtered
     queryset's values_list("pk", flat=True)[a:b]: without the page's per-row lookups in its select
@@ -341,5 +341,5 @@ def rows_by_keys(queryset, sliced) -> list:
     this loads the page's few rows with their columns."""
     pks = list(sliced)
     pk = queryset.model._meta.pk.attname
-    by_pk = {g[pk] if isinstance(g, dict) else g.pk: g for g in queryset.filter(pk__in=pks).order_by()}
+    by_pk = {g[pk]: g for g in queryset.filter(pk__in=pks).order_by()}
     return [by_pk[pk] for pk in pks if pk in by_pk]

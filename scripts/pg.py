@@ -16,10 +16,6 @@ from config.database import embedded_pgdata, embedded_server, live_postmaster, m
 PGDATA = embedded_pgdata(BASE_DIR)
 
 
-def _postmaster():
-    return live_postmaster(PGDATA)
-
-
 def _pg_ctl(*args: str) -> None:
     from pgserver._commands import pg_ctl
 
@@ -44,16 +40,16 @@ def _size_connections(server, just_started: bool) -> None:
 
 def start() -> None:
     """Start the server; the last line printed is 'started' or 'already running'."""
-    was_running = _postmaster() is not None
+    was_running = live_postmaster(PGDATA) is not None
     server = embedded_server(PGDATA)
     _size_connections(server, just_started=not was_running)
-    info = _postmaster()
+    info = live_postmaster(PGDATA)
     print(f"PostgreSQL running: pid {info.pid}, socket {info.socket_dir}")
     print("already running" if was_running else "started")
 
 
 def stop() -> None:
-    info = _postmaster()
+    info = live_postmaster(PGDATA)
     if info is None:
         print("PostgreSQL is not running")
         return
@@ -68,7 +64,7 @@ def stop() -> None:
 
 
 def status() -> None:
-    info = _postmaster()
+    info = live_postmaster(PGDATA)
     print(f"PostgreSQL running: pid {info.pid}" if info else "PostgreSQL is not running")
 
 

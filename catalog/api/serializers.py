@@ -4,6 +4,7 @@ every column's description and unit reach the OpenAPI schema from the one place 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
@@ -76,13 +77,10 @@ class _GalaxyBase(serializers.Serializer):
         if self._plan is None:
             return super().to_representation(instance)
         out = {}
-        if isinstance(instance, dict):  # a values() row (the list endpoint)
-            for name, source, field in self._plan:
-                value = instance if source == "*" else instance.get(source)
-                out[name] = None if value is None else field.to_representation(value)
-            return out
+        # a values() row (the list endpoint) or a model instance (the detail)
+        read = instance.get if isinstance(instance, dict) else functools.partial(getattr, instance)
         for name, source, field in self._plan:
-            value = instance if source == "*" else getattr(instance, source, None)
+            value = instance if source == "*" else read(source, None)
             out[name] = None if value is None else field.to_representation(value)
         return out
 
