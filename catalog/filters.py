@@ -268,6 +268,29 @@ class GalaxyFilter(df.FilterSet):
     def errors(self):
         return self.form.errors
 
+    # Parameters that do not narrow a cone's rows: its own, the sort, and the unlocated galaxies
+    # (never in a cone).
+    CONE_ONLY_KEYS = frozenset({"q", "ra_center", "dec_center", "radius", "ordering", "include_unlocated"})
+
+    def _given(self) -> set[str]:
+        """Names of the filters given a value (of a valid filter set)."""
+        return {name for name, value in self.form.cleaned_data.items() if value not in (None, "")}
+
+    def only_cone(self) -> bool:
+        """Whether a valid cone is the only filter of the rows (then catalog.cone.cone_count
+        counts them)."""
+        return self.cone is not None and self.is_valid() and self._given() <= self.CONE_ONLY_KEYS
+
+    def unfiltered(self) -> bool:
+        """Whether the rows are all the located galaxies, in any order (then
+        catalog.selectors.located_count counts them)."""
+        if not self.has_filter_data():
+            return True
+        if not self.is_valid():
+            return False
+        given = self._given() - {"ordering"}
+        return not given or (given == {"include_unlocated"} and not self.form.cleaned_data["include_unlocated"])
+
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         data = self.form.cleaned_data
         if not data.get("include_unlocated"):

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.paginator import EmptyPage, Paginator
+from django.core.paginator import EmptyPage
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -26,7 +26,7 @@ from catalog.columns import (
     rows_by_keys,
     with_columns,
 )
-from catalog.cone import ConeError, crossmatch, galaxies_in_cone
+from catalog.cone import ConeError, NearestFirstPaginator, cone_count, crossmatch, galaxies_in_cone
 from catalog.conf import conf
 from catalog.exports import FORMATS, ExportError, export_response
 from catalog.exports.source import DISTANCE
@@ -36,7 +36,8 @@ from catalog.models import Galaxy, Release
 from catalog.releases import release_provenance, visible_releases
 from catalog.scs import SCSError, parse_scs, scs_error, scs_stream
 from catalog.search import near_matches
-from catalog.selectors import catalog_counts, galaxy_with_related, recent_jobs
+from catalog.selectors import catalog_counts, galaxy_with_related, located_count, recent_jobs
+from core.paginator import CountedPaginator
 from core.roles import is_member
 
 PER_PAGE = 50
@@ -55,11 +56,11 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def sky_counts(depth: int = SKYMAP_DEPTH) -> dict:
     """Galaxy counts per HEALPix cell at `depth` (centres in deg), from the depth-29 index."""
-    # The key carries the located count and the highest pgc (both read from indexes), so the map
-    # follows imports (and tests); moved positions show within the cache's 5 minutes.
+    # The key carries the located count (located_count) and the highest pgc (from its index), so
+    # the map follows imports (and tests); moved positions show within the cache's 5 minutes.
     with connection.cursor() as cur:
-        cur.execute("SELECT (SELECT count(*) FROM catalog_galaxy WHERE healpix IS NOT NULL), (SELECT max(pgc) FROM catalog_galaxy)")
-        n, top = cur.fetchone()
+        cur.execute("SELECT max(pgc) FROM catalog_galaxy")
+        n, top = located_count(), cur.fetchone()[0]
     key = f"galcat:skymap:{depth}:{n}:{top}"
     cached = cache.get(key)
     if cached is not None:
@@ -137,7 +138,7 @@ def galaxy_list(request: HttpRequest) -> HttpResponse:
             objects, nav = _keyset_page(request, qs, per_page)
         except ValueError as exc:
             return _bad_request(request, str(exc))
-        count, page = qs.count(), None
+        count, page = located_count() if fs.unfiltered() else qs.count(), None
     else:
         raw_page = request.GET.get("page", "1")
         try:
@@ -147,7 +148,12 @@ def galaxy_list(request: HttpRequest) -> HttpResponse:
         except ValueError:
             return _bad_request(request, f"page={raw_page!r} is not a page number (1, 2, ...)")
         by_keys = ordering.lstrip("-") in derived_by_name()  # see rows_by_keys
-        paginator = Paginator(qs.values_list("pk", flat=True) if by_keys else qs, per_page)
+        if fs.cone is not None and ordering in ("", "distance"):  # nearest first: see NearestFirstPaginator
+            cone = (fs.cone.ra, fs.cone.dec, fs.cone.radius_deg)
+            paginator = NearestFirstPaginator(qs, per_page, *cone, count=cone_count(*cone) if fs.only_cone() else None)
+        else:
+            rows = qs.values_list("pk", flat=True) if by_keys else qs
+            paginator = CountedPaginator(rows, per_page, located_count() if fs.unfiltered() else None)
         try:
             page = paginator.page(number)
         except EmptyPage:

@@ -183,6 +183,10 @@ GALCAT_REQUEST_MAX_BYTES = env_int("GALCAT_REQUEST_MAX_BYTES", 64 * 1024 * 1024)
 # kept in each web process (core.middleware.PublicCacheMiddleware; 0 turns it off), within a
 # budget of bytes per process. Signed-in users and token clients always get fresh answers.
 GALCAT_PUBLIC_CACHE_SECONDS = env_float("GALCAT_PUBLIC_CACHE_SECONDS", 2.0)
+# The count of located galaxies (the unfiltered browse list, the home page, the sky map's key)
+# is kept per web process while the galaxy table is unchanged, at most this many seconds
+# (catalog.selectors.located_count; 0 counts on every request).
+GALCAT_COUNT_CACHE_SECONDS = env_float("GALCAT_COUNT_CACHE_SECONDS", 300.0)
 GALCAT_PUBLIC_CACHE_BYTES = env_int("GALCAT_PUBLIC_CACHE_BYTES", 32 * 1024 * 1024)
 GALCAT_PUBLIC_CACHE_VIEWS = (
     "catalog:home",

@@ -22,8 +22,9 @@ def _media_root(tmp_path, settings):
 @pytest.fixture(autouse=True)
 def _fresh_public_pages(settings):
     """Tests read what they just wrote: no copies of public pages (tests/site/test_public_cache.py
-    turns them on)."""
+    turns them on), no kept counts."""
     settings.GALCAT_PUBLIC_CACHE_SECONDS = 0
+    settings.GALCAT_COUNT_CACHE_SECONDS = 0  # tests/catalog/test_browse.py turns it on
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from catalog.api.renderers import TABLE_FORMATS, CSVRenderer, FITSRenderer, VOTa
 from catalog.api.tokens import issue_token, revoke_token, token_for
 from catalog.api.uploads import UploadError, store_uploaded_image
 from catalog.columns import DEFAULT_LIST_COLUMNS, all_columns, resolve_columns, with_columns
+from catalog.cone import nearest_first
 from catalog.conf import conf
 from catalog.filters import SORTABLE, GalaxyFilter
 from catalog.models import Galaxy, Image, ReleaseRow
@@ -175,6 +176,14 @@ class GalaxyViewSet(TableListMixin, viewsets.ReadOnlyModelViewSet):
                 raise ApiError("ordering by distance needs a cone (ra, dec, radius)", field="ordering")
             return "distance_deg"
         return name
+
+    def first_rows(self, queryset: QuerySet, rows: int, column: str, descending: bool, after) -> list:
+        """The first rows of a page's ordered query (see KeysetPagination): nearest first in a
+        cone, from the smallest cone that holds them (catalog.cone.nearest_first; `after` is
+        the distance the cursor starts from)."""
+        if self.cone is not None and column == "distance_deg" and not descending:
+            return nearest_first(queryset, self.cone.ra, self.cone.dec, self.cone.radius_deg, rows, beyond_deg=after or 0.0)
+        return list(queryset[:rows])
 
     def get_object(self):
         try:

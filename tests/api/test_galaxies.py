@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from django.db import connection
 
+from catalog.cone import galaxies_in_cone
 from catalog.models import Galaxy
+from tests.catalog.cone_data import insert_sky, uniform_sky
 from tests.factories import GalaxyFactory, GalaxyNameFactory, make_image
 
 pytestmark = pytest.mark.django_db
@@ -137,6 +141,19 @@ def test_cone_results_page_by_distance(anon_client, db):
         url = body["next"]
     assert [p for p, _ in seen] == [g.pgc for g in made]
     assert [d for _, d in seen] == sorted(d for _, d in seen)
+
+
+def test_cursor_pages_of_a_wide_cone_read_nearest_first_give_every_row_in_order(anon_client, db):
+    insert_sky(*uniform_sky(3000, np.random.default_rng(8)))
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE catalog_galaxy")  # the statistics the nearest-first pages start from
+    expected = list(galaxies_in_cone(300.0, -40.0, 30.0).values_list("pgc", flat=True))
+    seen, url = [], "/api/v1/galaxies/?ra=300&dec=-40&radius=30&page_size=25&fields=pgc"
+    while url:
+        body = anon_client.get(url).json()
+        seen += [row["pgc"] for row in body["results"]]
+        url = body["next"]
+    assert seen == expected and len(expected) > 100
 
 
 @pytest.mark.parametrize("url", ["/api/v1/", "/api/v1/galaxies/", "/api/v1/galaxies/?inc_min=bad", "/api/v1/images/", "/api/v1/releases/"])

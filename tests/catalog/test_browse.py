@@ -1,9 +1,15 @@
 import json
 
+import numpy as np
 import pytest
+from django.core.cache import cache
+from django.db import connection
 
+from catalog.cone import galaxies_in_cone
 from catalog.filters import GalaxyFilter
 from catalog.models import Galaxy, GalaxyName
+from catalog.selectors import galaxy_table_state, located_count
+from tests.catalog.cone_data import insert_sky, uniform_sky
 from tests.factories import GalaxyFactory, make_image
 
 
@@ -136,3 +142,35 @@ def test_pgc_ordered_lists_page_by_pgc_bounds(client, edd_galaxies):
     assert back.context["keyset"]["prev"] and back.context["keyset"]["next"]
     assert client.get("/galaxies/", {"after": "x"}).status_code == 400
     assert client.get("/galaxies/", {"after": 10**12}).context["rows"] == []
+
+
+@pytest.mark.parametrize("extra", [{}, {"vhel_max": "4000"}])
+def test_cone_pages_read_nearest_first_and_count_every_row(client, db, extra):
+    insert_sky(*uniform_sky(4000, np.random.default_rng(3)))
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE catalog_galaxy")  # the statistics the nearest-first pages start from
+    whole = galaxies_in_cone(40.0, 30.0, 25.0, Galaxy.objects.filter(vhel__lte=extra.get("vhel_max", 1e9)))
+    expected = list(whole.values_list("pgc", flat=True))
+    r = client.get("/galaxies/", {"ra_center": "40", "dec_center": "30", "radius": "25", "per_page": "20", "page": "3", **extra})
+    assert r.status_code == 200 and r.context["count"] == len(expected) > 60
+    assert [row[0][1] for row in r.context["rows"]] == expected[40:60]
+
+
+def test_located_count_is_kept_while_the_galaxy_table_is_unchanged(db, settings, django_assert_num_queries):
+    settings.GALCAT_COUNT_CACHE_SECONDS = 60
+    cache.clear()
+    assert located_count() == 0
+    with django_assert_num_queries(1):  # the table's state only: the count is kept
+        assert located_count() == 0
+    assert cache.get(f"galcat:located:{galaxy_table_state()}") == 0
+    GalaxyFactory(ra=10.0, dec=10.0)
+    assert galaxy_table_state() is None  # this transaction changed the table: nothing kept is used
+    assert located_count() == 1
+
+
+def test_unfiltered_browse_counts_every_located_galaxy_in_any_order(client, edd_galaxies, settings):
+    settings.GALCAT_COUNT_CACHE_SECONDS = 60
+    for params in ({}, {"ordering": "-pgc"}, {"include_unlocated": "false"}):
+        r = client.get("/galaxies/", params)
+        assert r.status_code == 200 and r.context["count"] == 98, params
+    assert client.get("/galaxies/", {"vhel_max": "1000"}).context["count"] == Galaxy.objects.located().filter(vhel__lte=1000).count() < 98

@@ -6,8 +6,9 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
+from django.db import connection
 
-from catalog.cone import ConeError, cone_ranges, cover_depth, crossmatch, galaxies_in_cone
+from catalog.cone import ConeError, cone_count, cone_ranges, count_ranges, cover_depth, crossmatch, galaxies_in_cone, nearest_first
 from catalog.models import Galaxy
 from tests.catalog.cone_data import around, insert_sky, uniform_sky
 from tests.factories import GalaxyFactory
@@ -64,6 +65,53 @@ def test_cone_matches_brute_force_everywhere(sky):
             assert np.allclose(dist, truth, atol=1e-9, rtol=0), (ra0, dec0, r)
             checked += len(got)
     assert checked > 10000
+
+
+def test_cone_count_equals_the_rows_in_the_cone(sky):
+    counts = []
+    for ra0, dec0 in CENTRES:
+        for r in RADII:
+            counts.append(cone_count(ra0, dec0, r))
+            assert counts[-1] == galaxies_in_cone(ra0, dec0, r).count(), (ra0, dec0, r)
+    assert max(counts) > 1000 and min(counts) <= 2  # big cones and near-empty ones were both checked
+
+
+def test_count_ranges_split_the_cover_into_inside_and_a_thin_edge():
+    inside, edge = count_ranges(150.0, 20.0, 10.0)
+    both = sorted(inside + edge)
+    assert all(a[1] <= b[0] for a, b in zip(both, both[1:], strict=False))  # disjoint
+    cover = sum(hi - lo for lo, hi in cone_ranges(150.0, 20.0, 10.0))
+    assert sum(hi - lo for lo, hi in edge) < 0.1 * sum(hi - lo for lo, hi in inside) < cover
+
+
+def _analyzed():
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE catalog_galaxy")  # nearest_first reads the catalog's size from the statistics
+
+
+@pytest.mark.parametrize("rows", [1, 7, 60])
+def test_nearest_first_equals_the_first_rows_of_the_whole_cone(sky, rows):
+    _analyzed()
+    for ra0, dec0 in CENTRES:
+        for r in (1.0, 10.0, 90.0):
+            qs = galaxies_in_cone(ra0, dec0, r).values_list("pgc", "distance_deg")
+            assert nearest_first(qs, ra0, dec0, r, rows) == list(qs[:rows]), (ra0, dec0, r)
+
+
+def test_nearest_first_grows_its_cone_when_a_filter_thins_the_rows(sky):
+    _analyzed()
+    qs = galaxies_in_cone(10.0, 20.0, 90.0, Galaxy.objects.filter(vhel__lt=1100)).values_list("pgc", flat=True)
+    expected = list(qs[:20])
+    assert len(expected) == 20  # a filter keeping about 1 % of the rows: the first guess of the cone is far too small
+    assert nearest_first(qs, 10.0, 20.0, 90.0, 20) == expected
+
+
+def test_nearest_first_after_a_cursor_distance(sky):
+    _analyzed()
+    whole = list(galaxies_in_cone(180.0, 0.0, 30.0).values_list("pgc", "distance_deg"))
+    start = whole[100][1]
+    qs = galaxies_in_cone(180.0, 0.0, 30.0).filter(distance_deg__gt=start).values_list("pgc", "distance_deg")
+    assert nearest_first(qs, 180.0, 0.0, 30.0, 25, beyond_deg=start) == [row for row in whole if row[1] > start][:25]
 
 
 def test_cover_is_a_few_ranges_at_the_right_depth():
