@@ -20,7 +20,7 @@ from django.core.paginator import Page
 from django.db.models import BooleanField, FloatField, QuerySet, Value
 from django.db.models.expressions import RawSQL
 
-from catalog.sky import HEALPIX_DEPTH, check_position
+from catalog.sky import HEALPIX_DEPTH, SKY_CELL_DEPTH, check_position
 from core.paginator import CountedPaginator
 
 # Mean size of a depth-0 HEALPix cell, sqrt(4 pi / 12) rad = 58.6 deg (Gorski et al. 2005).
@@ -38,6 +38,8 @@ COUNT_EXTRA_DEPTH = 5
 # nearest_first starts from a cone expected (from the catalog's mean density) to hold this many
 # times the rows asked for, and doubles its radius until it holds them.
 NEAREST_MARGIN = 2.0
+# Tables whose located rows per cell of depth SKY_CELL_DEPTH another table counts (cell, galaxies).
+CELL_COUNTS = {"catalog_galaxy": "catalog_skycell"}
 
 
 class ConeError(ValueError):
@@ -161,6 +163,22 @@ def count_ranges(ra: float, dec: float, radius_deg: float) -> tuple[list[tuple[i
     return inside, _subtract(cover, inside)
 
 
+def whole_cells(ranges: list[tuple[int, int]], depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(cells, rest) of sorted half-open depth-29 ranges: the whole cells of `depth` they hold,
+    as half-open ranges of cell numbers at that depth, and what is left of them outside those
+    cells, as depth-29 ranges."""
+    shift = 2 * (HEALPIX_DEPTH - depth)
+    cells, rest = [], []
+    for lo, hi in ranges:
+        first, end = -(-lo >> shift), hi >> shift  # the first whole cell, and the one after the last
+        if first >= end:
+            rest.append((lo, hi))
+            continue
+        cells.append((first, end))
+        rest += [r for r in ((lo, first << shift), (end << shift, hi)) if r[0] < r[1]]
+    return cells, rest
+
+
 def _distance_sql(ra: float, dec: float, table: str = "") -> tuple[str, list[float]]:
     """SQL of the great-circle distance [deg] from (ra, dec) to a row's position (haversine)."""
     p = f'"{table}".' if table else ""
@@ -204,24 +222,35 @@ def galaxies_in_cone(ra: float, dec: float, radius_deg: float, queryset: QuerySe
 
 def cone_count(ra: float, dec: float, radius_deg: float, table: str = "catalog_galaxy") -> int:
     """Exactly how many rows of `table` (ra, dec, healpix columns) lie in the cone, as
-    galaxies_in_cone(...).count() says, but with the rows of the cells inside the cone counted
-    from the HEALPix index alone (see count_ranges): only the rows of the thin edge band are
-    read and measured, so the count costs little more at 5 million galaxies than at 1 million.
-    Raises ConeError for a bad centre or radius."""
+    galaxies_in_cone(...).count() says, without reading every row (see count_ranges): only the
+    rows of the thin edge band are read and measured, those of the cells inside are counted
+    from the HEALPix index alone, and those of the whole SKY_CELL_DEPTH cells inside from the
+    counts of CELL_COUNTS (catalog_skycell for the galaxy table, the default), so that the
+    count costs about the same at 5 million galaxies as at 1 million. Raises ConeError for a
+    bad centre or radius."""
     from django.db import connection
 
     ra, dec, r = check_cone(ra, dec, radius_deg)
+    cells_table = CELL_COUNTS.get(table)
     inside, edge = count_ranges(ra, dec, r)
+    cells, inside = whole_cells(inside, SKY_CELL_DEPTH) if cells_table else ([], inside)
     dist_sql, dist_params = _distance_sql(ra, dec, "t")
     # a subquery per range: an index range scan each (index-only for the cells inside)
     inside_sql = f"SELECT count(*) FROM {table} t WHERE t.healpix >= c.lo AND t.healpix < c.hi"
     edge_sql = f"{inside_sql} AND {dist_sql} <= %s"
+    cells_sql = f"SELECT sum(k.galaxies) FROM {cells_table} k WHERE k.cell >= c.lo AND k.cell < c.hi"
     ranges = "FROM unnest(%s::bigint[], %s::bigint[]) AS c (lo, hi)"
+
+    def bounds(rs: list[tuple[int, int]]) -> list[list[int]]:
+        return [[lo for lo, _ in rs], [hi for _, hi in rs]]
+
+    parts = [f"(SELECT coalesce(sum(({inside_sql})), 0) {ranges})", f"(SELECT coalesce(sum(({edge_sql})), 0) {ranges})"]
+    params = [*bounds(inside), *dist_params, r, *bounds(edge)]
+    if cells:
+        parts.append(f"(SELECT coalesce(sum(({cells_sql})), 0) {ranges})")
+        params += bounds(cells)
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT (SELECT coalesce(sum(({inside_sql})), 0) {ranges}) + (SELECT coalesce(sum(({edge_sql})), 0) {ranges})",
-            [[lo for lo, _ in inside], [hi for _, hi in inside], *dist_params, r, [lo for lo, _ in edge], [hi for _, hi in edge]],
-        )
+        cur.execute(f"SELECT {' + '.join(parts)}", params)
         return int(cur.fetchone()[0])
 
 

@@ -38,16 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from catalog.columns import Column, column
 from catalog.conf import conf
 from catalog.importers.copy import copy_text
 from catalog.importers.report import ImportReport, ImportValidationError
-from catalog.models import Galaxy, GalaxyName
+from catalog.models import Galaxy, GalaxyName, SkyCell
 from catalog.names import display_name, normalise_name
-from catalog.sky import derived_coordinates, healpix_index
+from catalog.sky import HEALPIX_DEPTH, SKY_CELL_DEPTH, derived_coordinates, healpix_index
 
 FORMATS = ("edd", "csv", "votable", "fits", "openngc")
 NAME_COLUMNS = ("name", "names", "objname", "alias", "aliases")
@@ -967,11 +967,13 @@ class _Stage:
         source = f"(SELECT * FROM {STAGE} WHERE valid{'' if self.increasing else ' ORDER BY pgc'}) s"
         # each is updated or added, and either way (an update cannot stay on its full page) gets
         # new entries in every index of the table
-        with _without_secondary_indexes(self.cur, galaxy, rows, BULK_SHARE):
+        bulk = _is_bulk(self.cur, galaxy, rows, BULK_SHARE)
+        with _without_secondary_indexes(self.cur, galaxy, bulk):
             before = _written(self.cur, galaxy)
             # find each galaxy by its primary key (a nested loop), which costs per staged row,
             # unless the table is smaller than the stage: then reading and hashing it is faster
-            with _nested_loop(self.cur) if _rows_up_to(self.cur, galaxy, rows) > rows else nullcontext():
+            nested = _nested_loop(self.cur) if _rows_up_to(self.cur, galaxy, rows) > rows else nullcontext()
+            with nested, _sky_cells_counted_here(self.cur, self._sky_cell_moves(source) if self.has_position else None, recount=bulk):
                 self.cur.execute(
                     f"MERGE INTO {galaxy} g USING {source} ON g.pgc = s.pgc "
                     f"WHEN MATCHED THEN UPDATE SET {', '.join(sets)} "
@@ -985,7 +987,7 @@ class _Stage:
                 created = self.cur.fetchone()[0]
         if self.name_headers:
             self.cur.execute(f"SELECT count(*) FROM {STAGE_NAMES}")
-            with _without_secondary_indexes(self.cur, names, self.cur.fetchone()[0], NAMES_BULK_SHARE):
+            with _without_secondary_indexes(self.cur, names, _is_bulk(self.cur, names, self.cur.fetchone()[0], NAMES_BULK_SHARE)):
                 self.cur.execute(
                     f"INSERT INTO {names} (galaxy_id, name, normalised) "
                     f'SELECT DISTINCT ON (n.normalised COLLATE "C") n.pgc, n.name, n.normalised FROM {self._valid_names()} '
@@ -993,6 +995,20 @@ class _Stage:
                     'ORDER BY n.normalised COLLATE "C", n.line'
                 )
         return created, merged - created
+
+    def _sky_cell_moves(self, source: str) -> str:
+        """SQL that adds to the sky cell counts (catalog.models.SkyCell) what a MERGE of `source`
+        with positions staged will change, run just before it: each merged row's new cell (its
+        staged HEALPix index; none for a row without a position), less the old cell of each
+        galaxy it overwrites."""
+        shift, cells, galaxy = 2 * (HEALPIX_DEPTH - SKY_CELL_DEPTH), SkyCell._meta.db_table, Galaxy._meta.db_table
+        return (
+            f"INSERT INTO {cells} (cell, galaxies) SELECT cell, sum(d) FROM ("
+            f"  SELECT s.sky_healpix >> {shift} AS cell, 1 AS d FROM {source} WHERE s.sky_healpix <> {NULL_HEALPIX}"
+            f"  UNION ALL SELECT g.healpix >> {shift}, -1 FROM {galaxy} g JOIN {source} ON g.pgc = s.pgc WHERE g.healpix IS NOT NULL"
+            ") moves GROUP BY cell HAVING sum(d) <> 0 ORDER BY cell "
+            f"ON CONFLICT (cell) DO UPDATE SET galaxies = {cells}.galaxies + EXCLUDED.galaxies"
+        )
 
     def drop(self) -> None:
         self.cur.execute(f"DROP TABLE IF EXISTS {STAGE}, {STAGE_NAMES}")
@@ -1012,6 +1028,41 @@ def _written(cursor, table: str) -> tuple[int, int]:
 
 
 @contextmanager
+def _sky_cells_counted_here(cursor, moves: str | None, recount: bool) -> Iterator[None]:
+    """Run a write of the galaxy table with the triggers that keep the sky cell counts turned
+    off, its changes to them counted set-wise, then turn them on again: by `moves` (run first;
+    None: the write moves no galaxy, as when no position is staged), or with `recount` (a bulk
+    write) by counting every cell again after it. Here, capturing the transition tables of a
+    MERGE cost about 2.5 us per inserted and 12 us per updated galaxy (old and new rows of 143
+    columns); `moves`, 0.9 s for 1M new galaxies and 2 s for 250,000 rows of which 200,000
+    moved; the recount, about 0.5 s per million galaxies. The import holds
+    the table locked against other writers (SHARE ROW EXCLUSIVE, as ALTER TABLE ... DISABLE
+    TRIGGER needs), so no other write can slip by uncounted; a role that may not alter the
+    table leaves the triggers to count."""
+
+    def switch(action: str) -> None:
+        cursor.execute(f"ALTER TABLE {Galaxy._meta.db_table} " + ", ".join(f"{action} TRIGGER {name}" for name in SkyCell.TRIGGERS))
+
+    try:
+        with transaction.atomic():
+            switch("DISABLE")
+    except DatabaseError:  # not the table's owner
+        yield
+        return
+    if moves and not recount:
+        cursor.execute(moves)
+    yield
+    if recount:
+        cells, shift = SkyCell._meta.db_table, 2 * (HEALPIX_DEPTH - SKY_CELL_DEPTH)
+        cursor.execute(f"DELETE FROM {cells}")
+        cursor.execute(
+            f"INSERT INTO {cells} (cell, galaxies) SELECT healpix >> {shift}, count(*) FROM {Galaxy._meta.db_table} "
+            "WHERE healpix IS NOT NULL GROUP BY 1 ORDER BY 1"
+        )
+    switch("ENABLE")
+
+
+@contextmanager
 def _nested_loop(cursor) -> Iterator[None]:
     """Plan the statements run inside as nested loops (no hash or merge joins), then restore
     the planner's settings."""
@@ -1022,12 +1073,18 @@ def _nested_loop(cursor) -> Iterator[None]:
     cursor.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)", [hash_join, merge_join])
 
 
+def _is_bulk(cursor, table: str, rows: int, share: float) -> bool:
+    """Whether a write of `rows` rows into `table` is a bulk write: at least BULK_MIN_ROWS and
+    at least `share` of the rows the table holds."""
+    most = int(rows / share)
+    return rows >= BULK_MIN_ROWS and _rows_up_to(cursor, table, most) <= most
+
+
 @contextmanager
-def _without_secondary_indexes(cursor, table: str, rows: int, share: float) -> Iterator[None]:
-    """Run a write that adds entries for `rows` rows to each index of `table` (new rows, and
+def _without_secondary_indexes(cursor, table: str, bulk: bool) -> Iterator[None]:
+    """Run a write that adds entries for its rows to each index of `table` (new rows, and
     updated ones that move off their full page) without the table's secondary (non-unique)
-    indexes and its foreign keys when `rows` is at least BULK_MIN_ROWS and at least `share` of
-    the rows the table holds. Inserting into a B-tree in random key order (the HEALPix index,
+    indexes and its foreign keys when it is a bulk write (_is_bulk). Inserting into a B-tree in random key order (the HEALPix index,
     names by galaxy) costs more per entry than sorting all the keys once: at 1M galaxies, 3.6 us
     per updated galaxy against 0.35 us (parallel build) to 0.55 us (one process) per galaxy
     there is for the rebuild, so it pays from a tenth to a sixth of the table on, and at a
@@ -1043,11 +1100,7 @@ def _without_secondary_indexes(cursor, table: str, rows: int, share: float) -> I
     about 2 s for a quarter of a million rows into a million galaxies. Only writes of at least
     a fifth of the catalog pay it; smaller ones leave readers alone. Primary keys and unique
     indexes (the UPDATE's lookups, the name checks, the constraints) are always kept."""
-    if rows < BULK_MIN_ROWS:
-        yield
-        return
-    most = int(rows / share)
-    if _rows_up_to(cursor, table, most) > most:
+    if not bulk:
         yield
         return
     cursor.execute(

@@ -8,8 +8,21 @@ import pytest
 from astropy.coordinates import SkyCoord
 from django.db import connection
 
-from catalog.cone import ConeError, cone_count, cone_ranges, count_ranges, cover_depth, crossmatch, galaxies_in_cone, nearest_first
+from catalog.cone import (
+    ConeError,
+    cone_count,
+    cone_ranges,
+    count_ranges,
+    cover_depth,
+    crossmatch,
+    galaxies_in_cone,
+    nearest_first,
+    whole_cells,
+)
+from catalog.importers import tables
+from catalog.importers.tables import import_catalog
 from catalog.models import Galaxy
+from catalog.sky import HEALPIX_DEPTH, SKY_CELL_DEPTH
 from tests.catalog.cone_data import around, insert_sky, uniform_sky
 from tests.factories import GalaxyFactory
 
@@ -82,6 +95,69 @@ def test_count_ranges_split_the_cover_into_inside_and_a_thin_edge():
     assert all(a[1] <= b[0] for a, b in zip(both, both[1:], strict=False))  # disjoint
     cover = sum(hi - lo for lo, hi in cone_ranges(150.0, 20.0, 10.0))
     assert sum(hi - lo for lo, hi in edge) < 0.1 * sum(hi - lo for lo, hi in inside) < cover
+
+
+def test_whole_cells_split_ranges_at_cell_boundaries():
+    c = 1 << 2 * (HEALPIX_DEPTH - 7)  # depth-29 indices per depth-7 cell
+    cells, rest = whole_cells([(5, 3 * c + 7), (10 * c, 12 * c), (20 * c + 1, 20 * c + 9)], 7)
+    assert cells == [(1, 3), (10, 12)]
+    assert rest == [(5, c), (3 * c, 3 * c + 7), (20 * c + 1, 20 * c + 9)]
+
+
+def _sky_cells() -> tuple[dict[int, int], dict[int, int]]:
+    """(catalog_skycell's non-zero counts, the counts of the galaxy table itself)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT cell, galaxies FROM catalog_skycell WHERE galaxies <> 0")
+        stored = dict(cur.fetchall())
+        cur.execute(
+            "SELECT healpix >> %s, count(*) FROM catalog_galaxy WHERE healpix IS NOT NULL GROUP BY 1",
+            [2 * (HEALPIX_DEPTH - SKY_CELL_DEPTH)],
+        )
+        return stored, dict(cur.fetchall())
+
+
+def test_sky_cells_follow_every_write_of_the_galaxies(sky, tmp_path, monkeypatch):
+    pgcs = sky[0].tolist()
+    stored, truth = _sky_cells()
+    assert stored == truth and sum(truth.values()) == len(pgcs)
+    g = Galaxy.objects.get(pgc=pgcs[0])
+    g.ra, g.dec = (g.ra + 90.0) % 360.0, -g.dec
+    g.save()  # moved to another cell
+    Galaxy.objects.filter(pgc__in=pgcs[1:400]).delete()
+    Galaxy.objects.bulk_create([Galaxy(pgc=10**8 + i) for i in range(3)])  # placeholders, no position
+    Galaxy.objects.filter(pgc__in=pgcs[400:900]).update(vhel=1234.0)  # nobody moves
+    path = tmp_path / "t.csv"  # a MERGE that moves 200 galaxies, adds 100 and places a placeholder
+    rows = [f"{p},{(17.0 * k) % 360:.4f},{(k % 170) - 85:.4f}" for k, p in enumerate([*pgcs[900:1100], *range(10**9, 10**9 + 100), 10**8])]
+    path.write_text("pgc,ra,dec\n" + "\n".join(rows) + "\n")
+    assert import_catalog(path).created == 100
+    stored, truth = _sky_cells()
+    assert stored == truth and sum(truth.values()) == len(pgcs) - 399 + 101
+    Galaxy.objects.filter(pgc__in=pgcs[1000:1010]).delete()  # the import turned the triggers back on
+    stored, truth = _sky_cells()
+    assert stored == truth and sum(truth.values()) == len(pgcs) - 409 + 101
+    monkeypatch.setattr(tables, "BULK_MIN_ROWS", 5)  # a bulk write, which counts every cell again
+    rows = [f"{p},{(29.0 * k) % 360:.4f},{(k % 150) - 75:.4f}" for k, p in enumerate(pgcs[1100:2400])]
+    path.write_text("pgc,ra,dec\n" + "\n".join(rows) + "\n")
+    assert import_catalog(path).updated == 1300
+    assert _sky_cells()[0] == _sky_cells()[1]
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred checks pending
+        cur.execute("TRUNCATE catalog_galaxy CASCADE")
+    assert _sky_cells() == ({}, {})
+
+
+def test_cone_count_reads_whole_cells_from_their_counts(sky):
+    inside, _ = count_ranges(10.0, 20.0, 10.0)
+    cells, _ = whole_cells(inside, SKY_CELL_DEPTH)
+    assert cells, "a 10 deg cone holds whole cells"
+    before = cone_count(10.0, 20.0, 10.0)
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO catalog_skycell (cell, galaxies) VALUES (%s, 1000) "
+            "ON CONFLICT (cell) DO UPDATE SET galaxies = catalog_skycell.galaxies + 1000",
+            [cells[0][0]],
+        )
+    assert cone_count(10.0, 20.0, 10.0) == before + 1000
 
 
 def _analyzed():

@@ -527,8 +527,8 @@ def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch)
     dropped = []
     real = tables._without_secondary_indexes
 
-    def spy(cursor, table, rows, share):
-        with real(cursor, table, rows, share):
+    def spy(cursor, table, bulk):
+        with real(cursor, table, bulk):
             cursor.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", [table])
             dropped.append((table, cursor.fetchone()[0]))
             yield
