@@ -32,11 +32,12 @@ from catalog.exports import FORMATS, ExportError, export_response
 from catalog.exports.source import DISTANCE
 from catalog.filters import GalaxyFilter
 from catalog.forms import ImageUploadForm
-from catalog.models import Galaxy, Release
+from catalog.models import Galaxy, Release, SkyCell
 from catalog.releases import release_provenance, visible_releases
 from catalog.scs import SCSError, parse_scs, scs_error, scs_stream
 from catalog.search import near_matches
 from catalog.selectors import catalog_counts, galaxy_with_related, located_count, recent_jobs
+from catalog.sky import HEALPIX_DEPTH, SKY_CELL_DEPTH
 from core.paginator import CountedPaginator
 from core.roles import is_member
 
@@ -55,7 +56,8 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def sky_counts(depth: int = SKYMAP_DEPTH) -> dict:
-    """Galaxy counts per HEALPix cell at `depth` (centres in deg), from the depth-29 index."""
+    """Galaxy counts per HEALPix cell at `depth` (centres in deg): sums of the sky cell counts
+    (catalog.models.SkyCell) at depths up to SKY_CELL_DEPTH, else from the depth-29 index."""
     # The key carries the located count (located_count) and the highest pgc (from its index), so
     # the map follows imports (and tests); moved positions show within the cache's 5 minutes.
     with connection.cursor() as cur:
@@ -69,9 +71,15 @@ def sky_counts(depth: int = SKYMAP_DEPTH) -> dict:
     import numpy as np
     from cdshealpix.nested import healpix_to_lonlat
 
-    shift = 2 * (29 - depth)
+    if depth <= SKY_CELL_DEPTH:
+        sql = (
+            f"SELECT cell >> {2 * (SKY_CELL_DEPTH - depth)} AS c, sum(galaxies) FROM {SkyCell._meta.db_table} "
+            "GROUP BY 1 HAVING sum(galaxies) > 0 ORDER BY 1"
+        )
+    else:
+        sql = f"SELECT healpix >> {2 * (HEALPIX_DEPTH - depth)} AS c, count(*) FROM catalog_galaxy WHERE healpix IS NOT NULL GROUP BY 1 ORDER BY 1"
     with connection.cursor() as cur:
-        cur.execute(f"SELECT healpix >> {shift} AS cell, count(*) FROM catalog_galaxy WHERE healpix IS NOT NULL GROUP BY 1 ORDER BY 1")
+        cur.execute(sql)
         rows = cur.fetchall()
     if rows:
         cells = np.array([r[0] for r in rows], dtype=np.uint64)

@@ -23,6 +23,19 @@ def test_home_has_counts_and_sky_map(client, edd_galaxies):
     assert all(0 <= ra < 360 for ra in data["ra"]) and all(-90 <= d <= 90 for d in data["dec"])
 
 
+@pytest.mark.parametrize("depth", [2, 4, 8])  # from the sky cell counts up to their depth (6), deeper from the index
+def test_sky_counts_agree_with_the_index(edd_galaxies, depth):
+    from catalog.views import sky_counts
+
+    cache.clear()
+    data = sky_counts(depth)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT count(*) FROM catalog_galaxy WHERE healpix IS NOT NULL GROUP BY healpix >> {2 * (29 - depth)} ORDER BY healpix >> {2 * (29 - depth)}"
+        )
+        assert data["count"] == [r[0] for r in cur.fetchall()] and data["depth"] == depth
+
+
 def test_browse_filters_sorts_and_counts(client, edd_galaxies):
     r = client.get("/galaxies/", {"inc_min": 80, "ordering": "-vhel", "col": ["pgc", "vhel", "inc"]})
     assert r.status_code == 200
