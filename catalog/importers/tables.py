@@ -973,7 +973,7 @@ class _Stage:
             # find each galaxy by its primary key (a nested loop), which costs per staged row,
             # unless the table is smaller than the stage: then reading and hashing it is faster
             nested = _nested_loop(self.cur) if _rows_up_to(self.cur, galaxy, rows) > rows else nullcontext()
-            with nested, _sky_cells_counted_here(self.cur, self._sky_cell_moves(source) if self.has_position else None, recount=bulk):
+            with nested, _sky_cells_counted_here(self.cur, self._sky_cell_moves(source) if self.has_position else None):
                 self.cur.execute(
                     f"MERGE INTO {galaxy} g USING {source} ON g.pgc = s.pgc "
                     f"WHEN MATCHED THEN UPDATE SET {', '.join(sets)} "
@@ -1028,14 +1028,14 @@ def _written(cursor, table: str) -> tuple[int, int]:
 
 
 @contextmanager
-def _sky_cells_counted_here(cursor, moves: str | None, recount: bool) -> Iterator[None]:
+def _sky_cells_counted_here(cursor, moves: str | None) -> Iterator[None]:
     """Run a write of the galaxy table with the triggers that keep the sky cell counts turned
-    off, its changes to them counted set-wise, then turn them on again: by `moves` (run first;
-    None: the write moves no galaxy, as when no position is staged), or with `recount` (a bulk
-    write) by counting every cell again after it. Here, capturing the transition tables of a
-    MERGE cost about 2.5 us per inserted and 12 us per updated galaxy (old and new rows of 143
-    columns); `moves`, 0.9 s for 1M new galaxies and 2 s for 250,000 rows of which 200,000
-    moved; the recount, about 0.5 s per million galaxies. The import holds
+    off, its changes to them counted set-wise by `moves` (run first; None: the write moves no
+    galaxy, as when no position is staged), then turn them on again. Here, capturing the
+    transition tables of a MERGE cost about 2.5 us per inserted and 12 us per updated galaxy
+    (old and new rows of 143 columns); `moves` cost 0.9 s for 1M new galaxies, where counting
+    every cell again after the write cost 1.35 s, and that grows with the table, not with the
+    file. The import holds
     the table locked against other writers (SHARE ROW EXCLUSIVE, as ALTER TABLE ... DISABLE
     TRIGGER needs), so no other write can slip by uncounted; a role that may not alter the
     table leaves the triggers to count."""
@@ -1049,16 +1049,9 @@ def _sky_cells_counted_here(cursor, moves: str | None, recount: bool) -> Iterato
     except DatabaseError:  # not the table's owner
         yield
         return
-    if moves and not recount:
+    if moves:
         cursor.execute(moves)
     yield
-    if recount:
-        cells, shift = SkyCell._meta.db_table, 2 * (HEALPIX_DEPTH - SKY_CELL_DEPTH)
-        cursor.execute(f"DELETE FROM {cells}")
-        cursor.execute(
-            f"INSERT INTO {cells} (cell, galaxies) SELECT healpix >> {shift}, count(*) FROM {Galaxy._meta.db_table} "
-            "WHERE healpix IS NOT NULL GROUP BY 1 ORDER BY 1"
-        )
     switch("ENABLE")
 
 

@@ -135,7 +135,7 @@ def test_sky_cells_follow_every_write_of_the_galaxies(sky, tmp_path, monkeypatch
     Galaxy.objects.filter(pgc__in=pgcs[1000:1010]).delete()  # the import turned the triggers back on
     stored, truth = _sky_cells()
     assert stored == truth and sum(truth.values()) == len(pgcs) - 409 + 101
-    monkeypatch.setattr(tables, "BULK_MIN_ROWS", 5)  # a bulk write, which counts every cell again
+    monkeypatch.setattr(tables, "BULK_MIN_ROWS", 5)  # a bulk write (its indexes rebuilt)
     rows = [f"{p},{(29.0 * k) % 360:.4f},{(k % 150) - 75:.4f}" for k, p in enumerate(pgcs[1100:2400])]
     path.write_text("pgc,ra,dec\n" + "\n".join(rows) + "\n")
     assert import_catalog(path).updated == 1300
