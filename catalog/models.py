@@ -152,14 +152,14 @@ class SkyCell(models.Model):
     """How many located galaxies lie in one HEALPix cell of depth catalog.sky.SKY_CELL_DEPTH,
     so that a large cone is counted from its whole cells (catalog.cone.cone_count) instead of
     from every index entry inside it. Kept in the same transaction as every write of the galaxy
-    table by statement triggers over its transition tables (migration 0006): never written by
-    the application."""
+    table, by statement triggers over its transition tables (migration 0006), or by the table
+    import, which counts its own write set-wise with the triggers off (catalog.importers.tables)."""
 
     cell = models.BigIntegerField(primary_key=True, help_text="Nested HEALPix index at depth SKY_CELL_DEPTH (healpix >> 46)")
     galaxies = models.BigIntegerField(default=0, help_text="Located galaxies in the cell")
 
-    # the galaxy table's statement triggers that keep the counts (migration 0006); a bulk
-    # import turns them off and counts set-wise itself (catalog.importers.tables)
+    # the galaxy table's statement triggers that keep the counts (migration 0006), which the
+    # table import turns off while it writes
     TRIGGERS = ("catalog_skycell_insert", "catalog_skycell_update", "catalog_skycell_delete")
 
     class Meta:

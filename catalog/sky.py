@@ -18,6 +18,7 @@ HEALPIX_DEPTH = 29
 # a 10 deg cone is 85 % whole cells, and a write that moves galaxies all over the sky updates
 # at most 49,152 counts (0.4 s; at depth 7 there are 4 times as many).
 SKY_CELL_DEPTH = 6
+SKY_CELL_SHIFT = 2 * (HEALPIX_DEPTH - SKY_CELL_DEPTH)  # healpix >> SKY_CELL_SHIFT is its cell
 
 
 class PositionError(ValueError):

@@ -47,7 +47,7 @@ from catalog.importers.copy import copy_text
 from catalog.importers.report import ImportReport, ImportValidationError
 from catalog.models import Galaxy, GalaxyName, SkyCell
 from catalog.names import display_name, normalise_name
-from catalog.sky import HEALPIX_DEPTH, SKY_CELL_DEPTH, derived_coordinates, healpix_index
+from catalog.sky import SKY_CELL_SHIFT, derived_coordinates, healpix_index
 
 FORMATS = ("edd", "csv", "votable", "fits", "openngc")
 NAME_COLUMNS = ("name", "names", "objname", "alias", "aliases")
@@ -981,8 +981,8 @@ class _Stage:
                     params,
                 )
                 merged = self.cur.rowcount
-            created = _written(self.cur, galaxy)[0] - before[0]
-            if created + _written(self.cur, galaxy)[1] - before[1] != merged:  # statistics not counted (track_counts off)
+            created, updated = (after - then for after, then in zip(_written(self.cur, galaxy), before))
+            if created + updated != merged:  # statistics not counted (track_counts off)
                 self.cur.execute(f"SELECT count(*) FROM {galaxy} g JOIN {source} ON g.pgc = s.pgc WHERE g.created = %s", [now])
                 created = self.cur.fetchone()[0]
         if self.name_headers:
@@ -1001,7 +1001,7 @@ class _Stage:
         with positions staged will change, run just before it: each merged row's new cell (its
         staged HEALPix index; none for a row without a position), less the old cell of each
         galaxy it overwrites."""
-        shift, cells, galaxy = 2 * (HEALPIX_DEPTH - SKY_CELL_DEPTH), SkyCell._meta.db_table, Galaxy._meta.db_table
+        shift, cells, galaxy = SKY_CELL_SHIFT, SkyCell._meta.db_table, Galaxy._meta.db_table
         return (
             f"INSERT INTO {cells} (cell, galaxies) SELECT cell, sum(d) FROM ("
             f"  SELECT s.sky_healpix >> {shift} AS cell, 1 AS d FROM {source} WHERE s.sky_healpix <> {NULL_HEALPIX}"
@@ -1035,10 +1035,9 @@ def _sky_cells_counted_here(cursor, moves: str | None) -> Iterator[None]:
     transition tables of a MERGE cost about 2.5 us per inserted and 12 us per updated galaxy
     (old and new rows of 143 columns); `moves` cost 0.9 s for 1M new galaxies, where counting
     every cell again after the write cost 1.35 s, and that grows with the table, not with the
-    file. The import holds
-    the table locked against other writers (SHARE ROW EXCLUSIVE, as ALTER TABLE ... DISABLE
-    TRIGGER needs), so no other write can slip by uncounted; a role that may not alter the
-    table leaves the triggers to count."""
+    file. The import holds the table locked against other writers (SHARE ROW EXCLUSIVE, as
+    ALTER TABLE ... DISABLE TRIGGER needs), so no other write can slip by uncounted; a role
+    that may not alter the table leaves the triggers to count."""
 
     def switch(action: str) -> None:
         cursor.execute(f"ALTER TABLE {Galaxy._meta.db_table} " + ", ".join(f"{action} TRIGGER {name}" for name in SkyCell.TRIGGERS))
@@ -1077,8 +1076,9 @@ def _is_bulk(cursor, table: str, rows: int, share: float) -> bool:
 def _without_secondary_indexes(cursor, table: str, bulk: bool) -> Iterator[None]:
     """Run a write that adds entries for its rows to each index of `table` (new rows, and
     updated ones that move off their full page) without the table's secondary (non-unique)
-    indexes and its foreign keys when it is a bulk write (_is_bulk). Inserting into a B-tree in random key order (the HEALPix index,
-    names by galaxy) costs more per entry than sorting all the keys once: at 1M galaxies, 3.6 us
+    indexes and its foreign keys when it is a bulk write (_is_bulk). Inserting into a B-tree
+    in random key order (the HEALPix index, names by galaxy) costs more per entry than sorting
+    all the keys once: at 1M galaxies, 3.6 us
     per updated galaxy against 0.35 us (parallel build) to 0.55 us (one process) per galaxy
     there is for the rebuild, so it pays from a tenth to a sixth of the table on, and at a
     fifth (BULK_SHARE) the whole write costs 0.4 s less for 250,000 rows. A foreign key checks (and

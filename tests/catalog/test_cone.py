@@ -22,7 +22,7 @@ from catalog.cone import (
 from catalog.importers import tables
 from catalog.importers.tables import import_catalog
 from catalog.models import Galaxy
-from catalog.sky import HEALPIX_DEPTH, SKY_CELL_DEPTH
+from catalog.sky import HEALPIX_DEPTH, SKY_CELL_DEPTH, SKY_CELL_SHIFT
 from tests.catalog.cone_data import around, insert_sky, uniform_sky
 from tests.factories import GalaxyFactory
 
@@ -111,7 +111,7 @@ def _sky_cells() -> tuple[dict[int, int], dict[int, int]]:
         stored = dict(cur.fetchall())
         cur.execute(
             "SELECT healpix >> %s, count(*) FROM catalog_galaxy WHERE healpix IS NOT NULL GROUP BY 1",
-            [2 * (HEALPIX_DEPTH - SKY_CELL_DEPTH)],
+            [SKY_CELL_SHIFT],
         )
         return stored, dict(cur.fetchall())
 
