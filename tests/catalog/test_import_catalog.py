@@ -229,6 +229,21 @@ def test_reimport_out_of_pgc_order_into_a_bigger_table(tmp_path):
     _positions_consistent()
 
 
+def test_rows_past_either_end_of_the_pgc_range_and_in_its_gaps(tmp_path):
+    """Rows outside the galaxies' pgc range are inserted without a lookup, the rest merged."""
+    import_catalog(write_csv(tmp_path / "a.csv", 10, first=11))
+    import_catalog(write_csv(tmp_path / "b.csv", 5, first=31))  # pgc 11-20 and 31-35
+    path = tmp_path / "c.csv"
+    path.write_text("pgc,ra,dec,d25\n3,10.5,-5.25,0.3\n15,20.5,5.5,1.5\n25,30.5,15.75,2.5\n40,40.5,25.5,4.0\n")
+    report = import_catalog(path)
+    assert (report.created, report.updated) == (3, 1)
+    got = {g.pgc: (g.ra, g.dec, g.d25) for g in Galaxy.objects.filter(pgc__in=[3, 15, 25, 40])}
+    assert got == {3: (10.5, -5.25, 0.3), 15: (20.5, 5.5, 1.5), 25: (30.5, 15.75, 2.5), 40: (40.5, 25.5, 4.0)}
+    assert Galaxy.objects.get(pgc=15).vhel == 1015 and Galaxy.objects.get(pgc=3).vhel is None  # kept / not given
+    assert Galaxy.objects.count() == 18 and GalaxyName.objects.filter(galaxy_id=15).exists()
+    _positions_consistent()
+
+
 def test_created_and_updated_counted_without_statistics(tmp_path):
     """The MERGE's created/updated come from PostgreSQL's statistics; with track_counts off
     (an operator's choice) they are counted from the rows instead."""
@@ -323,7 +338,7 @@ def test_killed_import_leaves_nothing(tmp_path):
             time.sleep(0.05)
             with connection.cursor() as cur:
                 # killed while it writes the galaxies, its rows staged and checked
-                cur.execute(writing, [f"MERGE INTO {Galaxy._meta.db_table} %"])
+                cur.execute(writing, [f"INSERT INTO {Galaxy._meta.db_table} %"])
                 pids = [r[0] for r in cur.fetchall()]
         assert pids, "the import never wrote galaxies"
         proc.send_signal(signal.SIGKILL)
@@ -527,20 +542,25 @@ def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch)
     dropped = []
     real = tables._without_secondary_indexes
 
-    def spy(cursor, table, bulk):
-        with real(cursor, table, bulk):
+    def spy(cursor, table, bulk, **kwargs):
+        with real(cursor, table, bulk, **kwargs):
             cursor.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", [table])
             dropped.append((table, cursor.fetchone()[0]))
             yield
 
     monkeypatch.setattr(tables, "_without_secondary_indexes", contextmanager(spy))
     assert import_catalog(write_csv(tmp_path / "t.csv", 50)).created == 50
-    assert dropped == [("catalog_galaxy", 1), ("catalog_galaxyname", 2)]  # only pkey / pkey + unique name left meanwhile
+    assert dropped == [("catalog_galaxy", 1), ("catalog_galaxyname", 1)]  # only the primary keys left meanwhile
     assert indexes() == before
     assert any("FOREIGN KEY (galaxy_id) REFERENCES catalog_galaxy(pgc) DEFERRABLE INITIALLY DEFERRED" in d for d in before)
+    assert any(d.endswith("UNIQUE (normalised)") for d in before)
     with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cur:  # the foreign key holds again
         cur.execute("INSERT INTO catalog_galaxyname (galaxy_id, name, normalised) VALUES (999999, 'X 1', 'X1')")
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cur:  # and names are unique again
+        cur.execute(
+            "INSERT INTO catalog_galaxyname (galaxy_id, name, normalised) SELECT 2, name, normalised FROM catalog_galaxyname LIMIT 1"
+        )
     dropped.clear()
     moved = tmp_path / "m.csv"  # 10 of the 50 galaxies, moved: a fifth of the table rebuilds its HEALPix index
     moved.write_text("pgc,ra,dec,vhel\n" + "".join(f"{p},{p + 100.5},{p - 60.25},{p}\n" for p in range(41, 51)))
@@ -576,6 +596,21 @@ def test_blank_lines_without_whitespace_are_skipped_with_line_numbers(tmp_path, 
     assert (report.rows_read, report.created) == (197, 197)
     assert Galaxy.objects.get(pgc=150).vhel == 1150 and Galaxy.objects.get(pgc=200).vhel == 1200
     assert not Galaxy.objects.filter(pgc__in=[20, 60, 120]).exists()
+
+
+@pytest.mark.parametrize("name", ["SYN", "Café"], ids=["ascii", "unicode"])
+def test_blank_lines_amid_whitespace_are_skipped_with_line_numbers(tmp_path, name):
+    lines = ["pgc,ra,dec,name"] + [f"{i},{i % 360}.5,{i % 90}.25,{name} {i}" for i in range(1, 41)]
+    lines[10] = " ,\t, , "  # line 11: whitespace and separators
+    lines[20] = "\u2003,,,"  # line 21: a Unicode space (blank in any text) and separators
+    lines[30] = "30,1.5,fast,X 30"  # line 31
+    path = tmp_path / "b.csv"
+    path.write_text("\n".join(lines) + "\n")
+    problems = _expect_problem(path, line=31, column="dec", words="expected a number")
+    assert [p.line for p in problems] == [31]
+    lines[30] = "30,1.5,2.5,X 30"
+    path.write_text("\n".join(lines))  # no line end after the last row
+    assert import_catalog(path).created == 38 and not Galaxy.objects.filter(pgc__in=[10, 20]).exists()
 
 
 def test_derived_coordinates_agree_with_astropy():
