@@ -751,7 +751,7 @@ class _Stage:
         valid = ~bad
         if self.has_position:
             valid &= self._check_positions(numbers, places, bad, header_of, problems)
-        names = self._names(cells, places, pgc, valid, problems) if self.name_headers else []
+        names = self._names(cells, places, pgc, valid, problems) if self.name_headers else ([], [], [], [])
         problems.sort(key=lambda p: (p[0], p[1]))
         for place, _, h, message in problems:
             report.add(place, h, message)
@@ -777,13 +777,14 @@ class _Stage:
             fields = [encoded[f] if whole else [encoded[f][i] for i in keep.tolist()] for f, _ in self.variable]
             data = b"".join(itertools.chain.from_iterable(zip([data[k : k + w] for k in range(0, len(data), w)], *fields)))
         copies: list[tuple[str, bytes | str]] = [(self.copy_sql, _BINARY_HEADER + data + _BINARY_TRAILER)]
-        if names:
-            if _COPY_SPECIAL.search("".join(name for _, _, name, _ in names)):
-                names = [(line, p, copy_text(name), copy_text(key)) for line, p, name, key in names]
+        if names[0]:
+            lines, pgcs, display, keys = names
+            if _COPY_SPECIAL.search("".join(display)):
+                display, keys = [copy_text(name) for name in display], [copy_text(key) for key in keys]
             copies.append(
                 (
                     f"COPY {STAGE_NAMES} (line, pgc, name, normalised) FROM STDIN",
-                    "".join(f"{line}\t{p}\t{name}\t{key}\n" for line, p, name, key in names),
+                    "".join(f"{line}\t{p}\t{name}\t{key}\n" for line, p, name, key in zip(lines, pgcs, display, keys)),
                 )
             )
         return copies
@@ -821,17 +822,21 @@ class _Stage:
         ok &= ~(half | bad_ra | bad_dec)
         return ok
 
-    def _names(self, cells, places, pgc, valid, problems) -> list[tuple[int, int, str, str]]:
-        """(line, pgc, display name, lookup key) of the names of the valid rows; a row with a
-        name that cannot be stored is reported and made invalid (and none of its names kept).
-        A column chunk of one simple name per cell is read by one regular expression."""
+    def _names(self, cells, places, pgc, valid, problems) -> tuple[list[int], list[int], list[str], list[str]]:
+        """(lines, pgc numbers, display names, lookup keys) of the names of the valid rows; a
+        row with a name that cannot be stored is reported and made invalid (and none of its
+        names kept). A column chunk of one simple name per cell is read in one pass."""
         rows = np.flatnonzero(valid).tolist()
-        found: list[tuple[int, str, str]] = []  # (row, display name, key)
+        at: list[int] = []  # the row of each name found
+        found: list[str] = []
+        keys: list[str] = []
         for h in self.name_headers:
             column_cells = cells[self.index[h]]
             simple = _simple_names([column_cells[i] for i in rows])
             if simple is not None:
-                found.extend(zip(rows, *simple))
+                at += rows
+                found += simple[0]
+                keys += simple[1]
                 continue
             for i in rows:
                 cell = column_cells[i]
@@ -851,9 +856,14 @@ class _Stage:
                         problems.append((places[i], 20_000, h, "NUL byte in a name"))
                         valid[i] = False
                         break
-                    found.append((i, name, key))
-        pgcs, ok = np.where(valid, pgc, 0).astype(np.int64).tolist(), valid.tolist()
-        return [(places[i], pgcs[i], name, key) for i, name, key in found if ok[i]]
+                    at.append(i)
+                    found.append(name)
+                    keys.append(key)
+        if at and not valid[at].all():  # a row made invalid by a later name of its own
+            kept = valid[at].tolist()
+            at, found, keys = ([x for x, k in zip(column, kept) if k] for column in (at, found, keys))
+        pgcs = np.where(valid, pgc, 0).astype(np.int64).tolist()
+        return [places[i] for i in at], [pgcs[i] for i in at], found, keys
 
     def _sky(self, numbers, valid) -> dict[str, np.ndarray]:
         """HEALPix index and galactic/supergalactic coordinates of the chunk's rows, computed

@@ -663,5 +663,7 @@ def test_simple_name_columns_read_in_one_pass_agree_with_the_name_path():
     cells = ["NGC 4565", " ugc07772 ", "A 0", "IC 000", "M31", "Arp 0070", "pgc1"]
     names, keys = tables._simple_names(cells)
     assert list(zip(names, keys)) == [tables._name_and_key(c.strip()) for c in cells]
+    shown = ["NGC 4565", "UGC 7772", "M 31", "ESO 10"]  # as displayed already
+    assert list(zip(*tables._simple_names(shown))) == [tables._name_and_key(c) for c in shown]
     for odd in (["NGC 1", ""], ["NGC 1", "NGC 2; M 3"], ["NGC 1", "MCG +04-30-006"], ["NGC 1", None], ["A\nB 1"], ["X" * 300 + " 1"], []):
         assert tables._simple_names(odd) is None, odd
