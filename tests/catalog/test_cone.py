@@ -146,6 +146,24 @@ def test_sky_cells_follow_every_write_of_the_galaxies(sky, tmp_path, monkeypatch
     assert _sky_cells() == ({}, {})
 
 
+@pytest.mark.django_db
+def test_sky_cells_follow_a_partial_import_whose_checks_drop_rows(tmp_path):
+    """The moves count only the rows the set-wise checks keep."""
+    rows = [f"{p},{(37.0 * p) % 360:.4f},{(p % 170) - 85:.4f},N {p}" for p in range(1, 301)]
+    path = tmp_path / "a.csv"
+    path.write_text("pgc,ra,dec,name\n" + "\n".join(rows) + "\n")
+    import_catalog(path)
+    assert _sky_cells()[0] == _sky_cells()[1]
+    rows = [f"{p},{(53.0 * p) % 360:.4f},{(p % 150) - 75:.4f},M {p}" for p in range(250, 450)]
+    rows.append("260,10.0,10.0,M 9999")  # pgc 260 again: this row dropped
+    rows.append("500,20.0,20.0,N 7")  # a name of pgc 7: dropped
+    path.write_text("pgc,ra,dec,name\n" + "\n".join(rows) + "\n")
+    report = import_catalog(path, partial=True)
+    assert (report.created, report.updated, report.skipped) == (149, 51, 2)
+    stored, truth = _sky_cells()
+    assert stored == truth and sum(truth.values()) == 449
+
+
 def test_cone_count_reads_whole_cells_from_their_counts(sky):
     inside, _ = count_ranges(10.0, 20.0, 10.0)
     cells, _ = whole_cells(inside, SKY_CELL_DEPTH)
