@@ -598,11 +598,11 @@ def test_blank_lines_without_whitespace_are_skipped_with_line_numbers(tmp_path, 
     assert not Galaxy.objects.filter(pgc__in=[20, 60, 120]).exists()
 
 
-@pytest.mark.parametrize("name", ["SYN", "Café"], ids=["ascii", "unicode"])
-def test_blank_lines_amid_whitespace_are_skipped_with_line_numbers(tmp_path, name):
+@pytest.mark.parametrize(("name", "space"), [("SYN", " "), ("Café", "\u2003")], ids=["ascii", "unicode"])
+def test_blank_lines_amid_whitespace_are_skipped_with_line_numbers(tmp_path, name, space):
     lines = ["pgc,ra,dec,name"] + [f"{i},{i % 360}.5,{i % 90}.25,{name} {i}" for i in range(1, 41)]
     lines[10] = " ,\t, , "  # line 11: whitespace and separators
-    lines[20] = "\u2003,,,"  # line 21: a Unicode space (blank in any text) and separators
+    lines[20] = f"{space},,,"  # line 21: a space (in Unicode text, an em space) and separators
     lines[30] = "30,1.5,fast,X 30"  # line 31
     path = tmp_path / "b.csv"
     path.write_text("\n".join(lines) + "\n")
