@@ -164,6 +164,28 @@ def test_sky_cells_follow_a_partial_import_whose_checks_drop_rows(tmp_path):
     assert stored == truth and sum(truth.values()) == 449
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(("pgcs", "method"), [(range(100, 400, 2), "hash"), (range(1, 1001, 50), "nested")])
+def test_reimport_finds_its_galaxies_by_either_join(tmp_path, monkeypatch, pgcs, method):
+    """A re-import whose pgc numbers are dense in their range hashes the galaxies of that range;
+    a sparse one looks each up; either way the rows and the sky cells come out the same."""
+    path = tmp_path / "a.csv"
+    path.write_text("pgc,ra,dec,vhel\n" + "\n".join(f"{p},{(37.0 * p) % 360:.4f},{(p % 170) - 85:.4f},100" for p in range(1, 1001)) + "\n")
+    import_catalog(path)
+    chosen = []
+    joins = tables._joins
+    monkeypatch.setattr(tables, "_joins", lambda cur, how: chosen.append(how) or joins(cur, how))
+    rows = [f"{p},{(53.0 * p) % 360:.4f},{(p % 150) - 75:.4f},{p + 1000}" for p in [*pgcs, 2000]]
+    path.write_text("pgc,ra,dec,vhel\n" + "\n".join(rows) + "\n")
+    report = import_catalog(path)
+    assert chosen == [method]
+    assert (report.created, report.updated) == (1, len(pgcs))
+    assert dict(Galaxy.objects.exclude(vhel=100).values_list("pgc", "vhel")) == {p: p + 1000.0 for p in [*pgcs, 2000]}
+    assert Galaxy.objects.filter(vhel=100).count() == 1000 - len(pgcs)
+    stored, truth = _sky_cells()
+    assert stored == truth and sum(truth.values()) == 1001
+
+
 def test_cone_count_reads_whole_cells_from_their_counts(sky):
     inside, _ = count_ranges(10.0, 20.0, 10.0)
     cells, _ = whole_cells(inside, SKY_CELL_DEPTH)
