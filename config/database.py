@@ -121,6 +121,17 @@ def max_connections() -> int:
     return int(os.environ.get("GALCAT_PG_MAX_CONNECTIONS", 200))
 
 
+def embedded_server_settings() -> dict[str, str]:
+    """Settings that scripts/pg.py keeps on the embedded server beyond initdb's, as SHOW prints
+    them: max_connections (see max_connections); wal_buffers 64MB, where the default (1/32 of
+    shared_buffers, 4MB) filled over and over in a bulk import, each time the backend writing
+    the log itself: an INSERT of 1M galaxies took 4.3-4.8 s against 5.3-7.7 s at 4MB, runs
+    alternating; max_wal_size 4GB, so that a catalog import (2.1 GB of log for 4M galaxies with
+    names) does not force checkpoints midway, each one making the next write of every page log
+    it whole again (PostgreSQL's advice for populating a database, manual section 14.4)."""
+    return {"max_connections": str(max_connections()), "wal_buffers": "64MB", "max_wal_size": "4GB"}
+
+
 def embedded_pgdata(base_dir: Path) -> Path:
     """Data directory of the embedded server: $GALCAT_PGDATA, else var/pgdata."""
     return Path(os.environ.get("GALCAT_PGDATA", base_dir / "var" / "pgdata"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from config.database import embedded_pgdata, embedded_server, live_postmaster, max_connections  # noqa: E402
+from config.database import embedded_pgdata, embedded_server, embedded_server_settings, live_postmaster  # noqa: E402
 
 PGDATA = embedded_pgdata(BASE_DIR)
 
@@ -22,27 +22,40 @@ def _pg_ctl(*args: str) -> None:
     pg_ctl(["-w", "-m", "fast", *args], pgdata=PGDATA, user="pgserver" if os.geteuid() == 0 else None)
 
 
-def _size_connections(server, just_started: bool) -> None:
-    """max_connections = GALCAT_PG_MAX_CONNECTIONS (web + workers + tests, see config.database).
-    A server this command just started is restarted at once with it; a running one (others use
-    it) keeps its value until its next start."""
-    want = max_connections()
-    now = int(server.psql("SHOW max_connections;").split()[2])
-    if now == want:
+def _configure(server, just_started: bool) -> None:
+    """Apply config.database.embedded_server_settings by ALTER SYSTEM. A server this command
+    just started is restarted at once when one of them needs it (max_connections, wal_buffers);
+    a running one (others use it) keeps those until its next start and reloads the others."""
+    want = embedded_server_settings()
+    names = ", ".join(f"'{name}'" for name in want)
+    rows = server.psql(f"SELECT name, current_setting(name), context FROM pg_settings WHERE name IN ({names});")
+    now = {}
+    for line in rows.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 3 and cells[0] in want:
+            now[cells[0]] = (cells[1], cells[2])
+    changed = [name for name, value in want.items() if now.get(name, (None,))[0] != value]
+    if not changed:
         return
-    server.psql(f"ALTER SYSTEM SET max_connections = {want};")
-    if just_started:
+    for name in changed:
+        server.psql(f"ALTER SYSTEM SET {name} = '{want[name]}';")
+    server.psql("SELECT pg_reload_conf();")
+    restart = [name for name in changed if now.get(name, (None, "postmaster"))[1] == "postmaster"]
+    described = ", ".join(f"{name} {now.get(name, ('?',))[0]} -> {want[name]}" for name in changed)
+    if restart and just_started:
         _pg_ctl("restart")
-        print(f"max_connections {now} -> {want}")
+        print(described)
+    elif restart:
+        print(f"{described}: {', '.join(restart)} applies at the next start")
     else:
-        print(f"max_connections is {now}: {want} applies at the next start")
+        print(described)
 
 
 def start() -> None:
     """Start the server; the last line printed is 'started' or 'already running'."""
     was_running = live_postmaster(PGDATA) is not None
     server = embedded_server(PGDATA)
-    _size_connections(server, just_started=not was_running)
+    _configure(server, just_started=not was_running)
     info = live_postmaster(PGDATA)
     print(f"PostgreSQL running: pid {info.pid}, socket {info.socket_dir}")
     print("already running" if was_running else "started")

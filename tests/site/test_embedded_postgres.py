@@ -42,3 +42,19 @@ def test_a_killed_postmaster_is_started_again_at_once(tmp_path):
         assert new != old and psutil.Process(new).status() != psutil.STATUS_ZOMBIE
     finally:
         _pg(pgdata, "stop")
+
+
+def test_a_new_server_runs_with_the_projects_settings(tmp_path):
+    from config.database import embedded_server, embedded_server_settings
+
+    pgdata = tmp_path / "pgdata"
+    assert _pg(pgdata, "start").returncode == 0
+    try:
+        want = embedded_server_settings()
+        names = ", ".join(f"'{n}'" for n in want)
+        out = embedded_server(pgdata).psql(f"SELECT name || '=' || current_setting(name) AS s FROM pg_settings WHERE name IN ({names});")
+        assert dict(line.strip().split("=", 1) for line in out.splitlines() if "=" in line) == want
+        again = _pg(pgdata, "start").stdout.strip().splitlines()  # nothing to change: no restart
+        assert len(again) == 2 and again[-1] == "already running"
+    finally:
+        _pg(pgdata, "stop")
