@@ -1039,8 +1039,13 @@ class _Stage:
                 self.cur.execute(f"SELECT count(*) FROM {galaxy} g JOIN {source} ON g.pgc = s.pgc WHERE g.created = %s", [now])
                 created = self.cur.fetchone()[0]
         if self.name_headers:
+            # every name written belongs to a valid staged row, whose galaxy was just written and
+            # cannot go (the table is locked): its foreign key needs no check, row by row or again
             bulk = _is_bulk(self.cur, names, self.staged_names, NAMES_BULK_SHARE)
-            with _without_secondary_indexes(self.cur, names, bulk, unique=True):
+            with (
+                _foreign_key_checks_off(self.cur, names) as unchecked,
+                _without_secondary_indexes(self.cur, names, bulk, unique=True, foreign_keys=not unchecked),
+            ):
                 self.cur.execute(
                     f"INSERT INTO {names} (galaxy_id, name, normalised) "
                     f'SELECT DISTINCT ON (n.normalised COLLATE "C") n.pgc, n.name, n.normalised FROM {self._valid_names()} '
@@ -1154,10 +1159,37 @@ def _is_bulk(cursor, table: str, rows: int, share: float) -> bool:
 
 
 @contextmanager
-def _without_secondary_indexes(cursor, table: str, bulk: bool, *, unique: bool = False) -> Iterator[None]:
+def _foreign_key_checks_off(cursor, table: str) -> Iterator[bool]:
+    """Run a write into `table` without the triggers that check its foreign keys, then turn them
+    on again; yields whether they are off (a superuser's: other roles may not alter system
+    triggers). Only for a write whose rows refer, by construction, to rows that exist and stay.
+    For 2M new names into 1M, checking them by adding the key again took 5.1 of 48 s, and one
+    by one 3.5 us per name."""
+    cursor.execute(
+        "SELECT quote_ident(t.tgname) FROM pg_trigger t JOIN pg_constraint c ON c.oid = t.tgconstraint "
+        "WHERE t.tgrelid = %s::regclass AND c.contype = 'f' AND c.conrelid = t.tgrelid AND t.tgenabled <> 'D'",
+        [table],
+    )
+    checks = [name for (name,) in cursor.fetchall()]
+    if not checks:
+        yield True
+        return
+    try:
+        with transaction.atomic():
+            cursor.execute(f"ALTER TABLE {table} " + ", ".join(f"DISABLE TRIGGER {name}" for name in checks))
+    except DatabaseError:  # not a superuser
+        yield False
+        return
+    yield True
+    cursor.execute(f"ALTER TABLE {table} " + ", ".join(f"ENABLE TRIGGER {name}" for name in checks))
+
+
+@contextmanager
+def _without_secondary_indexes(cursor, table: str, bulk: bool, *, unique: bool = False, foreign_keys: bool = True) -> Iterator[None]:
     """Run a write that adds entries for its rows to each index of `table` (new rows, and
     updated ones that move off their full page) without the table's secondary (non-unique)
-    indexes and its foreign keys when it is a bulk write (_is_bulk). Inserting into a B-tree
+    indexes and its foreign keys (those too unless foreign_keys=False: their checks are off,
+    see _foreign_key_checks_off) when it is a bulk write (_is_bulk). Inserting into a B-tree
     in random key order (the HEALPix index, names by galaxy) costs more per entry than sorting
     all the keys once: at 1M galaxies, 3.6 us
     per updated galaxy against 0.35 us (parallel build) to 0.55 us (one process) per galaxy
@@ -1187,7 +1219,8 @@ def _without_secondary_indexes(cursor, table: str, bulk: bool, *, unique: bool =
     )
     indexes = cursor.fetchall()
     cursor.execute(
-        "SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'", [table]
+        "SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f' AND %s",
+        [table, foreign_keys],
     )
     foreign_keys = cursor.fetchall()
     uniques = []

@@ -579,6 +579,30 @@ def test_a_bulk_write_rebuilds_the_same_secondary_indexes(tmp_path, monkeypatch)
     _positions_consistent()
 
 
+def test_names_are_written_without_checking_their_foreign_key_again(tmp_path, monkeypatch):
+    """The names of an import belong to galaxies it has just written: as a superuser the import
+    turns their foreign-key checks off for the write instead of checking each name, or dropping
+    and adding the key again in a bulk write, and turns them on after."""
+    monkeypatch.setattr(tables, "BULK_MIN_ROWS", 5)
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert import_catalog(write_csv(tmp_path / "t.csv", 50)).created == 50
+    assert any("DISABLE TRIGGER" in s and "catalog_galaxyname" in s for s in statements)
+    assert not any("FOREIGN KEY" in s for s in statements)
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'catalog_galaxyname'::regclass AND tgenabled = 'D'")
+        assert cur.fetchone()[0] == 0
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("INSERT INTO catalog_galaxyname (galaxy_id, name, normalised) VALUES (999999, 'X 1', 'X1')")
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    assert GalaxyName.objects.count() == 50 and set(GalaxyName.objects.values_list("galaxy_id", flat=True)) == set(range(1, 51))
+
+
 def test_blank_lines_without_whitespace_are_skipped_with_line_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "READ_BLOCK", 256)  # many blocks, most of them without any whitespace but line ends
     lines = ["pgc,ra,dec,vhel"] + [f"{i},{i % 360}.5,{i % 90}.25,{1000 + i}" for i in range(1, 201)]
