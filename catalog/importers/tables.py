@@ -11,10 +11,12 @@ the bad rows out), one MERGE from the stage writes the columns the table holds i
 galaxies that exist (others keep their values) and adds the new ones, and one INSERT the names;
 a write of at least a fifth of the galaxies (BULK_SHARE) rebuilds their secondary indexes
 instead of maintaining them row by row (names: a write that at least doubles them, their
-foreign key too). Everything runs in one transaction: a refused, failed or killed
-import leaves nothing behind. Memory depends on CHUNK_ROWS, not on the size of the file
-(astropy parses a VOTable in BINARY serialisation whole; TABLEDATA, text tables and FITS are
-read as streams).
+unique and primary keys too; the names' foreign key is not checked again where the role may
+turn its checks off, as each name belongs to a galaxy just written). The sky cell counts of
+the new rows are kept by the client as it stages them. Everything runs in one transaction: a
+refused, failed or killed import leaves nothing behind. Memory depends on CHUNK_ROWS, not on
+the size of the file (astropy parses a VOTable in BINARY serialisation whole; TABLEDATA, text
+tables and FITS are read as streams).
 
 A reader is a function (path, report) -> (header, chunks) where chunks yields (places, columns)
 of at most CHUNK_ROWS rows: places the line numbers (1-based, the header is line 1) or row
