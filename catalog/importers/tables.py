@@ -1058,7 +1058,7 @@ class _Stage:
             bulk = _is_bulk(self.cur, names, self.staged_names, NAMES_BULK_SHARE)
             with (
                 _foreign_key_checks_off(self.cur, names) as unchecked,
-                _without_secondary_indexes(self.cur, names, bulk, unique=True, foreign_keys=not unchecked),
+                _without_secondary_indexes(self.cur, names, bulk, unique=True, drop_foreign_keys=not unchecked),
             ):
                 self.cur.execute(
                     f"INSERT INTO {names} (galaxy_id, name, normalised) "
@@ -1069,12 +1069,12 @@ class _Stage:
         return created, merged - created
 
     def _sky_cell_moves(self, within: str | None, match: str) -> str:
-        """SQL that adds to the sky cell counts (catalog.models.SkyCell) what the
-        write of the valid staged rows with positions staged will change, run just before it:
-        each written row's new cell (counted per cell as the rows were staged, less those the
-        checks left out; none for a row without a position), less the old cell of each galaxy
-        it overwrites, looked up for the rows of `within` only (None: no row can overwrite one).
-        Counting the new cells from the stage took 1.6 s for 2M rows."""
+        """SQL that adds to the sky cell counts (catalog.models.SkyCell) what the write of the
+        valid staged rows, with positions staged, will change, run just before it: each written
+        row's new cell (counted per cell as the rows were staged, less those the checks left
+        out; none for a row without a position), less the old cell of each galaxy it
+        overwrites, looked up for the rows of `within` only (None: no row can overwrite one).
+        Counting the new cells from the stage instead took 1.6 s for 2M rows."""
         shift, cells, galaxy = SKY_CELL_SHIFT, SkyCell._meta.db_table, Galaxy._meta.db_table
         old = (
             f"  UNION ALL SELECT g.healpix >> {shift}, -1 FROM {galaxy} g JOIN {within} ON {match} WHERE g.healpix IS NOT NULL"
@@ -1207,10 +1207,10 @@ def _foreign_key_checks_off(cursor, table: str) -> Iterator[bool]:
 
 
 @contextmanager
-def _without_secondary_indexes(cursor, table: str, bulk: bool, *, unique: bool = False, foreign_keys: bool = True) -> Iterator[None]:
+def _without_secondary_indexes(cursor, table: str, bulk: bool, *, unique: bool = False, drop_foreign_keys: bool = True) -> Iterator[None]:
     """Run a write that adds entries for its rows to each index of `table` (new rows, and
     updated ones that move off their full page) without the table's secondary (non-unique)
-    indexes and its foreign keys (those too unless foreign_keys=False: their checks are off,
+    indexes and its foreign keys (those unless drop_foreign_keys=False: their checks are off,
     see _foreign_key_checks_off) when it is a bulk write (_is_bulk). Inserting into a B-tree
     in random key order (the HEALPix index, names by galaxy) costs more per entry than sorting
     all the keys once: at 1M galaxies, 3.6 us
@@ -1244,7 +1244,7 @@ def _without_secondary_indexes(cursor, table: str, bulk: bool, *, unique: bool =
     indexes = cursor.fetchall()
     cursor.execute(
         "SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f' AND %s",
-        [table, foreign_keys],
+        [table, drop_foreign_keys],
     )
     foreign_keys = cursor.fetchall()
     uniques = []
