@@ -904,10 +904,14 @@ class _Stage:
             for line, col, message in self.cur.fetchall():
                 report.add(line, col, message)
             report.more_problems += max(0, total - room)
-            cell = f"CASE WHEN sky_healpix = {NULL_HEALPIX} THEN -1 ELSE sky_healpix >> {SKY_CELL_SHIFT} END" if self.has_position else "-1"
+            cell = (
+                f"CASE WHEN s.sky_healpix = {NULL_HEALPIX} THEN -1 ELSE s.sky_healpix >> {SKY_CELL_SHIFT} END"
+                if self.has_position
+                else "-1"
+            )
             self.cur.execute(
                 f"WITH dropped AS (UPDATE {STAGE} s SET valid = false FROM {STAGE_PROBLEMS} p WHERE s.line = p.line AND s.valid "
-                f"RETURNING s.*) SELECT {cell}, count(*) FROM dropped GROUP BY 1"
+                f"RETURNING {cell} AS cell) SELECT cell, count(*) FROM dropped GROUP BY 1"
             )
             for cell, count in self.cur.fetchall():  # the rows left out, by the sky cell counted for them (-1: none)
                 self.staged_valid -= count
@@ -1072,9 +1076,9 @@ class _Stage:
         """SQL that adds to the sky cell counts (catalog.models.SkyCell) what the write of the
         valid staged rows, with positions staged, will change, run just before it: each written
         row's new cell (counted per cell as the rows were staged, less those the checks left
-        out; none for a row without a position), less the old cell of each galaxy it
-        overwrites, looked up for the rows of `within` only (None: no row can overwrite one).
-        Counting the new cells from the stage instead took 1.6 s for 2M rows."""
+        out; none for a row without a position; COPYed into STAGE_CELLS here), less the old cell
+        of each galaxy it overwrites, looked up for the rows of `within` only (None: no row can
+        overwrite one). Counting the new cells from the stage instead took 1.6 s for 2M rows."""
         shift, cells, galaxy = SKY_CELL_SHIFT, SkyCell._meta.db_table, Galaxy._meta.db_table
         old = (
             f"  UNION ALL SELECT g.healpix >> {shift}, -1 FROM {galaxy} g JOIN {within} ON {match} WHERE g.healpix IS NOT NULL"
@@ -1129,33 +1133,44 @@ def _sky_cells_counted_here(cursor, moves: str | None) -> Iterator[None]:
     which an import never does, yet for each updated galaxy PostgreSQL fetched its old row and
     compared the keys for each of them (16 here): 2.0 of 5.9 s for 200,000 galaxies updated in 1M."""
     galaxy = Galaxy._meta.db_table
-    cursor.execute(
-        "SELECT quote_ident(t.tgname) FROM pg_trigger t JOIN pg_constraint c ON c.oid = t.tgconstraint "
-        "WHERE t.tgrelid = %s::regclass AND c.contype = 'f' AND c.confrelid = t.tgrelid AND c.conrelid <> t.tgrelid "
-        "AND t.tgenabled <> 'D'",
-        [galaxy],
-    )
-    keys = [name for (name,) in cursor.fetchall()]
-
-    def switch(action: str, names: list[str]) -> None:
-        cursor.execute(f"ALTER TABLE {galaxy} " + ", ".join(f"{action} TRIGGER {name}" for name in names))
-
-    off: list[str] = []
-    for names in ([*SkyCell.TRIGGERS, *keys], list(SkyCell.TRIGGERS)) if keys else (list(SkyCell.TRIGGERS),):
-        try:
-            with transaction.atomic():
-                switch("DISABLE", names)
-        except DatabaseError:  # not the table's owner (any trigger), or not a superuser (the keys')
-            continue
-        off = names
-        break
+    keys = _foreign_key_triggers(cursor, galaxy, referencing=False)
+    # not the table's owner: no trigger may be switched; not a superuser: not the keys'
+    tried = ([*SkyCell.TRIGGERS, *keys], list(SkyCell.TRIGGERS)) if keys else (list(SkyCell.TRIGGERS),)
+    off = next((names for names in tried if _triggers_off(cursor, galaxy, names)), None)
     if not off:
         yield
         return
     if moves:
         cursor.execute(moves)
     yield
-    switch("ENABLE", off)
+    _switch_triggers(cursor, galaxy, "ENABLE", off)
+
+
+def _foreign_key_triggers(cursor, table: str, *, referencing: bool) -> list[str]:
+    """Quoted names of the enabled foreign-key triggers on `table`: those that check its own
+    keys (referencing=True), or those that act for the keys of other tables that refer to it."""
+    side = "c.conrelid = t.tgrelid" if referencing else "c.confrelid = t.tgrelid AND c.conrelid <> t.tgrelid"
+    cursor.execute(
+        "SELECT quote_ident(t.tgname) FROM pg_trigger t JOIN pg_constraint c ON c.oid = t.tgconstraint "
+        f"WHERE t.tgrelid = %s::regclass AND c.contype = 'f' AND {side} AND t.tgenabled <> 'D'",
+        [table],
+    )
+    return [name for (name,) in cursor.fetchall()]
+
+
+def _switch_triggers(cursor, table: str, action: str, names: list[str]) -> None:
+    """ENABLE or DISABLE (action) the named triggers of a table in one statement."""
+    cursor.execute(f"ALTER TABLE {table} " + ", ".join(f"{action} TRIGGER {name}" for name in names))
+
+
+def _triggers_off(cursor, table: str, names: list[str]) -> bool:
+    """Turn the named triggers of a table off, in a savepoint; whether the role may."""
+    try:
+        with transaction.atomic():
+            _switch_triggers(cursor, table, "DISABLE", names)
+    except DatabaseError:
+        return False
+    return True
 
 
 @contextmanager
@@ -1187,23 +1202,15 @@ def _foreign_key_checks_off(cursor, table: str) -> Iterator[bool]:
     triggers). Only for a write whose rows refer, by construction, to rows that exist and stay.
     For 2M new names into 1M, checking them by adding the key again took 5.1 of 48 s, and one
     by one 3.5 us per name."""
-    cursor.execute(
-        "SELECT quote_ident(t.tgname) FROM pg_trigger t JOIN pg_constraint c ON c.oid = t.tgconstraint "
-        "WHERE t.tgrelid = %s::regclass AND c.contype = 'f' AND c.conrelid = t.tgrelid AND t.tgenabled <> 'D'",
-        [table],
-    )
-    checks = [name for (name,) in cursor.fetchall()]
+    checks = _foreign_key_triggers(cursor, table, referencing=True)
     if not checks:
         yield True
         return
-    try:
-        with transaction.atomic():
-            cursor.execute(f"ALTER TABLE {table} " + ", ".join(f"DISABLE TRIGGER {name}" for name in checks))
-    except DatabaseError:  # not a superuser
+    if not _triggers_off(cursor, table, checks):  # not a superuser
         yield False
         return
     yield True
-    cursor.execute(f"ALTER TABLE {table} " + ", ".join(f"ENABLE TRIGGER {name}" for name in checks))
+    _switch_triggers(cursor, table, "ENABLE", checks)
 
 
 @contextmanager
