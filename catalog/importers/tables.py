@@ -4,7 +4,8 @@
 which are validated vectorised (every problem named by line and column) and COPYed in
 PostgreSQL's binary format, with their HEALPix index and galactic/supergalactic coordinates
 computed per chunk, into a temporary staging table; a second thread runs the COPY of one chunk
-while the next is read. Duplicate pgc numbers and names that clash (inside the file or with
+while the next is read, and the blocks of lines of a big text table (at least PREPARE_MIN_BYTES)
+are split and validated in processes forked for the import (see _preparing). Duplicate pgc numbers and names that clash (inside the file or with
 other galaxies) are found set-wise in SQL, with the galaxy and name tables locked against
 other writers. Only then, when the whole table is clean (or with partial=True, which leaves
 the bad rows out), one MERGE from the stage writes the columns the table holds into the
@@ -32,12 +33,15 @@ import csv
 import io
 import itertools
 import math
+import multiprocessing
+import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import DatabaseError, connection, transaction
@@ -67,6 +71,8 @@ STAGE_NAMES = "galcat_import_names"
 STAGE_PROBLEMS = "galcat_import_problems"
 STAGE_CELLS = "galcat_import_cells"
 DENSE_RANGE = 2  # hash the galaxies of the staged pgc range when it spans at most this many times the staged rows (see upsert)
+PREPARE_PROCESSES = 4  # most processes that validate chunks beside the one reading them (see _preparing) ...
+PREPARE_MIN_BYTES = 16 << 20  # ... for files of at least this size
 WORK_MEM = "256MB"  # work_mem of an import: the checks' and writes' sorts and hashes of a million staged rows in memory
 
 Progress = Callable[[int, int], None]
@@ -232,6 +238,67 @@ def _dict_chunks(header: list[str], rows: Iterator[tuple[int, dict]]) -> Iterato
     yield from chunker.rest()
 
 
+class _Lines(NamedTuple):
+    """A block of unquoted lines of a text table, from line `first` on."""
+
+    text: str
+    bad: bool  # whether it holds NUL bytes or bytes that are not UTF-8
+    first: int
+
+
+class _Splitter:
+    """Lines of a text table into cells, a block of unquoted lines at a time (see _TextTable)."""
+
+    def __init__(self, sep: str, header: list[str], csv: bool):
+        self.sep, self.header, self.csv = sep, header, csv
+        self.blank = re.compile(rf"^(?:[^\S\n]|{re.escape(sep)})*$" if csv else r"^[^\S\n]*$", re.M)
+        self.blank_bytes = _SPACE_BUT_NEWLINE + (sep.encode() if csv else b"")  # what a blank ASCII line holds
+
+    def any_blank(self, text: str, data: bytes) -> bool:
+        """Whether a block of lines whose every line has its separators (text and its UTF-8
+        bytes) has a blank line: only whitespace (and separators in a CSV). In ASCII, a line is
+        blank when nothing is left of it once those bytes are deleted (one bytes.translate, 4
+        times faster than the regular expression, which decides for other text)."""
+        if not data.isascii():
+            return self.blank.search(text, 0, max(0, len(text) - 1)) is not None
+        kept = data.translate(None, self.blank_bytes) + (b"" if data.endswith(b"\n") else b"\n")
+        return kept.startswith(b"\n") or b"\n\n" in kept
+
+    def split(self, text: str, bad: bool, first: int, report: ImportReport) -> tuple[list[int] | range, list[list[str]], int]:
+        """(places, columns, next line) of a block of unquoted lines starting at line `first`:
+        blank lines left out, lines with the wrong number of cells or with bad bytes reported.
+        A clean block (every line with its cells, none blank) is split in one go."""
+        sep, width = self.sep, len(self.header)
+        data = text.encode("utf-8", "surrogateescape")
+        codes = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(codes == 10)
+        if not text.endswith("\n"):
+            ends = np.append(ends, len(codes))
+        n, end = len(ends), first + len(ends)
+        per_line = np.diff(np.searchsorted(np.flatnonzero(codes == ord(sep)), ends), prepend=0)
+        if not bad and (per_line == width - 1).all() and not self.any_blank(text, data):
+            cells = text.replace("\n", sep).split(sep)
+            return range(first, end), [cells[j : n * width : width] for j in range(width)], end
+        places, kept = [], []
+        for i, ln in zip(range(first, end), text.split("\n")):
+            if self.blank.match(ln):
+                continue
+            cells = ln.split(sep)
+            if bad and _BAD_TEXT.search(ln) and report_cell_problems(report, i, cells, self.header):
+                report.rows_read += 1
+                continue
+            if len(cells) != width:
+                report.rows_read += 1
+                if self.csv:
+                    report.add(i, None, f"expected {width} fields, found {len(cells)}")
+                else:
+                    report.add(i, None, f"expected {width} columns, found {len(cells)} (truncated or malformed line)")
+                continue
+            places.append(i)
+            kept.append(cells)
+        return places, [list(c) for c in zip(*kept)] if kept else [[] for _ in range(width)], end
+
+
 class _TextTable:
     """Rows of an EDD pipe table (sep '|') or a CSV/TSV (a csv dialect). Blocks of lines without
     quotes are split with str.split, whole; from the first block that needs the csv module
@@ -256,18 +323,22 @@ class _TextTable:
             self.header = _text_header(cells)
             if len(self.header) < 2:
                 raise TableReadError("line 1: expected a comma-separated header with at least two columns")
-        self.blank = re.compile(rf"^(?:[^\S\n]|{re.escape(sep)})*$" if dialect else r"^[^\S\n]*$", re.M)
-        self.blank_bytes = _SPACE_BUT_NEWLINE + (sep.encode() if dialect else b"")  # what a blank ASCII line holds
+        self.splitter = _Splitter(sep, self.header, dialect is not None)
 
     def fraction(self) -> float:
         return self.lines.bytes_read / self.lines.size if self.lines.size else 1.0
 
-    def chunks(self, report: ImportReport) -> Iterator[Chunk]:
+    def chunks(self, report: ImportReport, as_lines: bool = False) -> Iterator[Chunk | _Lines]:
+        """Chunks of CHUNK_ROWS rows; with as_lines=True, each block of unquoted lines as _Lines,
+        to be split by self.splitter elsewhere (then chunks of CHUNK_ROWS rows from the csv
+        module's rows)."""
         chunker = _Chunker(len(self.header))
         line = 2
         text, bad = self.first_rest, self.first_bad
         blocks = itertools.chain([(text, bad)], self.blocks)
         for text, bad in blocks:
+            if not text:  # the first block held the header only
+                continue
             if "\r" in text:
                 if text.count("\r") != text.count("\r\n") and self.dialect:
                     break
@@ -276,7 +347,11 @@ class _TextTable:
                 '"' in text or (len(text) > csv.field_size_limit() and max(map(len, text.split("\n"))) > csv.field_size_limit())
             ):
                 break
-            places, columns, line = self._split(text, bad, line, report)
+            if as_lines:
+                yield _Lines(text, bad, line)
+                line += text.count("\n") + (not text.endswith("\n"))
+                continue
+            places, columns, line = self.splitter.split(text, bad, line, report)
             yield from chunker.add_columns(places, columns)
         else:
             yield from chunker.rest()
@@ -285,50 +360,6 @@ class _TextTable:
         for place, cells in self._csv_rows(itertools.chain([(text, bad)], blocks), line - 1, report):
             yield from chunker.add_row(place, cells)
         yield from chunker.rest()
-
-    def _any_blank(self, text: str, data: bytes) -> bool:
-        """Whether a block of lines whose every line has its separators (text and its UTF-8
-        bytes) has a blank line: only whitespace (and separators in a CSV). In ASCII, a line is
-        blank when nothing is left of it once those bytes are deleted (one bytes.translate, 4
-        times faster than the regular expression, which decides for other text)."""
-        if not data.isascii():
-            return self.blank.search(text, 0, max(0, len(text) - 1)) is not None
-        kept = data.translate(None, self.blank_bytes) + (b"" if data.endswith(b"\n") else b"\n")
-        return kept.startswith(b"\n") or b"\n\n" in kept
-
-    def _split(self, text: str, bad: bool, first: int, report: ImportReport) -> tuple[list[int] | range, list[list[str]], int]:
-        """(places, columns, next line) of a block of unquoted lines starting at line `first`:
-        blank lines left out, lines with the wrong number of cells or with bad bytes reported.
-        A clean block (every line with its cells, none blank) is split in one go."""
-        sep, width = self.sep, len(self.header)
-        data = text.encode("utf-8", "surrogateescape")
-        codes = np.frombuffer(data, np.uint8)
-        ends = np.flatnonzero(codes == 10)
-        if not text.endswith("\n"):
-            ends = np.append(ends, len(codes))
-        n, end = len(ends), first + len(ends)
-        per_line = np.diff(np.searchsorted(np.flatnonzero(codes == ord(sep)), ends), prepend=0)
-        if not bad and (per_line == width - 1).all() and not self._any_blank(text, data):
-            cells = text.replace("\n", sep).split(sep)
-            return range(first, end), [cells[j : n * width : width] for j in range(width)], end
-        places, kept = [], []
-        for i, ln in zip(range(first, end), text.split("\n")):
-            if self.blank.match(ln):
-                continue
-            cells = ln.split(sep)
-            if bad and _BAD_TEXT.search(ln) and report_cell_problems(report, i, cells, self.header):
-                report.rows_read += 1
-                continue
-            if len(cells) != width:
-                report.rows_read += 1
-                if self.dialect:
-                    report.add(i, None, f"expected {width} fields, found {len(cells)}")
-                else:
-                    report.add(i, None, f"expected {width} columns, found {len(cells)} (truncated or malformed line)")
-                continue
-            places.append(i)
-            kept.append(cells)
-        return places, [list(c) for c in zip(*kept)] if kept else [[] for _ in range(width)], end
 
     def _csv_rows(self, blocks: Iterator[tuple[str, bool]], before: int, report: ImportReport) -> Iterator[tuple[int, list[str]]]:
         flagged = [0]
@@ -367,10 +398,11 @@ class _TextTable:
 
 
 class _Chunks:
-    """A reader's chunk iterator that also tells how far through its file it is (for progress)."""
+    """A reader's chunk iterator that also tells how far through its file it is (for progress)
+    and, for a text table, how to read it as blocks of lines (see _TextTable.chunks)."""
 
-    def __init__(self, chunks: Iterator[Chunk], fraction: Callable[[], float] | None = None):
-        self.chunks, self.fraction = chunks, fraction
+    def __init__(self, chunks: Iterator[Chunk], fraction: Callable[[], float] | None = None, table: _TextTable | None = None):
+        self.chunks, self.fraction, self.table = chunks, fraction, table
 
     def __iter__(self):
         return self.chunks
@@ -378,13 +410,13 @@ class _Chunks:
 
 def _read_edd(path: Path, report: ImportReport) -> tuple[list[str], _Chunks]:
     table = _TextTable(path, "|", None)
-    return table.header, _Chunks(table.chunks(report), table.fraction)
+    return table.header, _Chunks(table.chunks(report), table.fraction, table)
 
 
 def _read_csv(path: Path, report: ImportReport) -> tuple[list[str], _Chunks]:
     tsv = path.name.lower().endswith(".tsv")
     table = _TextTable(path, "\t" if tsv else ",", csv.excel_tab if tsv else csv.excel)
-    return table.header, _Chunks(table.chunks(report), table.fraction)
+    return table.header, _Chunks(table.chunks(report), table.fraction, table)
 
 
 def _astropy_cells(col: Any, nan_is_null: bool) -> list:
@@ -680,16 +712,31 @@ def _binary_text(text: str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # The staging table
 # ---------------------------------------------------------------------------------------------
-class _Stage:
-    """Validated rows of one import in a temporary table, ready for one upsert.
+class _Prepared(NamedTuple):
+    """A chunk validated by _Preparer.prepare: what the stage takes from it (_Stage.add)."""
+
+    rows: int  # rows of the chunk, bad ones included
+    problems: list[tuple[int, str | None, str]]  # (line, column, message), in line order
+    copies: list[tuple[str, bytes | str]]  # (COPY statement, data) that stage the chunk's rows
+    valid: int  # staged rows to write
+    names: int  # staged names
+    cells: np.ndarray  # sky cells of the staged rows to write that have a position ...
+    counts: np.ndarray  # ... and how many of them are in each
+    pgc: tuple[int, int, int, int] | None  # least, greatest, first and last staged pgc (None: none staged)
+    increasing: bool  # whether the staged pgc numbers increase line by line
+    invalid: bool  # whether some staged row is not to be written
+
+
+class _Preparer:
+    """Validation of chunks into the stage's binary COPY data, with no connection and no state
+    but its settings, so that it may run in another process (see _preparing).
 
     Rows are COPYed in PostgreSQL's binary format: the fixed-width columns (line, valid, pgc,
     every numeric column as float8 with NaN for NULL, and, for located tables, the HEALPix
     index and derived coordinates computed from ra/dec) as one numpy record per row, then the
     text and boolean columns, encoded per cell. No number is formatted or parsed as text."""
 
-    def __init__(self, cursor, header: list[str], columns: dict[str, Column], name_headers: list[str], zero_is_null: bool):
-        self.cur = cursor
+    def __init__(self, header: list[str], columns: dict[str, Column], name_headers: list[str], zero_is_null: bool):
         self.index = {h: j for j, h in enumerate(header)}
         self.columns = columns  # header -> registry column
         self.name_headers = name_headers
@@ -705,27 +752,14 @@ class _Stage:
         self.fixed = [(name, np.dtype(code).itemsize) for name, code, _ in fixed]
         self.row_type = np.dtype([("fields", ">i2")] + [item for name, code, _ in fixed for item in ((f"{name}:len", ">i4"), (name, code))])
         qn = connection.ops.quote_name
-        defs = [(name, kind) for name, _, kind in fixed] + self.variable
-        self.copy_sql = f"COPY {STAGE} ({', '.join(qn(name) for name, _ in defs)}) FROM STDIN (FORMAT binary)"
-        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}, {STAGE_NAMES}, {STAGE_PROBLEMS}, {STAGE_CELLS}")
-        cursor.execute(f"CREATE TEMP TABLE {STAGE} ({', '.join(f'{qn(name)} {kind}' for name, kind in defs)}) ON COMMIT DROP")
-        cursor.execute(f"CREATE TEMP TABLE {STAGE_NAMES} (line integer, pgc bigint, name text, normalised text) ON COMMIT DROP")
-        self.staged_valid = 0  # staged rows to write: the client's count, less what check() makes invalid
-        self.staged_names = 0
-        self.staged_cells = np.zeros(12 * 4**SKY_CELL_DEPTH if self.has_position else 0, np.int64)  # staged rows to write per sky cell
-        self.staged_first, self.staged_last = None, None  # least and greatest staged pgc
+        self.definitions = [(name, kind) for name, _, kind in fixed] + self.variable  # the stage's columns
+        self.copy_sql = f"COPY {STAGE} ({', '.join(qn(name) for name, _ in self.definitions)}) FROM STDIN (FORMAT binary)"
         self.template = np.empty(0, self.row_type)
-        self.invalid_staged = False  # whether some staged row is not to be written
-        self.increasing, self.last_pgc = True, 0  # whether the staged pgc numbers increase line by line (then none repeats)
 
-    # -- one chunk ------------------------------------------------------------------------------
-    def prepare(self, places: list[int], cells: list[list], report: ImportReport) -> list[tuple[str, bytes | str]]:
-        """Validate a chunk of rows (cells: one list per header column), report its problems by
-        line and column; the COPY statements and data that stage it (see write). Touches no
-        connection, so it may run while the previous chunk's COPY does."""
+    def prepare(self, places: list[int], cells: list[list]) -> _Prepared:
+        """Validate a chunk of rows (cells: one list per header column): its problems by line and
+        column, the COPY statements and data that stage it, and what the stage counts of it."""
         n = len(places)
-        report.rows_read += n
         problems: list[tuple[int, int, str | None, str]] = []
         bad = np.zeros(n, bool)
         numbers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -760,32 +794,23 @@ class _Stage:
             valid &= self._check_positions(numbers, places, bad, header_of, problems)
         names = self._names(cells, places, pgc, valid, problems) if self.name_headers else ([], [], [], [])
         problems.sort(key=lambda p: (p[0], p[1]))
-        for place, _, h, message in problems:
-            report.add(place, h, message)
+        listed = [(place, h, message) for place, _, h, message in problems]
         keep = np.flatnonzero(~bad)
         if not len(keep):
-            return []
+            return _Prepared(n, listed, [], 0, 0, np.empty(0, np.int64), np.empty(0, np.int64), None, True, False)
         rows = self._records(len(keep))
         rows["line"] = np.asarray(places)[keep]
         rows["valid"] = valid[keep]
-        self.invalid_staged = self.invalid_staged or not valid[keep].all()
         rows["pgc"] = staged = pgc[keep].astype(np.int64)
-        self.staged_valid += int(valid[keep].sum())
-        self.staged_names += len(names[0])
-        low, high = int(staged.min()), int(staged.max())
-        self.staged_first = low if self.staged_first is None else min(self.staged_first, low)
-        self.staged_last = high if self.staged_last is None else max(self.staged_last, high)
-        self.increasing = self.increasing and staged[0] > self.last_pgc and bool((np.diff(staged) > 0).all())
-        self.last_pgc = staged[-1]
         for f in self.numeric:
             values, null = numbers[f]
             rows[f] = np.where(null, np.nan, values)[keep]
+        cells_at, counts = np.empty(0, np.int64), np.empty(0, np.int64)
         if self.has_position:
             for k, v in self._sky(numbers, valid).items():
                 rows[f"sky_{k}"] = v[keep]
             located = rows["sky_healpix"][rows["valid"]].astype(np.int64)  # NULL_HEALPIX unless valid and located
-            cells, counts = np.unique(located[located != NULL_HEALPIX] >> SKY_CELL_SHIFT, return_counts=True)
-            self.staged_cells[cells] += counts
+            cells_at, counts = np.unique(located[located != NULL_HEALPIX] >> SKY_CELL_SHIFT, return_counts=True)
         data = rows.tobytes()
         if self.variable:  # each row's fixed record, then its text and boolean fields
             w, whole = self.row_type.itemsize, len(keep) == n
@@ -802,13 +827,11 @@ class _Stage:
                     "".join(f"{line}\t{p}\t{name}\t{key}\n" for line, p, name, key in zip(lines, pgcs, display, keys)),
                 )
             )
-        return copies
-
-    def write(self, copies: list[tuple[str, bytes | str]]) -> None:
-        """Run the COPYs of a prepared chunk."""
-        for sql, data in copies:
-            with self.cur.copy(sql) as copy:
-                copy.write(data)
+        span = (int(staged.min()), int(staged.max()), int(staged[0]), int(staged[-1]))
+        increasing = bool((np.diff(staged) > 0).all())
+        return _Prepared(
+            n, listed, copies, int(valid[keep].sum()), len(names[0]), cells_at, counts, span, increasing, not valid[keep].all()
+        )
 
     def _records(self, n: int) -> np.ndarray:
         """n binary COPY records with their field count and lengths filled in."""
@@ -891,6 +914,56 @@ class _Stage:
             for k, v in derived_coordinates(ra[located], dec[located]).items():
                 out[k][located] = v
         return out
+
+
+class _Stage:
+    """Validated rows of one import in a temporary table, ready for one upsert: chunks prepared
+    by its _Preparer (here or in other processes) are added in line order and COPYed."""
+
+    def __init__(self, cursor, preparer: _Preparer):
+        self.cur = cursor
+        self.preparer = preparer
+        self.columns, self.name_headers = preparer.columns, preparer.name_headers
+        self.fields, self.numeric, self.has_position = preparer.fields, preparer.numeric, preparer.has_position
+        qn = connection.ops.quote_name
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}, {STAGE_NAMES}, {STAGE_PROBLEMS}, {STAGE_CELLS}")
+        cursor.execute(
+            f"CREATE TEMP TABLE {STAGE} ({', '.join(f'{qn(name)} {kind}' for name, kind in preparer.definitions)}) ON COMMIT DROP"
+        )
+        cursor.execute(f"CREATE TEMP TABLE {STAGE_NAMES} (line integer, pgc bigint, name text, normalised text) ON COMMIT DROP")
+        self.staged_valid = 0  # staged rows to write: the client's count, less what check() makes invalid
+        self.staged_names = 0
+        self.staged_cells = np.zeros(12 * 4**SKY_CELL_DEPTH if self.has_position else 0, np.int64)  # staged rows to write per sky cell
+        self.staged_first, self.staged_last = None, None  # least and greatest staged pgc
+        self.invalid_staged = False  # whether some staged row is not to be written
+        self.increasing, self.last_pgc = True, 0  # whether the staged pgc numbers increase line by line (then none repeats)
+
+    # -- one chunk ------------------------------------------------------------------------------
+    def add(self, chunk: _Prepared, report: ImportReport) -> list[tuple[str, bytes | str]]:
+        """Report a prepared chunk's problems and count its rows (chunks in line order); the
+        COPYs that stage it (see write)."""
+        report.rows_read += chunk.rows
+        for place, h, message in chunk.problems:
+            report.add(place, h, message)
+        if chunk.pgc is None:
+            return []
+        low, high, head, tail = chunk.pgc
+        self.staged_valid += chunk.valid
+        self.staged_names += chunk.names
+        self.staged_cells[chunk.cells] += chunk.counts
+        self.staged_first = low if self.staged_first is None else min(self.staged_first, low)
+        self.staged_last = high if self.staged_last is None else max(self.staged_last, high)
+        self.increasing = self.increasing and head > self.last_pgc and chunk.increasing
+        self.last_pgc = tail
+        self.invalid_staged = self.invalid_staged or chunk.invalid
+        return chunk.copies
+
+    def write(self, copies: list[tuple[str, bytes | str]]) -> None:
+        """Run the COPYs of a prepared chunk."""
+        for sql, data in copies:
+            with self.cur.copy(sql) as copy:
+                copy.write(data)
 
     # -- set-wise checks -------------------------------------------------------------------------
     def _problems(self, report: ImportReport, select: str) -> None:
@@ -1101,6 +1174,78 @@ class _Stage:
 
     def drop(self) -> None:
         self.cur.execute(f"DROP TABLE IF EXISTS {STAGE}, {STAGE_NAMES}, {STAGE_CELLS}")
+
+
+_worker: tuple[_Preparer, _Splitter] | None = None  # of a process that validates chunks for another (see _preparing)
+
+
+def _use_worker(preparer: _Preparer, splitter: _Splitter) -> None:
+    global _worker
+    _worker = preparer, splitter
+
+
+def _prepare_piece(piece: Chunk | _Lines) -> tuple[ImportReport | None, _Prepared]:
+    """A chunk prepared, or a block of lines split (with its reader's problems) and prepared."""
+    preparer, splitter = _worker
+    if not isinstance(piece, _Lines):
+        return None, preparer.prepare(*piece)
+    report = ImportReport(source="")
+    places, columns, _ = splitter.split(piece.text, piece.bad, piece.first, report)
+    return report, preparer.prepare(places, columns)
+
+
+def _prepare_processes(size: int) -> int:
+    """How many processes validate the blocks of a text table of `size` bytes beside the one
+    reading it: none for a file under PREPARE_MIN_BYTES, on one CPU, or in a daemonic process
+    (a django-q worker, which may not have children); else one per CPU, at most PREPARE_PROCESSES."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if size < PREPARE_MIN_BYTES or cpus < 2 or multiprocessing.current_process().daemon:
+        return 0
+    return min(PREPARE_PROCESSES, cpus)
+
+
+@contextmanager
+def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportReport, processes: int) -> Iterator[Iterator[_Prepared]]:
+    """The chunks of a table prepared, in order: here, or (processes > 0, a text table) in that
+    many processes forked from this one, which split and validate its blocks of lines while
+    this one reads the next (their problems reported here in line order); at most two blocks
+    per process ahead of the reader, so memory stays that of a few blocks. Splitting and
+    validating are most of the client's work and hold the GIL, so that the COPY thread waited
+    for them too: the staging of 1M rows of 9 columns with names took 12-15 s where reading and
+    validating alone took 8.4 s and the COPYs alone 5.4 s; with two processes, 6.4-6.8 s. The
+    processes are forked at the first block, before this import starts its COPY thread (a job's
+    heartbeat thread, which may run, holds nothing they use), and only split and validate; one
+    that dies fails the import (BrokenProcessPool), which rolls back."""
+    table = getattr(chunks, "table", None)
+    if not processes or table is None:
+        yield (preparer.prepare(places, cells) for places, cells in chunks)
+        return
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_use_worker, initargs=(preparer, table.splitter))
+
+    def prepared() -> Iterator[_Prepared]:
+        pending = deque()
+        pieces = table.chunks(report, as_lines=True)
+        while True:
+            piece = next(pieces, None)
+            if piece is not None:
+                pending.append(pool.submit(_prepare_piece, piece))
+                if len(pending) <= 2 * processes:
+                    continue
+            if not pending:
+                return
+            read, chunk = pending.popleft().result()
+            if read is not None:
+                report.rows_read += read.rows_read
+                for problem in read.problems:
+                    report.add(problem.line, problem.column, problem.message)
+                report.more_problems += read.more_problems
+            yield chunk
+
+    try:
+        yield prepared()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _rows_up_to(cursor, table: str, most: int) -> int:
@@ -1331,14 +1476,18 @@ def import_catalog(path: str | Path, fmt: str | None = None, *, partial: bool = 
     try:
         with transaction.atomic(), connection.cursor() as cur:
             header, columns, name_headers, chunks = open_table(path, fmt, report)
-            stage = _Stage(cur, header, columns, name_headers, zero_is_null=fmt == "edd")
+            preparer = _Preparer(header, columns, name_headers, zero_is_null=fmt == "edd")
+            stage = _Stage(cur, preparer)
             fraction = getattr(chunks, "fraction", None)
-            # one thread COPYs a chunk while this one reads and validates the next (the
-            # connection's waits release the GIL); the connection is used by one at a time
-            with ThreadPoolExecutor(1, thread_name_prefix="import-copy") as writer:
+            # one thread COPYs a chunk while this one reads the next and, for a big file, other
+            # processes validate those after it; the connection is used by one at a time
+            with (
+                _preparing(preparer, chunks, report, _prepare_processes(size)) as prepared,
+                ThreadPoolExecutor(1, thread_name_prefix="import-copy") as writer,
+            ):
                 copying = None
-                for places, cells in chunks:
-                    copies = stage.prepare(places, cells, report)
+                for chunk in prepared:
+                    copies = stage.add(chunk, report)
                     if copying is not None:
                         copying.result()
                     if progress:  # may write the job's row: not while a COPY runs

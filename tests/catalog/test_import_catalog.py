@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -691,3 +692,76 @@ def test_simple_name_columns_read_in_one_pass_agree_with_the_name_path():
     assert list(zip(*tables._simple_names(shown))) == [tables._name_and_key(c) for c in shown]
     for odd in (["NGC 1", ""], ["NGC 1", "NGC 2; M 3"], ["NGC 1", "MCG +04-30-006"], ["NGC 1", None], ["A\nB 1"], ["X" * 300 + " 1"], []):
         assert tables._simple_names(odd) is None, odd
+
+
+# ---------------------------------------------------------------------------------------------
+# Big text tables: split and validated in other processes
+# ---------------------------------------------------------------------------------------------
+def _mixed_table(tmp_path: Path) -> Path:
+    """A CSV whose problems, blank lines and repeated pgc fall in many blocks, with quotes (the
+    csv module's rows) from line 352 on."""
+    lines = (
+        write_csv(tmp_path / "t.csv", 400, bad_rows={3: ("ra", "x"), 120: ("dec", "91"), 333: ("vhel", "fast")}).read_text().splitlines()
+    )
+    lines[50] = ",,,,,"  # line 51 blank
+    lines[200] = "9002,1,1,1"  # line 201 truncated
+    lines[250] = lines[20].replace("TST 20", "TST 20b")  # line 251 repeats pgc 20 of line 21
+    lines[351] = lines[351].replace(",TST", ',"TST') + '"'
+    lines[380] = "9003,1,1,1,1,TST 1"  # line 381: name of pgc 1
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _problems_of(path: Path) -> list[tuple]:
+    with pytest.raises(ImportValidationError) as info:
+        import_catalog(path)
+    return [(p.line, p.column, p.message) for p in info.value.report.problems]
+
+
+def _record_pid(preparer, splitter, *, pids: Path) -> None:
+    with pids.open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    _use_worker(preparer, splitter)
+
+
+_use_worker = tables._use_worker
+
+
+def test_a_table_validated_in_other_processes_reads_as_it_does_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "READ_BLOCK", 2048)  # many blocks
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 50)
+    path = _mixed_table(tmp_path)
+    here = _problems_of(path)
+    assert [p[0] for p in here] == [4, 121, 201, 251, 334, 381]
+    pids = tmp_path / "pids"
+    monkeypatch.setattr(tables, "PREPARE_MIN_BYTES", 0)
+    monkeypatch.setattr(tables, "_use_worker", lambda preparer, splitter: _record_pid(preparer, splitter, pids=pids))
+    assert tables._prepare_processes(path.stat().st_size) >= 2  # this machine has two CPUs or more
+    assert _problems_of(path) == here
+    report = import_catalog(path, partial=True)
+    assert {int(p) for p in pids.read_text().split()} - {os.getpid()}, "no other process validated a block"
+    assert (report.rows_read, report.created, report.skipped) == (399, 393, 6)
+    assert Galaxy.objects.count() == 393 and GalaxyName.objects.count() == 393
+    assert not Galaxy.objects.filter(pgc__in=[3, 120, 333, 9002, 9003]).exists()
+    assert GalaxyName.objects.get(normalised="TST352").galaxy_id == 352  # a quoted name, past the csv switch
+
+
+def _die(piece):
+    os._exit(3)
+
+
+def test_a_validating_process_that_dies_fails_the_import_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "READ_BLOCK", 2048)
+    monkeypatch.setattr(tables, "PREPARE_MIN_BYTES", 0)
+    monkeypatch.setattr(tables, "_prepare_piece", _die)
+    with pytest.raises(BrokenProcessPool):
+        import_catalog(write_csv(tmp_path / "t.csv", 400))
+    assert not Galaxy.objects.exists() and not GalaxyName.objects.exists()
+
+
+def test_a_first_block_of_the_header_alone_keeps_line_numbers(tmp_path, monkeypatch):
+    path = write_csv(tmp_path / "t.csv", 20, bad_rows={2: ("ra", "x")})
+    header = path.read_text().split("\n")[0]
+    monkeypatch.setattr(tables, "READ_BLOCK", len(header) + 3)  # the first block ends inside line 2
+    _expect_problem(path, line=3, column="ra", words="expected a number")
