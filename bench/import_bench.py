@@ -12,11 +12,13 @@ then measures, each import in its own process with DJANGO_DEBUG=0:
 - update: a re-import of --update-n rows (default N/4), four fifths of them already there;
 - with --bad-mb M: a CSV of about M MB whose last row is bad (refused, nothing written).
 
-Prints rows/s, the fraction of the COPY rate, and the peak RSS of each import process. The
+Prints rows/s, the fraction of the COPY rate, and the peak RSS of each import process and of
+the largest of the processes that validate its blocks (forked from it, sharing its pages). The
 machine may be shared: compare the fractions, not the absolute rates, between runs. Each run
-also reports its CPU time (the client process plus its PostgreSQL backend, read from /proc),
-which contention from other processes inflates far less than wall time: "cpu rows/s" is rows
-per CPU second, and its fraction of the COPY's is the steadier figure on a busy machine.
+also reports its CPU time (the client process with its validating processes, plus its
+PostgreSQL backend, read from /proc), which contention from other processes inflates far less
+than wall time: "cpu rows/s" is rows per CPU second, and its fraction of the COPY's is the
+steadier figure on a busy machine.
 """
 
 from __future__ import annotations
@@ -143,9 +145,12 @@ def child(path: str) -> None:
     except CommandError as exc:
         result = {"ok": False, "error": str(exc).splitlines()[0]}
     result["seconds"] = time.perf_counter() - t0
-    result["client_cpu"], result["server_cpu"] = time.process_time() - c0, backend_cpu(pid) - s0
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the processes that validated blocks, joined by now
+    result["client_cpu"] = time.process_time() - c0 + workers.ru_utime + workers.ru_stime
+    result["server_cpu"] = backend_cpu(pid) - s0
     result["cpu"] = result["client_cpu"] + result["server_cpu"]
     result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["worker_rss_mb"] = workers.ru_maxrss / 1024
     result["galaxies"] = Galaxy.objects.count()
     print(json.dumps(result))
 
@@ -190,7 +195,8 @@ def main() -> None:
                     f"{kind}: {count:,} rows in {r['seconds']:.1f} s = {rate:,.0f} rows/s "
                     f"({rate / copy_rate:.3f} of COPY); {r['cpu']:.1f} CPU s ({r['client_cpu']:.1f} client + {r['server_cpu']:.1f} server) "
                     f"= {cpu_rate:,.0f} cpu rows/s "
-                    f"({cpu_rate / copy_cpu_rate:.3f} of COPY's); peak RSS {r['rss_mb']:.0f} MB, {r['galaxies']:,} galaxies",
+                    f"({cpu_rate / copy_cpu_rate:.3f} of COPY's); peak RSS {r['rss_mb']:.0f} MB "
+                    f"(largest validating process {r['worker_rss_mb']:.0f} MB), {r['galaxies']:,} galaxies",
                     flush=True,
                 )
             if args.bad_mb:
@@ -200,7 +206,8 @@ def main() -> None:
                 r = run_child("bad", bad)
                 print(
                     f"bad last row: {bad_n:,} rows ({bad_size / 1e6:.0f} MB) refused={not r['ok']} in {r['seconds']:.1f} s "
-                    f"({bad_n / r['seconds']:,.0f} rows/s), peak RSS {r['rss_mb']:.0f} MB, galaxies {r['galaxies']:,} "
+                    f"({bad_n / r['seconds']:,.0f} rows/s), peak RSS {r['rss_mb']:.0f} MB "
+                    f"(largest validating process {r['worker_rss_mb']:.0f} MB), galaxies {r['galaxies']:,} "
                     f"(unchanged: {r['galaxies'] == n + update_n - existing}); {r.get('error', '')}",
                     flush=True,
                 )
