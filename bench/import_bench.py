@@ -24,6 +24,7 @@ steadier figure on a busy machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -66,7 +67,11 @@ def write_csv(path: Path, first: int, n: int, *, seed: int, bad_last: bool = Fal
     return path.stat().st_size
 
 
+@functools.cache
 def server():
+    """The embedded server, started (when it is not running) by scripts/pg.py with the project's
+    server settings, as `make run` and `make test` start it."""
+    subprocess.run([sys.executable, "scripts/pg.py", "start"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     from config.database import embedded_pgdata, embedded_server
 
     return embedded_server(embedded_pgdata(ROOT))
@@ -134,10 +139,12 @@ def child(path: str) -> None:
     from django.core.management import CommandError, call_command
     from django.db import connection
 
+    from catalog.importers.tables import _prepare_processes
     from catalog.models import Galaxy
 
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0, c0, s0 = time.perf_counter(), time.process_time(), backend_cpu(pid)
     try:
         call_command("import_catalog", path, verbosity=0)
@@ -145,14 +152,22 @@ def child(path: str) -> None:
     except CommandError as exc:
         result = {"ok": False, "error": str(exc).splitlines()[0]}
     result["seconds"] = time.perf_counter() - t0
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the processes that validated blocks, joined by now
-    result["client_cpu"] = time.process_time() - c0 + workers.ru_utime + workers.ru_stime
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # with the processes that validated blocks, joined by now
+    result["client_cpu"] = time.process_time() - c0 + workers.ru_utime + workers.ru_stime - before.ru_utime - before.ru_stime
     result["server_cpu"] = backend_cpu(pid) - s0
     result["cpu"] = result["client_cpu"] + result["server_cpu"]
     result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["worker_rss_mb"] = workers.ru_maxrss / 1024
+    result["processes"] = _prepare_processes(Path(path).stat().st_size)
+    result["worker_rss_mb"] = workers.ru_maxrss / 1024 if result["processes"] else 0.0
     result["galaxies"] = Galaxy.objects.count()
     print(json.dumps(result))
+
+
+def validating(result: dict) -> str:
+    """Where a child import validated its rows, and the largest validating process's peak RSS."""
+    if not result["processes"]:
+        return "validated in the importing process"
+    return f"validated in {result['processes']} processes beside it, the largest peaking at {result['worker_rss_mb']:.0f} MB"
 
 
 def main() -> None:
@@ -196,7 +211,7 @@ def main() -> None:
                     f"({rate / copy_rate:.3f} of COPY); {r['cpu']:.1f} CPU s ({r['client_cpu']:.1f} client + {r['server_cpu']:.1f} server) "
                     f"= {cpu_rate:,.0f} cpu rows/s "
                     f"({cpu_rate / copy_cpu_rate:.3f} of COPY's); peak RSS {r['rss_mb']:.0f} MB "
-                    f"(largest validating process {r['worker_rss_mb']:.0f} MB), {r['galaxies']:,} galaxies",
+                    f"({validating(r)}), {r['galaxies']:,} galaxies",
                     flush=True,
                 )
             if args.bad_mb:
@@ -207,7 +222,7 @@ def main() -> None:
                 print(
                     f"bad last row: {bad_n:,} rows ({bad_size / 1e6:.0f} MB) refused={not r['ok']} in {r['seconds']:.1f} s "
                     f"({bad_n / r['seconds']:,.0f} rows/s), peak RSS {r['rss_mb']:.0f} MB "
-                    f"(largest validating process {r['worker_rss_mb']:.0f} MB), galaxies {r['galaxies']:,} "
+                    f"({validating(r)}), galaxies {r['galaxies']:,} "
                     f"(unchanged: {r['galaxies'] == n + update_n - existing}); {r.get('error', '')}",
                     flush=True,
                 )

@@ -27,6 +27,7 @@ At n rows each latency is printed beside its value at base rows (target: within 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -73,7 +74,11 @@ def write_csv(path: Path, first: int, n: int, seed: int) -> None:
             f.write("\n".join(",".join(row) for row in zip(*cols)) + "\n")
 
 
+@functools.cache
 def server():
+    """The embedded server, started (when it is not running) by scripts/pg.py with the project's
+    server settings, as `make run` and `make test` start it."""
+    subprocess.run([sys.executable, "scripts/pg.py", "start"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     from config.database import embedded_pgdata, embedded_server
 
     return embedded_server(embedded_pgdata(ROOT))
