@@ -30,6 +30,7 @@ incrementally, FITS tables are memory-mapped and read by columns.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import itertools
 import math
@@ -1221,6 +1222,7 @@ def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportRepor
         yield (preparer.prepare(places, cells) for places, cells in chunks)
         return
     context = multiprocessing.get_context("fork")
+    gc.freeze()  # the objects there are now left out of every collection, so the children's do not copy the pages they share
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_use_worker, initargs=(preparer, table.splitter))
 
     def prepared() -> Iterator[_Prepared]:
@@ -1246,6 +1248,7 @@ def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportRepor
         yield prepared()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
 
 
 def _rows_up_to(cursor, table: str, most: int) -> int:
