@@ -9,7 +9,7 @@ then measures, each import in its own process with DJANGO_DEBUG=0:
 
 - the ceiling: the server's COPY of the same file into a bare table of 8 columns;
 - create: `manage.py import_catalog` of the N rows into the empty catalog;
-- update: a re-import of --update-n rows (default N/4), four fifths of them already there;
+- update: a re-import of --update-n rows (default N), four fifths of them already there;
 - with --bad-mb M: a CSV of about M MB whose last row is bad (refused, nothing written).
 
 Prints rows/s, the fraction of the COPY rate, and the peak RSS of each import process and of
@@ -173,7 +173,7 @@ def validating(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="rows of the created table")
-    parser.add_argument("--update-n", type=int, help="rows of the re-imported table (default n/4, 4/5 of them existing)")
+    parser.add_argument("--update-n", type=int, help="rows of the re-imported table (default n, 4/5 of them existing)")
     parser.add_argument("--bad-mb", type=float, default=0, help="also import a CSV of about this size with a bad last row")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -182,7 +182,7 @@ def main() -> None:
         child(args.child)
         return
     n = args.n
-    update_n = args.update_n or n // 4
+    update_n = args.update_n or n
     existing = update_n * 4 // 5
     print(f"import_bench: N = {n:,}, re-import {update_n:,} rows ({existing:,} existing), database {BENCH_DB}", flush=True)
     with tempfile.TemporaryDirectory(prefix="import_bench_") as tmp:
