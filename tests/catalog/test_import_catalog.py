@@ -1,3 +1,4 @@
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -765,3 +766,19 @@ def test_a_first_block_of_the_header_alone_keeps_line_numbers(tmp_path, monkeypa
     header = path.read_text().split("\n")[0]
     monkeypatch.setattr(tables, "READ_BLOCK", len(header) + 3)  # the first block ends inside line 2
     _expect_problem(path, line=3, column="ra", words="expected a number")
+
+
+def _processes_in_daemon(size: int, out) -> None:
+    out.put(tables._prepare_processes(size))
+
+
+def test_a_big_table_is_validated_here_in_a_daemonic_process_and_a_small_one_always():
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    daemon = context.Process(target=_processes_in_daemon, args=(tables.PREPARE_MIN_BYTES, out), daemon=True)
+    daemon.start()
+    daemon.join(30)
+    assert out.get(timeout=5) == 0  # a django-q worker is daemonic and may not have children
+    assert tables._prepare_processes(tables.PREPARE_MIN_BYTES - 1) == 0
+    cpus = len(os.sched_getaffinity(0))
+    assert tables._prepare_processes(tables.PREPARE_MIN_BYTES) == (min(tables.PREPARE_PROCESSES, cpus) if cpus > 1 else 0)
