@@ -256,7 +256,7 @@ class Renderer:
         # row-vector convention: (v @ lmat)[k] = (L v)_k over the box
         self.box_solve = torch.linalg.inv(lmat).to(dev, self.dtype)
         self.ring_to_box = rmat.to(dev, self.dtype)
-        self.ring_flat = torch.tensor([i * self.we + j for i, j in ring], device=dev).reshape(1, 1, -1)
+        self.ring_at = torch.tensor(ring, device=dev).T  # [2, R] (row, column) of each ring pixel from the box's corner
 
     # ------------------------------------------------------------------ PSF helpers
     def _cusp_correction(self, kern_fft: Tensor) -> None:
@@ -468,8 +468,11 @@ class Renderer:
         if self.psf_fft is not None:
             # the kernel applies L = 1 + laplacian / 24 to every pixel; the box's values are chosen
             # so that L of them (with their outside neighbours) gives the cells' sums
-            ring = (fby.long() * self.we + fbx.long()).reshape(-1, 1, 1) + self.ring_flat
-            outside = stack.gather(2, ring.expand(bsz, nch, self.ring_flat.shape[-1]))
+            # (a ring pixel beyond the grid, where a box at its edge has none, holds zero)
+            ry, rx = fby.long()[:, None] + self.ring_at[0], fbx.long()[:, None] + self.ring_at[1]  # [B, R]
+            on = (ry >= 0) & (ry < self.he) & (rx >= 0) & (rx < self.we)
+            ring = torch.where(on, ry * self.we + rx, torch.zeros_like(ry))
+            outside = stack.gather(2, ring[:, None, :].expand(bsz, nch, ring.shape[1])) * on[:, None, :].to(stack.dtype)
             box_vals = (box_vals - outside @ self.ring_to_box) @ self.box_solve
         stack.scatter_(2, idx.expand(bsz, nch, s * s), box_vals)
         stack = stack.reshape(bsz, nch, self.he, self.we)

@@ -244,3 +244,20 @@ def test_compiled_profile_arithmetic_gives_the_same_fit():
         comp = fit(images[sl], sigma[sl], psf, device="cpu", compile=True)
         assert torch.allclose(comp.params, eager.params[sl], rtol=1e-4, atol=1e-4)
         assert torch.allclose(comp.errors, eager.errors[sl], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("x0,y0", [(40.0, -10.0), (-6.0, -6.0), (16.0, 36.0), (-8.0, 16.0)])
+def test_a_centre_beyond_the_edge_renders_as_on_a_bigger_canvas(x0, y0):
+    """A trial step of the fitter may put the centre off the image, beyond the PSF's margin: the
+    render (its fine box at the grid's edge) is what a canvas holding the centre gives, cropped,
+    to 1 % of the peak (the light beyond the smaller grid is not convolved in)."""
+    spec = model_spec("bulge_disk")
+    small = Renderer(spec, 32, 32, gaussian_psf(7), dtype=torch.float64)
+    big = Renderer(spec, 160, 160, gaussian_psf(7), dtype=torch.float64)
+    p = torch.tensor([[x0, y0, 0.0, 300.0, 2.0, 3.0, 0.8, 0.3, 700.0, 5.0, 1.0, 0.5, 0.3]], dtype=torch.float64)
+    shifted = p.clone()
+    shifted[:, :2] += 64
+    img, jac = small.render(physical_to_m(p, spec))
+    ref, _ = big.render(physical_to_m(shifted, spec))
+    assert torch.isfinite(jac).all()
+    assert (img - ref[:, 64:96, 64:96]).abs().max() / img.max() < 1e-2
