@@ -13,6 +13,7 @@ import torch
 from fitting.engine.fit import physical_to_m
 from fitting.engine.model import Renderer, model_spec
 from ml.morph.crb import cramer_rao, fisher, physical_columns
+from ml.morph.evaluate import spread_floor
 from ml.morph.nets import VIEW, MorphNet, covariance, gaussian_nll, preprocess, zoom_of
 from ml.morph.posterior import load_nets, posterior
 from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
@@ -350,3 +351,10 @@ def test_target_crb_is_the_delta_rule_of_the_physical_bound():
     cov = np.diag([0.1, 0.2, 25.0, 0.04, 0.01, 0.0004, 0.0009])[None] ** 1.0
     c = target_crb("sersic", truth, cov, 64.0, np.array([3.0]))[0]
     assert c[:5] == pytest.approx([math.sqrt(0.1), math.sqrt(0.2), 5.0 / 500.0, 0.2 / 4.0, 0.1 / 2.0])
+
+
+def test_the_size_tables_floor_is_the_spread_of_bins_of_gaussian_scatter():
+    few, many = spread_floor([128] * 4), spread_floor([1024] * 4)
+    assert 0.17 < few < 0.28  # four bins of 128 cannot show a 10 % change
+    assert 0.05 < many < 0.10  # about 1.17 / sqrt(n) per bin
+    assert spread_floor([128] * 4) == few  # deterministic

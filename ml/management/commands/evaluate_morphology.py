@@ -5,7 +5,7 @@ import torch
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.morph.calibration import write_calibration
-from ml.morph.evaluate import calibrate, evaluate, format_report
+from ml.morph.evaluate import SIZE_N, calibrate, evaluate, format_report
 from ml.morph.posterior import load_nets
 from ml.morph.train import CAL_SEED, TEST_SEED
 from ml.weights_files import WeightsChecksumError
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--net-n", type=int, default=2048, help="galaxies per model at 64 px for the network's rows (the first --n of them are fitted)"
         )
-        parser.add_argument("--size-n", type=int, default=256, help="galaxies per model at 128 px for the size test")
+        parser.add_argument("--size-n", type=int, default=SIZE_N, help="galaxies per model at 128 px for the size test")
         parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the test set (never a training seed)")
         parser.add_argument("--size-kinds", default="sersic,bulge_disk", help="models of the size test (comma-separated)")
         parser.add_argument("--draws", type=int, default=1000, help="posterior samples per galaxy")
