@@ -30,6 +30,7 @@ incrementally, FITS tables are memory-mapped and read by columns.
 from __future__ import annotations
 
 import csv
+import ctypes
 import gc
 import io
 import itertools
@@ -37,6 +38,8 @@ import math
 import multiprocessing
 import os
 import re
+import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -74,6 +77,7 @@ STAGE_CELLS = "galcat_import_cells"
 DENSE_RANGE = 2  # hash the galaxies of the staged pgc range when it spans at most this many times the staged rows (see upsert)
 PREPARE_PROCESSES = 4  # most processes that validate chunks beside the one reading them (see _preparing) ...
 PREPARE_MIN_BYTES = 16 << 20  # ... for files of at least this size
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (see _use_worker)
 WORK_MEM = "256MB"  # work_mem of an import: the checks' and writes' sorts and hashes of a million staged rows in memory
 
 Progress = Callable[[int, int], None]
@@ -1180,9 +1184,16 @@ class _Stage:
 _worker: tuple[_Preparer, _Splitter] | None = None  # of a process that validates chunks for another (see _preparing)
 
 
-def _use_worker(preparer: _Preparer, splitter: _Splitter) -> None:
+def _use_worker(preparer: _Preparer, splitter: _Splitter, parent: int) -> None:
+    """Initialiser of a validating process forked by the importing process `parent`. It ends with
+    that process, killed or not (Linux: PR_SET_PDEATHSIG): its workers hold the write end of
+    their own task queue, so they would wait on it for ever, with the memory of the import."""
     global _worker
     _worker = preparer, splitter
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # gone before that took hold
+        os._exit(1)
 
 
 def _prepare_piece(piece: Chunk | _Lines) -> tuple[ImportReport | None, _Prepared]:
@@ -1223,7 +1234,7 @@ def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportRepor
         return
     context = multiprocessing.get_context("fork")
     gc.freeze()  # the objects there are now left out of every collection, so the children's do not copy the pages they share
-    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_use_worker, initargs=(preparer, table.splitter))
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_use_worker, initargs=(preparer, table.splitter, os.getpid()))
 
     def prepared() -> Iterator[_Prepared]:
         pending = deque()

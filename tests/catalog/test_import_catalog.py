@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from astropy.table import Table
 from django.core.management import CommandError, call_command
@@ -720,10 +721,10 @@ def _problems_of(path: Path) -> list[tuple]:
     return [(p.line, p.column, p.message) for p in info.value.report.problems]
 
 
-def _record_pid(preparer, splitter, *, pids: Path) -> None:
+def _record_pid(preparer, splitter, parent, *, pids: Path) -> None:
     with pids.open("a") as f:
         f.write(f"{os.getpid()}\n")
-    _use_worker(preparer, splitter)
+    _use_worker(preparer, splitter, parent)
 
 
 _use_worker = tables._use_worker
@@ -737,7 +738,7 @@ def test_a_table_validated_in_other_processes_reads_as_it_does_here(tmp_path, mo
     assert [p[0] for p in here] == [4, 121, 201, 251, 334, 381]
     pids = tmp_path / "pids"
     monkeypatch.setattr(tables, "PREPARE_MIN_BYTES", 0)
-    monkeypatch.setattr(tables, "_use_worker", lambda preparer, splitter: _record_pid(preparer, splitter, pids=pids))
+    monkeypatch.setattr(tables, "_use_worker", lambda preparer, splitter, parent: _record_pid(preparer, splitter, parent, pids=pids))
     assert tables._prepare_processes(path.stat().st_size) >= 2  # this machine has two CPUs or more
     assert _problems_of(path) == here
     report = import_catalog(path, partial=True)
@@ -782,3 +783,55 @@ def test_a_big_table_is_validated_here_in_a_daemonic_process_and_a_small_one_alw
     assert tables._prepare_processes(tables.PREPARE_MIN_BYTES - 1) == 0
     cpus = len(os.sched_getaffinity(0))
     assert tables._prepare_processes(tables.PREPARE_MIN_BYTES) == (min(tables.PREPARE_PROCESSES, cpus) if cpus > 1 else 0)
+
+
+def _forks_of(parent: psutil.Process) -> list[psutil.Process]:
+    """The children of a process that it forked (the same command line), not the programs it runs."""
+    try:
+        command = parent.cmdline()
+        return [c for c in parent.children() if c.cmdline() == command]
+    except psutil.Error:
+        return []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_import_takes_its_validating_processes_with_it(tmp_path):
+    path = write_csv(tmp_path / "big.csv", 300_000)
+    script = "import sys, django; django.setup()\nfrom catalog.importers import tables\ntables.PREPARE_MIN_BYTES = 0\ntables.import_catalog(sys.argv[1])\n"
+    env = {
+        **os.environ,
+        "GALCAT_DB_NAME": connection.settings_dict["NAME"],
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    children = []
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        while not children and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+            children = _forks_of(parent)
+        assert children, "the import never started its validating processes"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    def alive() -> list:
+        out = []
+        for child in children:
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    out.append(child)
+            except psutil.NoSuchProcess:
+                continue
+        return out
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(), "validating processes outlived the import"
