@@ -1206,6 +1206,21 @@ def _prepare_piece(piece: Chunk | _Lines) -> tuple[ImportReport | None, _Prepare
     return report, preparer.prepare(places, columns)
 
 
+def _taken(report: ImportReport) -> ImportReport:
+    """What a report holds so far (rows read, problems), moved into a new one; `report` is left empty."""
+    out = ImportReport(source="", rows_read=report.rows_read, problems=report.problems, more_problems=report.more_problems)
+    report.rows_read, report.problems, report.more_problems = 0, [], 0
+    return out
+
+
+def _report_into(report: ImportReport, part: ImportReport) -> None:
+    """Add the rows read and problems of a part of the table to the import's report, as if found there."""
+    report.rows_read += part.rows_read
+    for problem in part.problems:
+        report.add(problem.line, problem.column, problem.message)
+    report.more_problems += part.more_problems
+
+
 def _prepare_processes(size: int) -> int:
     """How many processes validate the blocks of a text table of `size` bytes beside the one
     reading it: none for a file under PREPARE_MIN_BYTES, on one CPU, or in a daemonic process
@@ -1220,7 +1235,8 @@ def _prepare_processes(size: int) -> int:
 def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportReport, processes: int) -> Iterator[Iterator[_Prepared]]:
     """The chunks of a table prepared, in order: here, or (processes > 0, a text table) in that
     many processes forked from this one, which split and validate its blocks of lines while
-    this one reads the next (their problems reported here in line order); at most two blocks
+    this one reads the next (their problems, and the reader's, reported here in the order
+    of the lines, so that the problems kept are those kept without the processes); at most two blocks
     per process ahead of the reader, so memory stays that of a few blocks. Splitting and
     validating are most of the client's work and hold the GIL, so that the COPY thread waited
     for them too: the staging of 1M rows of 9 columns with names took 12-15 s where reading and
@@ -1237,22 +1253,23 @@ def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportRepor
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_use_worker, initargs=(preparer, table.splitter, os.getpid()))
 
     def prepared() -> Iterator[_Prepared]:
-        pending = deque()
-        pieces = table.chunks(report, as_lines=True)
+        pending = deque()  # (what the reader reported while reading a piece, the piece's future)
+        reader = ImportReport(source="")  # what the reader reports (bad lines of the csv module), until its piece is due
+        pieces = table.chunks(reader, as_lines=True)
         while True:
             piece = next(pieces, None)
             if piece is not None:
-                pending.append(pool.submit(_prepare_piece, piece))
+                pending.append((_taken(reader), pool.submit(_prepare_piece, piece)))
                 if len(pending) <= 2 * processes:
                     continue
             if not pending:
+                _report_into(report, reader)  # the reader's last lines
                 return
-            read, chunk = pending.popleft().result()
+            said, future = pending.popleft()
+            read, chunk = future.result()
+            _report_into(report, said)
             if read is not None:
-                report.rows_read += read.rows_read
-                for problem in read.problems:
-                    report.add(problem.line, problem.column, problem.message)
-                report.more_problems += read.more_problems
+                _report_into(report, read)
             yield chunk
 
     try:

@@ -835,3 +835,17 @@ def test_a_killed_import_takes_its_validating_processes_with_it(tmp_path):
     while alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(), "validating processes outlived the import"
+
+
+def test_a_table_validated_in_other_processes_keeps_the_same_problems_when_there_are_too_many(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "READ_BLOCK", 2048)
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 50)
+    monkeypatch.setattr(report_module, "MAX_KEPT", 4)
+    path = _mixed_table(tmp_path)
+    lines = path.read_text().splitlines()
+    lines[390] = "9004,1,1"  # line 391: short, found by the reader (the csv module's rows) ahead of the blocks before it
+    path.write_text("\n".join(lines) + "\n")
+    here = _problems_of(path)
+    assert [p[0] for p in here] == [4, 121, 201, 334]  # the first four found, in line order
+    monkeypatch.setattr(tables, "PREPARE_MIN_BYTES", 0)
+    assert _problems_of(path) == here
