@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalog.cone import galaxies_in_cone
 from catalog.filters import GalaxyFilter
@@ -169,13 +170,18 @@ def test_cone_pages_read_nearest_first_and_count_every_row(client, db, extra):
     assert [row[0][1] for row in r.context["rows"]] == expected[40:60]
 
 
-def test_located_count_is_kept_while_the_galaxy_table_is_unchanged(db, settings, django_assert_num_queries):
+def test_located_count_is_kept_while_the_galaxy_table_is_unchanged(db, settings):
     settings.GALCAT_COUNT_CACHE_SECONDS = 60
     cache.clear()
-    assert located_count() == 0
-    with django_assert_num_queries(1):  # the table's state only: the count is kept
+    for _ in range(5):  # another connection's statistics may reach the table's counts in between: again
         assert located_count() == 0
-    assert cache.get(f"galcat:located:{galaxy_table_state()}") == 0
+        state = galaxy_table_state()
+        with CaptureQueriesContext(connection) as queries:
+            assert located_count() == 0
+        if galaxy_table_state() == state:
+            break
+    assert len(queries) == 1  # the table's state only: the count is kept
+    assert cache.get(f"galcat:located:{state}") == 0
     GalaxyFactory(ra=10.0, dec=10.0)
     assert galaxy_table_state() is None  # this transaction changed the table: nothing kept is used
     assert located_count() == 1
