@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
@@ -322,6 +323,24 @@ def test_exception_mid_import_leaves_nothing(tmp_path, monkeypatch):
     assert report.created == 300 and GalaxyName.objects.count() == 300
 
 
+def _kill_when(proc: subprocess.Popen, find: Callable[[], list], every: float, never: str) -> list:
+    """Kill a process (SIGKILL) as soon as find() returns something, asked every `every` s while
+    it runs (at most 120 s); what find() returned. Fails with `never` if it never did."""
+    found = []
+    try:
+        deadline = time.monotonic() + 120
+        while not found and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(every)
+            found = find()
+        assert found, never
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return found
+
+
 @pytest.mark.django_db(transaction=True)
 def test_killed_import_leaves_nothing(tmp_path):
     path = write_csv(tmp_path / "big.csv", 150_000)
@@ -334,21 +353,14 @@ def test_killed_import_leaves_nothing(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     writing = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s AND pid <> pg_backend_pid()"
-    pids = []
-    try:
-        deadline = time.monotonic() + 120
-        while not pids and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-            with connection.cursor() as cur:
-                # killed while it writes the galaxies, its rows staged and checked
-                cur.execute(writing, [f"INSERT INTO {Galaxy._meta.db_table} %"])
-                pids = [r[0] for r in cur.fetchall()]
-        assert pids, "the import never wrote galaxies"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def writers() -> list[int]:
+        with connection.cursor() as cur:
+            # killed while it writes the galaxies, its rows staged and checked
+            cur.execute(writing, [f"INSERT INTO {Galaxy._meta.db_table} %"])
+            return [r[0] for r in cur.fetchall()]
+
+    pids = _kill_when(proc, writers, 0.05, "the import never wrote galaxies")
     with connection.cursor() as cur:
         for _ in range(200):  # the server notices the closed connection and rolls back
             cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids])
@@ -807,19 +819,8 @@ def test_a_killed_import_takes_its_validating_processes_with_it(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    children = []
-    try:
-        parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 120
-        while not children and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-            children = _forks_of(parent)
-        assert children, "the import never started its validating processes"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    parent = psutil.Process(proc.pid)
+    children = _kill_when(proc, lambda: _forks_of(parent), 0.01, "the import never started its validating processes")
 
     def alive() -> list:
         out = []
