@@ -59,6 +59,13 @@ class ImportReport:
         else:
             self.more_problems += 1
 
+    def merge(self, part: ImportReport) -> None:
+        """Add the rows read and problems of a part of the same table, as if found here."""
+        self.rows_read += part.rows_read
+        for problem in part.problems:
+            self.add(problem.line, problem.column, problem.message)
+        self.more_problems += part.more_problems
+
     def summary(self) -> str:
         parts = [f"{self.source}: {self.rows_read} rows read, {self.created} created, {self.updated} updated"]
         if self.skipped:

@@ -5,14 +5,14 @@ which are validated vectorised (every problem named by line and column) and COPY
 PostgreSQL's binary format, with their HEALPix index and galactic/supergalactic coordinates
 computed per chunk, into a temporary staging table; a second thread runs the COPY of one chunk
 while the next is read, and the blocks of lines of a big text table (at least PREPARE_MIN_BYTES)
-are split and validated in processes forked for the import (see _preparing). Duplicate pgc numbers and names that clash (inside the file or with
-other galaxies) are found set-wise in SQL, with the galaxy and name tables locked against
-other writers. Only then, when the whole table is clean (or with partial=True, which leaves
-the bad rows out), one MERGE from the stage writes the columns the table holds into the
-galaxies that exist (others keep their values) and adds the new ones, and one INSERT the names;
-a write of at least a fifth of the galaxies (BULK_SHARE) rebuilds their secondary indexes
-instead of maintaining them row by row (names: a write that at least doubles them, their
-unique and primary keys too; the names' foreign key is not checked again where the role may
+are split and validated in processes forked for the import (see _preparing). Duplicate pgc
+numbers and names that clash (inside the file or with other galaxies) are found set-wise in
+SQL, with the galaxy and name tables locked against other writers. Only then, when the whole
+table is clean (or with partial=True, which leaves the bad rows out), one MERGE from the stage
+writes the columns the table holds into the galaxies that exist (others keep their values)
+and adds the new ones, and one INSERT the names; a write of at least a fifth of the galaxies
+(BULK_SHARE) rebuilds their secondary indexes instead of maintaining them row by row (names:
+a write that at least doubles them, their unique and primary keys too; the names' foreign key is not checked again where the role may
 turn its checks off, as each name belongs to a galaxy just written). The sky cell counts of
 the new rows are kept by the client as it stages them. Everything runs in one transaction: a
 refused, failed or killed import leaves nothing behind. Memory depends on CHUNK_ROWS, not on
@@ -927,7 +927,6 @@ class _Stage:
 
     def __init__(self, cursor, preparer: _Preparer):
         self.cur = cursor
-        self.preparer = preparer
         self.columns, self.name_headers = preparer.columns, preparer.name_headers
         self.fields, self.numeric, self.has_position = preparer.fields, preparer.numeric, preparer.has_position
         qn = connection.ops.quote_name
@@ -1213,14 +1212,6 @@ def _taken(report: ImportReport) -> ImportReport:
     return out
 
 
-def _report_into(report: ImportReport, part: ImportReport) -> None:
-    """Add the rows read and problems of a part of the table to the import's report, as if found there."""
-    report.rows_read += part.rows_read
-    for problem in part.problems:
-        report.add(problem.line, problem.column, problem.message)
-    report.more_problems += part.more_problems
-
-
 def _prepare_processes(size: int) -> int:
     """How many processes validate the blocks of a text table of `size` bytes beside the one
     reading it: none for a file under PREPARE_MIN_BYTES, on one CPU, or in a daemonic process
@@ -1249,7 +1240,6 @@ def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportRepor
         yield (preparer.prepare(places, cells) for places, cells in chunks)
         return
     context = multiprocessing.get_context("fork")
-    gc.freeze()  # the objects there are now left out of every collection, so the children's do not copy the pages they share
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_use_worker, initargs=(preparer, table.splitter, os.getpid()))
 
     def prepared() -> Iterator[_Prepared]:
@@ -1263,15 +1253,18 @@ def _preparing(preparer: _Preparer, chunks: Iterator[Chunk], report: ImportRepor
                 if len(pending) <= 2 * processes:
                     continue
             if not pending:
-                _report_into(report, reader)  # the reader's last lines
+                report.merge(reader)  # the reader's last lines
                 return
             said, future = pending.popleft()
             read, chunk = future.result()
-            _report_into(report, said)
+            report.merge(said)
             if read is not None:
-                _report_into(report, read)
+                report.merge(read)
             yield chunk
 
+    # the objects there now are left out of every collection, so that the children's (forked at
+    # the first block) do not copy the pages they share
+    gc.freeze()
     try:
         yield prepared()
     finally:
