@@ -29,7 +29,6 @@ At n rows each latency is printed beside its value at base rows (target: within 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from import_bench import server  # the embedded server as scripts/pg.py starts it
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,16 +74,6 @@ def write_csv(path: Path, first: int, n: int, seed: int) -> None:
                 np.char.add("SYN ", pgc.astype(str)),
             ]
             f.write("\n".join(",".join(row) for row in zip(*cols)) + "\n")
-
-
-@functools.cache
-def server():
-    """The embedded server, started (when it is not running) by scripts/pg.py with the project's
-    server settings, as `make run` and `make test` start it."""
-    subprocess.run([sys.executable, "scripts/pg.py", "start"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    from config.database import embedded_pgdata, embedded_server
-
-    return embedded_server(embedded_pgdata(ROOT))
 
 
 def import_file(path: Path, rows: int) -> float:
