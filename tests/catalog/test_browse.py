@@ -174,11 +174,11 @@ def test_located_count_is_kept_while_the_galaxy_table_is_unchanged(db, settings)
     settings.GALCAT_COUNT_CACHE_SECONDS = 60
     cache.clear()
     for _ in range(5):  # another connection's statistics may reach the table's counts in between: again
-        assert located_count() == 0
         state = galaxy_table_state()
+        assert located_count() == 0  # counted, and kept for this state
         with CaptureQueriesContext(connection) as queries:
             assert located_count() == 0
-        if galaxy_table_state() == state:
+        if galaxy_table_state() == state:  # the counts only grow: the same state throughout
             break
     assert len(queries) == 1  # the table's state only: the count is kept
     assert cache.get(f"galcat:located:{state}") == 0
