@@ -1,8 +1,10 @@
 """The morphology posterior network: a crop head, a small CNN and a full-covariance head.
 
 Design after GaMPEN (Ghosh et al. 2022, ApJ 935, 138): a spatial transformer in front picks one
-zoom factor per image and resamples the cutout of any size to a VIEW x VIEW view; the CNN behind it
-predicts, for K transformed parameters, the means, the log-variances D and the K(K-1)/2 entries
+zoom factor per image and resamples the cutout of any size to a VIEW x VIEW view (where the view
+is coarser than the cutout, each view pixel averages all the input pixels it covers: bilinear
+sampling would read only the four nearest and waste most of a large galaxy's signal); the CNN
+behind it predicts, for K transformed parameters, the means, the log-variances D and the K(K-1)/2 entries
 below the diagonal of a unit lower-triangular L, with Sigma = L D L^T; the loss is the Gaussian
 negative log-likelihood 1/2 Delta^T Sigma^-1 Delta + 1/2 log det Sigma. Dropout before the last
 layers gives Monte-Carlo samples at inference.
@@ -130,12 +132,33 @@ class LearnedZoomCrop(nn.Module):
 CROPS = {"radius": CropHead, "learned": LearnedZoomCrop}
 
 
+def _footprints(s: Tensor, n: int, view: int) -> Tensor:
+    """[B, view, n] weights of the n input pixels along one axis in each of the view pixels.
+
+    View pixel i is centred at n / 2 + (i + 1/2 - view / 2) s n / view (input pixels, edges at
+    integers, as grid_sample with align_corners=False places it); its footprint is the average of
+    the input, taken as constant over each pixel, over a box max(1, s n / view) wide about that
+    centre. For one view pixel per input pixel or more (a box of one pixel) these are the tent weights
+    of bilinear interpolation; for fewer, the box covers every input pixel the view pixel stands
+    for, so that a zoomed-out view is an average of all the pixels and not of the four nearest.
+    Input pixels beyond the edge are zero.
+    """
+    step = s * (n / view)
+    width = step.clamp(min=1.0)[:, None, None]
+    i = torch.arange(view, dtype=s.dtype, device=s.device) + 0.5 - view / 2
+    centre = (n / 2 + step[:, None] * i)[:, :, None]
+    j = torch.arange(n, dtype=s.dtype, device=s.device)
+    overlap = torch.minimum(centre + width / 2, j + 1) - torch.maximum(centre - width / 2, j)
+    return overlap.clamp(min=0.0) / width
+
+
 def _resample(x: Tensor, s: Tensor, view: int) -> Tensor:
-    """The central fraction s [B] of each image resampled to view x view (bilinear)."""
-    zero = torch.zeros_like(s)
-    theta = torch.stack([torch.stack([s, zero, zero], 1), torch.stack([zero, s, zero], 1)], 1)  # [B, 2, 3]
-    grid = F.affine_grid(theta, [x.shape[0], 1, view, view], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    """The central fraction s [B] of each image [B, 1, H, W] resampled to [B, 1, view, view]: bilinear
+    where the view is as fine as the input or finer, an average over each view pixel's footprint
+    where it is coarser (see :func:`_footprints`)."""
+    rows = _footprints(s.to(x.dtype), x.shape[-2], view)
+    cols = _footprints(s.to(x.dtype), x.shape[-1], view)
+    return (rows @ x[:, 0] @ cols.transpose(1, 2))[:, None]
 
 
 def zoom_loss(ln_re: Tensor, ln_re_true: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from fitting.engine.fit import physical_to_m
 from fitting.engine.model import Renderer, model_spec
 from ml.morph.crb import cramer_rao, fisher, physical_columns
 from ml.morph.evaluate import spread_floor
-from ml.morph.nets import VIEW, MorphNet, covariance, gaussian_nll, preprocess, zoom_of
+from ml.morph.nets import VIEW, MorphNet, _resample, covariance, gaussian_nll, preprocess, zoom_of
 from ml.morph.posterior import load_nets, posterior
 from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
 from ml.morph.targets import PHYSICAL, TARGETS, to_physical, to_targets
@@ -133,6 +133,32 @@ def test_crop_head_zooms_by_its_radius_estimate_and_takes_any_size():
     # the head predicts ln re and ln flux in view units: a view pixel of p input pixels adds
     # ln p and 2 ln p
     assert net.pixel_power.tolist() == [0.0, 0.0, 2.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def _bilinear(x: torch.Tensor, s: torch.Tensor, view: int) -> torch.Tensor:
+    zero = torch.zeros_like(s)
+    theta = torch.stack([torch.stack([s, zero, zero], 1), torch.stack([zero, s, zero], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, [x.shape[0], 1, view, view], align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def test_a_magnified_view_is_the_bilinear_resampling():
+    x = torch.randn(3, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    s = torch.tensor([0.2, 0.5, 0.75])  # 0.27, 0.67 and 1 input pixel per view pixel of 48
+    assert torch.allclose(_resample(x, s, VIEW), _bilinear(x, s, VIEW), atol=1e-4)
+
+
+def test_a_zoomed_out_view_averages_every_input_pixel():
+    # 128 px seen whole in 48: 2.67 input pixels per view pixel. Bilinear sampling reads about a
+    # third of the pixels, so white noise keeps 4/9 of its variance; the footprint average keeps
+    # about 1 / 2.67^2 of it and conserves the flux.
+    x = torch.randn(16, 1, 128, 128, generator=torch.Generator().manual_seed(2))
+    whole = torch.ones(16)
+    assert _bilinear(x, whole, VIEW).var().item() > 0.4
+    assert _resample(x, whole, VIEW).var().item() < 1.2 / (128 / VIEW) ** 2
+    block = torch.zeros(1, 1, 128, 128)
+    block[0, 0, 40:90, 50:81] = 1.0
+    assert _resample(block, whole[:1], VIEW).sum().item() * (128 / VIEW) ** 2 == pytest.approx(50 * 31, rel=1e-4)
 
 
 def test_the_first_weights_crop_head_starts_at_the_identity_and_their_files_still_load(tmp_path):
