@@ -27,6 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 #: Side of the view the crop head resamples every cutout to (px).
 VIEW = 48
@@ -220,6 +221,17 @@ class MorphNet(nn.Module):
         log_var = out[:, k : 2 * k].clamp_min(MIN_LOG_VAR) + 2 * torch.log(self.target_std * self.calibration)
         off = out[:, 2 * k :]
         return mean, log_var, off, s, ln_re
+
+    def for_inference(self) -> MorphNet:
+        """This network in eval mode, made about twice as fast on a CPU for inference: each
+        convolution of the CNN absorbs the batch norm after it (running statistics) and the weights
+        go channels-last. The outputs agree to float rounding, MC dropout still works, but the network
+        can no longer be trained or saved as a training checkpoint."""
+        self.eval()
+        for block in self.features:
+            if isinstance(block[1], nn.BatchNorm2d):
+                block[0], block[1] = fuse_conv_bn_eval(block[0], block[1]), nn.Identity()
+        return self.to(memory_format=torch.channels_last)
 
     def scale(self) -> Tensor:
         """[K] scale that carries L from the head's normalised units to target units (see :func:`unit_lower`)."""

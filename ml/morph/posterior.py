@@ -33,7 +33,8 @@ SUMMARY_BLOCK = 256
 def load_nets(directory: str | Path, expected_sha256: dict | None = None, device: str = "cpu") -> dict[str, MorphNet]:
     """{kind: network} of a weights folder, after checking every file's sha256 against the folder's
     ensemble.json (and against ``expected_sha256`` {file: sha256}, e.g. a ModelVersion's, when given).
-    Raises ml.weights_files.WeightsChecksumError on a mismatch."""
+    The networks are made for inference (MorphNet.for_inference). Raises
+    ml.weights_files.WeightsChecksumError on a mismatch."""
     from ml.weights_files import WeightsChecksumError
 
     directory = Path(directory)
@@ -47,7 +48,7 @@ def load_nets(directory: str | Path, expected_sha256: dict | None = None, device
         crop = meta.get("crop", "learned")  # the first weights predate the choice
         net = MorphNet(TARGETS[meta["kind"]], width=meta["width"], dropout=meta["dropout"], view=meta["view"], crop=crop)
         net.load_state_dict({"pixel_power": net.pixel_power, **ck["state_dict"]})
-        net.to(device).eval()
+        net.to(device).for_inference()
         net.meta = meta
         nets[meta["kind"]] = net
     cal = manifest.get("calibration")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import replace
@@ -159,6 +160,23 @@ def test_a_zoomed_out_view_averages_every_input_pixel():
     block = torch.zeros(1, 1, 128, 128)
     block[0, 0, 40:90, 50:81] = 1.0
     assert _resample(block, whole[:1], VIEW).sum().item() * (128 / VIEW) ** 2 == pytest.approx(50 * 31, rel=1e-4)
+
+
+def test_the_inference_network_folds_its_batch_norms_and_gives_the_same_outputs():
+    torch.manual_seed(3)
+    net = MorphNet(TARGETS["sersic"]).eval()
+    for mod in net.modules():  # statistics as training leaves them, not the identity
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    x, ex = preprocess(torch.randn(4, 64, 64) * 5, torch.ones(4), torch.full((4,), 2.5))
+    with torch.no_grad():
+        before = net(x, ex)[:3]
+        fast = copy.deepcopy(net).for_inference()
+        after = fast(x, ex)[:3]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    for a, b in zip(before, after, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_the_first_weights_crop_head_starts_at_the_identity_and_their_files_still_load(tmp_path):
