@@ -157,8 +157,9 @@ def _resample(x: Tensor, s: Tensor, view: int) -> Tensor:
     """The central fraction s [B] of each image [B, 1, H, W] resampled to [B, 1, view, view]: bilinear
     where the view is as fine as the input or finer, an average over each view pixel's footprint
     where it is coarser (see :func:`_footprints`)."""
-    rows = _footprints(s.to(x.dtype), x.shape[-2], view)
-    cols = _footprints(s.to(x.dtype), x.shape[-1], view)
+    s = s.to(x.dtype)
+    rows = _footprints(s, x.shape[-2], view)
+    cols = rows if x.shape[-1] == x.shape[-2] else _footprints(s, x.shape[-1], view)
     return (rows @ x[:, 0] @ cols.transpose(1, 2))[:, None]
 
 
