@@ -32,6 +32,7 @@ from ml.nets import InclinationNet, inclination_loss
 from ml.nets.inclinet import DEFAULT_STAGES
 from ml.preprocess import preprocess
 from ml.synth import SynthConfig, render_one
+from ml.synth import wide as _wide
 from ml.weights_files import WeightsChecksumError, checked_manifest, sha256_file  # noqa: F401 (sha256_file re-exported)
 
 #: Offset between the training seed and the validation seed; evaluation uses other seeds.
@@ -111,8 +112,9 @@ def _render_parallel(seed: int, n: int, config, progress: bool, start: int, work
 
 
 def _cache_prefix(seed: int, wide: float) -> str:
-    """Cache file prefix of the set ``seed`` (the widened renderer's sets have their own)."""
-    return f"synth_seed{seed}" if not wide else f"synth_wide{wide:g}_seed{seed}"
+    """Cache file prefix of the set ``seed`` (the widened renderer's sets have their own, with its
+    version)."""
+    return f"synth_seed{seed}" if not wide else f"synth_wide{wide:g}_v{_wide.VERSION}_seed{seed}"
 
 
 def _largest_smaller_cache(cache_dir: Path, seed: int, n: int, wide: float = 0.0) -> tuple[Path, int] | None:
