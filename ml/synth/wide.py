@@ -84,6 +84,17 @@ def vertical_transform(kind: str, k: np.ndarray, z0: float) -> np.ndarray:
     raise ValueError(f"unknown vertical profile {kind!r}")
 
 
+def _disk_transform(components: list[dict], kr2: np.ndarray, kz: np.ndarray) -> np.ndarray:
+    """Fourier transform of the disk components at squared in-plane wavenumber kr2 and wavenumber
+    kz along the line of the minor axis (k_v sin i)."""
+    return sum(
+        comp["flux"]
+        * (1.0 + kr2 * comp["h"] ** 2) ** (-(comp["nu"] + 1.0))
+        * vertical_transform(comp["vertical"], kz, max(comp["z0"], MIN_Z0_PX))
+        for comp in components
+    )
+
+
 def disk3d(size: int, inc: float, pa: float, x0: float, y0: float, components: list[dict]) -> np.ndarray:
     """Noiseless image [size, size] of 3-D disks seen at inclination inc (deg), major axis at pa
     (rad from +x), centred (x0, y0) px from the image centre. Each component: h (px), nu (Matérn
@@ -96,34 +107,24 @@ def disk3d(size: int, inc: float, pa: float, x0: float, y0: float, components: l
     c, s = np.cos(pa), np.sin(pa)
     ci, si = np.cos(np.radians(inc)), np.sin(np.radians(inc))
     cx, cy = (n - 1) / 2.0 + x0, (n - 1) / 2.0 + y0
+    # pixel box and shift factorise into a column factor per alias mx and a row factor per alias my
+    aliases = range(-FOLD, FOLD + 1)
+    kys = [ky0 + 2 * np.pi * my for my in aliases]
+    fys = [np.sinc(ky / (2 * np.pi)) * np.exp(-1j * ky * cy) for ky in kys]
     ft = np.zeros(np.broadcast(kx0, ky0).shape, complex)
-    for mx in range(-FOLD, FOLD + 1):
+    for mx in aliases:
         kx = kx0 + 2 * np.pi * mx
-        # pixel box and shift factorise into a row and a column factor
         fx = np.sinc(kx / (2 * np.pi)) * np.exp(-1j * kx * cx)
-        for my in range(-FOLD, FOLD + 1):
-            ky = ky0 + 2 * np.pi * my
+        for my, ky, fy in zip(aliases, kys, fys):
             ku = kx * c + ky * s
             kv = -kx * s + ky * c
             kr2 = ku * ku + (kv * ci) ** 2
-            fy = np.sinc(ky / (2 * np.pi)) * np.exp(-1j * ky * cy)
             if mx or my:
                 # bound of the alias from the smallest |k| it reaches; skipped when below the floor
-                kr2_min, kv_min = float(kr2.min()), float(np.abs(kv).min()) * si
-                bound = np.abs(fx).max() * np.abs(fy).max()
-                bound *= sum(
-                    comp["flux"]
-                    * (1.0 + kr2_min * comp["h"] ** 2) ** (-(comp["nu"] + 1.0))
-                    * float(vertical_transform(comp["vertical"], np.array(kv_min), max(comp["z0"], MIN_Z0_PX)))
-                    for comp in components
-                )
-                if bound < ALIAS_FLOOR:
+                peak = _disk_transform(components, np.array(kr2.min()), np.array(np.abs(kv).min() * si))
+                if np.abs(fx).max() * np.abs(fy).max() * float(peak) < ALIAS_FLOOR:
                     continue
-            alias = np.zeros(kr2.shape)
-            for comp in components:
-                radial = (1.0 + kr2 * comp["h"] ** 2) ** (-(comp["nu"] + 1.0))
-                alias += comp["flux"] * radial * vertical_transform(comp["vertical"], kv * si, max(comp["z0"], MIN_Z0_PX))
-            ft += alias * fx * fy
+            ft += _disk_transform(components, kr2, kv * si) * fx * fy
     img = np.fft.irfft2(ft, s=(n, n))
     lo = (n - size) // 2
     return np.clip(img[lo : lo + size, lo : lo + size], 0.0, None)
