@@ -22,14 +22,14 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ml.nets import InclinationNet, inclination_loss
-from ml.nets.inclinet import DEFAULT_STAGES
+from ml.nets.widen import WIDEN_NOISE, check_widening, widen_inclination_net
 from ml.preprocess import preprocess
 from ml.synth import SynthConfig, render_one
 from ml.synth import wide as _wide
@@ -177,7 +177,11 @@ class TrainConfig:
     #: members trained at once, each in its own process with threads // jobs torch threads (with
     #: warm_start: members 1.. after member 0, which trains alone with all the threads)
     jobs: int = 1
-    stages: list = field(default_factory=lambda: [list(s) if isinstance(s, tuple) else s for s in DEFAULT_STAGES])
+    #: channels of the convolution stages and width of the hidden layer; None: those of the
+    #: --init-from ensemble, else the network's defaults. Wider than --init-from's: its members
+    #: are widened first (ml.nets.widen, function-preserving) and trained on from there
+    stages: list | None = None
+    hidden: int | None = None
     dropout: float = 0.2
     cache_dir: str | None = "var/ml_cache"
     device: str | None = None
@@ -246,12 +250,20 @@ def train_member(
     rng = np.random.default_rng([cfg.seed, k, 7])
     subset = np.sort(rng.choice(len(x), size=int(BAG_FRACTION * len(x)), replace=False))
     torch.manual_seed(cfg.seed * 100 + k)
-    model = InclinationNet(stages=cfg.stages, dropout=cfg.dropout).to(device)
+    stages, hidden = net_widths(cfg)
+    model = InclinationNet(stages=stages, dropout=cfg.dropout, hidden=hidden).to(device)
     epochs, lr = cfg.epochs, cfg.lr
     if cfg.init_from:  # files checked by check_config
         init = Path(cfg.init_from) / f"member{k}.pt"
-        model.load_state_dict(torch.load(init, map_location=device, weights_only=True)["state_dict"])
-        log(f"member {k}: continues from {init}")
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        src = InclinationNet(**{**state["config"], "dropout": cfg.dropout})
+        src.load_state_dict(state["state_dict"])
+        if src.config["stages"] == model.config["stages"] and src.config["hidden"] == hidden:
+            model.load_state_dict(src.state_dict())
+            log(f"member {k}: continues from {init}")
+        else:
+            model = widen_inclination_net(src, stages, hidden, seed=cfg.seed * 100 + k).to(device)
+            log(f"member {k}: continues from {init}, widened from {src.config['stages']} / {src.config['hidden']} to {stages} / {hidden}")
     elif cfg.warm_start and k > 0:
         state0 = torch.load(out / "member0.pt", map_location=device, weights_only=True)
         model.load_state_dict(state0["state_dict"])
@@ -350,9 +362,44 @@ def train_member(
     }
 
 
+def _init_net_config(cfg: TrainConfig) -> dict | None:
+    """The net config of the --init-from ensemble (from its manifest), or None."""
+    if not cfg.init_from:
+        return None
+    return json.loads((Path(cfg.init_from) / "ensemble.json").read_text()).get("config")
+
+
+def net_widths(cfg: TrainConfig) -> tuple[list, int]:
+    """(stages, hidden) the members get: cfg's, else the --init-from ensemble's, else the defaults."""
+    init = _init_net_config(cfg) or {}
+    default = InclinationNet().config
+    stages = cfg.stages or init.get("stages") or default["stages"]
+    hidden = cfg.hidden or init.get("hidden") or default["hidden"]
+    return [list(s) if isinstance(s, (list, tuple)) else [s] for s in stages], int(hidden)
+
+
+def parse_stages(text: str) -> list[list[int]]:
+    """'8,16,32,64+64,128' -> [[8], [16], [32], [64, 64], [128]] (a '+' joins the convolutions of one stage)."""
+    try:
+        stages = [[int(c) for c in part.split("+")] for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--stages {text!r}: expected channels like 8,16,32,64+64,128") from None
+    if not stages or any(c < 1 for st in stages for c in st):
+        raise ValueError(f"--stages {text!r}: every stage needs positive channel counts")
+    return stages
+
+
+def format_stages(stages: list) -> str:
+    """The --stages text of stages (inverse of parse_stages)."""
+    return ",".join("+".join(str(c) for c in st) for st in stages)
+
+
 def check_config(cfg: TrainConfig) -> None:
-    """ValueError for a configuration that cannot run: --init-from with --warm-start, or an
-    --init-from folder without a checked member file for every member."""
+    """ValueError for a configuration that cannot run: --init-from with --warm-start, an
+    --init-from folder without a checked member file for every member, or widths that the
+    --init-from members cannot be widened to."""
+    if cfg.stages is not None and 128 % 2 ** len(cfg.stages):
+        raise ValueError(f"--stages: {len(cfg.stages)} stages do not divide the 128 px input")
     if not cfg.init_from:
         return
     if cfg.warm_start:
@@ -365,6 +412,13 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--init-from {cfg.init_from}: {exc}") from exc
     except WeightsChecksumError as exc:
         raise ValueError(f"--init-from: sha256 differs from {cfg.init_from}/ensemble.json ({exc})") from exc
+    init = _init_net_config(cfg)
+    if init:
+        stages, hidden = net_widths(cfg)
+        try:
+            check_widening(init, stages, hidden)
+        except ValueError as exc:
+            raise ValueError(f"--init-from {cfg.init_from}: {exc}") from exc
 
 
 def _member_done(out: Path, k: int) -> bool:
@@ -410,6 +464,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
     check_config(cfg)
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    stages, hidden = net_widths(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -441,7 +496,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
         manifest = {
             "name": "inclinet-synth",
             "architecture": ARCHITECTURE,
-            "config": InclinationNet(stages=cfg.stages, dropout=cfg.dropout).config,
+            "config": InclinationNet(stages=stages, dropout=cfg.dropout, hidden=hidden).config,
             "members": [{"file": r["file"], "sha256": r["sha256"]} for r in records],
         }
         (out / "ensemble.json").write_text(json.dumps(manifest, indent=1))
@@ -501,6 +556,7 @@ def _init_record(directory: str) -> dict:
     return {
         "directory": str(directory),
         "members": manifest["members"],
+        "config": manifest.get("config"),
         "command": prev.get("command"),
         "device": prev.get("device"),
         "wall_seconds": prev.get("wall_seconds"),
@@ -527,6 +583,22 @@ def _init_lines(init: dict | None) -> list[str]:
         "",
     ]
     return _init_lines(init.get("initialised_from")) + lines if init.get("initialised_from") else lines
+
+
+def _widened_lines(card: dict) -> list[str]:
+    """The model card's note when the members were widened from the --init-from ensemble."""
+    old = (card.get("initialised_from") or {}).get("config")
+    new = card["net_config"]
+    if not old or (old["stages"], old["hidden"]) == (new["stages"], new["hidden"]):
+        return []
+    return [
+        "## Widened before training",
+        f"Each member was widened from that ensemble's stages {old['stages']} / hidden {old['hidden']} to "
+        f"{new['stages']} / {new['hidden']}: copied channels and hidden units, the copies' outgoing weights "
+        "shared among them, so the wider net started as the same function (Net2WiderNet, Chen, Goodfellow & "
+        f"Shlens 2016, ICLR), with noise of {WIDEN_NOISE:g} of each layer's weight std on the copies.",
+        "",
+    ]
 
 
 def model_card_markdown(card: dict) -> str:
@@ -562,6 +634,7 @@ def model_card_markdown(card: dict) -> str:
         ),
         "",
         *_init_lines(card.get("initialised_from")),
+        *_widened_lines(card),
         "## Exact command",
         "```",
         card["command"],
@@ -629,7 +702,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.2, help="dropout before and after the hidden layer")
     p.add_argument("--loss-scale-deg", type=float, default=5.0, help="regression loss = squared error / scale^2")
     p.add_argument("--wide", type=float, default=0.0, help="share of images from the widened renderer (ml.synth.wide)")
+    add_width_options(p)
     return p
+
+
+def add_width_options(p) -> None:
+    """--stages and --hidden (shared by ``python -m ml.train`` and the ``train_inclination`` command)."""
+    p.add_argument(
+        "--stages",
+        type=parse_stages,
+        default=None,
+        help="conv channels per stage, e.g. 8,16,32,64+64,128 (default: --init-from's, else the network's); "
+        "wider than --init-from's widens its members first (function-preserving)",
+    )
+    p.add_argument("--hidden", type=int, default=None, help="width of the hidden layer (default: --init-from's, else the network's)")
 
 
 #: TrainConfig fields set by the options of the same name (``python -m ml.train`` and the
@@ -654,6 +740,8 @@ _OPTION_FIELDS = (
     "dropout",
     "loss_scale_deg",
     "wide",
+    "stages",
+    "hidden",
 )
 
 

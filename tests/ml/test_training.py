@@ -105,3 +105,35 @@ def test_continued_training_starts_from_the_given_members(tmp_path):
         train_ensemble(_tiny(tmp_path / "c", cache_dir=cache, init_from=str(tmp_path / "a")), log=lambda s: None)
     with pytest.raises(CommandError, match="exclude each other"):
         call_command("train_inclination", "--init-from", str(tmp_path / "a"), "--warm-start", "--out", str(tmp_path / "d"))
+
+
+def test_continued_training_can_widen_the_members(tmp_path):
+    cache = str(tmp_path / "cache")
+    train_ensemble(_tiny(tmp_path / "a", cache_dir=cache), log=lambda s: None)
+    wider = [[8], [16], [48], [64, 64], [160]]
+    lines: list[str] = []
+    card = train_ensemble(
+        _tiny(tmp_path / "b", cache_dir=cache, seed=44, init_from=str(tmp_path / "a"), stages=wider, hidden=160), log=lines.append
+    )
+    assert card["net_config"]["stages"] == wider and card["net_config"]["hidden"] == 160
+    assert any("widened from" in line for line in lines)
+    assert "Widened before training" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    ens = Ensemble.load(tmp_path / "b", device="cpu")
+    assert ens.models[0].config["stages"] == wider
+    # continuing the widened ensemble keeps its widths without repeating them
+    again = train_ensemble(_tiny(tmp_path / "c", cache_dir=cache, seed=45, init_from=str(tmp_path / "b")), log=lambda s: None)
+    assert again["net_config"]["stages"] == wider and "Widened" not in (tmp_path / "c" / "MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="shrink"):
+        train_ensemble(_tiny(tmp_path / "d", cache_dir=cache, init_from=str(tmp_path / "b"), hidden=64), log=lambda s: None)
+
+
+def test_train_inclination_parses_and_records_stages(tmp_path):
+    out = tmp_path / "w"
+    args = ["--members", "1", "--images", "24", "--val-images", "8", "--epochs", "1", "--batch-size", "8"]
+    args += ["--seed", "78", "--out", str(out), "--cache-dir", "", "--stages", "8,16,32,48+48,96", "--hidden", "64", "--no-register"]
+    call_command("train_inclination", *args)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["net_config"]["stages"] == [[8], [16], [32], [48, 48], [96]] and card["net_config"]["hidden"] == 64
+    assert "--stages 8,16,32,48+48,96 --hidden 64" in card["command"]
+    with pytest.raises(CommandError, match="stages"):
+        call_command("train_inclination", "--stages", "8,x", "--out", str(tmp_path / "bad"))

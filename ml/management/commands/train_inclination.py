@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.services import tracked
 from ml.services import register_weights
-from ml.train import check_config, config_from_options, train_ensemble
+from ml.train import add_width_options, check_config, config_from_options, format_stages, train_ensemble
 
 _VALUED = (
     "members",
@@ -24,6 +24,8 @@ _VALUED = (
     "device",
     "init_from",
     "wide",
+    "stages",
+    "hidden",
 )
 _FLAGS = ("warm_start", "no_register", "no_activate")
 
@@ -33,7 +35,7 @@ def _as_argv(o: dict) -> list[str]:
     argv = []
     for k in _VALUED:
         if o.get(k) is not None and not (k == "wide" and not o[k]):
-            argv += [f"--{k.replace('_', '-')}", str(o[k])]
+            argv += [f"--{k.replace('_', '-')}", format_stages(o[k]) if k == "stages" else str(o[k])]
     if o.get("warm_start"):
         argv += ["--finetune-epochs", str(o["finetune_epochs"]), "--finetune-lr-factor", str(o["finetune_lr_factor"])]
     argv += [f"--{k.replace('_', '-')}" for k in _FLAGS if o.get(k)]
@@ -71,6 +73,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--wide", type=float, default=0.0, help="share of pool and validation images drawn by the widened renderer (ml.synth.wide)"
         )
+        add_width_options(parser)
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active version")
 
