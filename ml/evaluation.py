@@ -137,9 +137,41 @@ def _galsim():
     return galsim
 
 
+def galsim_draws(seed: int, index: int, size: int = 128) -> dict:
+    """What image ``index`` of the GalSim set ``seed`` is drawn with (numpy alone; no GalSim needed):
+    inclination, disk scale length and height (px), bulge, knots, PSF, sky and stretch. The draws
+    come in a fixed order from one stream per (seed, index), so an image depends on nothing else."""
+    rng = np.random.default_rng([int(seed), int(index)])
+    d: dict = {"gs_seed": int(rng.integers(1, 2**31 - 1)), "inc": float(rng.uniform(45.0, 90.0))}
+    d["r25"] = size / 4.0 * rng.uniform(0.8, 1.2)  # pixels
+    d["h"] = d["r25"] / rng.uniform(2.8, 4.3)
+    d["hz"] = d["h"] * rng.uniform(0.08, 0.3)
+    d["flux"] = 10 ** rng.uniform(4.5, 5.5)
+    d["bt"] = 0.0 if rng.random() < 0.25 else float(rng.uniform(0.0, 0.5))
+    if d["bt"] > 0:
+        d["re_bulge"] = d["h"] * rng.uniform(0.2, 0.6)
+        d["bulge_profile"] = "de Vaucouleurs" if rng.random() < 0.4 else "Sérsic"
+        d["bulge_n"] = 4.0 if d["bulge_profile"] == "de Vaucouleurs" else float(rng.uniform(1.0, 4.0))
+        d["bulge_q0"] = float(rng.uniform(0.5, 0.95))
+    d["knots"] = bool(rng.random() < 0.7)
+    if d["knots"]:
+        d["knot_fraction"] = float(rng.uniform(0.05, 0.3))
+        d["knot_count"] = int(rng.integers(10, 60))
+    d["rotation"] = float(rng.normal(0.0, 2.0))  # deg
+    d["psf_fwhm"] = float(rng.uniform(1.0, 3.0))
+    d["psf"] = "kolmogorov" if rng.random() < 0.5 else "moffat"
+    if d["psf"] == "moffat":
+        d["moffat_beta"] = float(rng.uniform(2.5, 4.5))
+    d["offset"] = tuple(rng.normal(0.0, 1.0, 2).tolist())
+    d["sky"] = 10 ** rng.uniform(1.5, 2.5)
+    d["soft"] = np.sqrt(d["sky"]) * rng.uniform(1.0, 5.0)
+    d["inverted"] = bool(rng.random() < 0.5)
+    return d
+
+
 def render_galsim(seed: int, index: int, size: int = 128) -> tuple[np.ndarray, float]:
     """Image ``index`` of the GalSim set ``seed``: uint8 [size, size] grey display image and its
-    inclination (deg, 45-90).
+    inclination (deg, 45-90); what it is drawn with: :func:`galsim_draws`.
 
     An inclined exponential disk with its own scale height (GalSim's InclinedExponential, a
     3-D sech^2 disk seen at inclination i), a Sérsic or de Vaucouleurs bulge flattened by the
@@ -148,44 +180,35 @@ def render_galsim(seed: int, index: int, size: int = 128) -> tuple[np.ndarray, f
     axis horizontal and the field about twice d25, as in the EDD cutouts; some images inverted
     (galaxy dark on light)."""
     galsim = _galsim()
-    rng = np.random.default_rng([int(seed), int(index)])
-    gs_rng = galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
-    inc = float(rng.uniform(45.0, 90.0))
-    r25 = size / 4.0 * rng.uniform(0.8, 1.2)  # pixels
-    h = r25 / rng.uniform(2.8, 4.3)
-    hz = h * rng.uniform(0.08, 0.3)
-    flux = 10 ** rng.uniform(4.5, 5.5)
-    bt = 0.0 if rng.random() < 0.25 else rng.uniform(0.0, 0.5)
-    disk = galsim.InclinedExponential(inclination=inc * galsim.degrees, scale_radius=h, scale_height=hz, flux=flux * (1 - bt))
+    d = galsim_draws(seed, index, size)
+    gs_rng = galsim.BaseDeviate(d["gs_seed"])
+    inc, flux, bt = d["inc"], d["flux"], d["bt"]
+    disk = galsim.InclinedExponential(inclination=inc * galsim.degrees, scale_radius=d["h"], scale_height=d["hz"], flux=flux * (1 - bt))
     parts = [disk]
     if bt > 0:
-        re_b = h * rng.uniform(0.2, 0.6)
-        bulge = (
-            galsim.DeVaucouleurs(half_light_radius=re_b)
-            if rng.random() < 0.4
-            else galsim.Sersic(n=rng.uniform(1.0, 4.0), half_light_radius=re_b)
-        )
-        qb0 = rng.uniform(0.5, 0.95)
+        n, re_b = d["bulge_n"], d["re_bulge"]
+        devauc = d["bulge_profile"] == "de Vaucouleurs"
+        bulge = galsim.DeVaucouleurs(half_light_radius=re_b) if devauc else galsim.Sersic(n=n, half_light_radius=re_b)
+        qb0 = d["bulge_q0"]
         qb = float(np.sqrt(np.cos(np.radians(inc)) ** 2 * (1 - qb0**2) + qb0**2))
         parts.append(bulge.withFlux(flux * bt).shear(q=qb, beta=0 * galsim.degrees))
-    if rng.random() < 0.7:
-        f_knots = rng.uniform(0.05, 0.3)
-        knots = galsim.RandomKnots(npoints=int(rng.integers(10, 60)), half_light_radius=1.7 * h, flux=flux * (1 - bt) * f_knots, rng=gs_rng)
+    if d["knots"]:
+        f_knots = d["knot_fraction"]
+        knots = galsim.RandomKnots(npoints=d["knot_count"], half_light_radius=1.7 * d["h"], flux=flux * (1 - bt) * f_knots, rng=gs_rng)
         q_thin = float(max(np.cos(np.radians(inc)), 0.03))
         parts[0] = disk.withFlux(flux * (1 - bt) * (1 - f_knots))
         parts.append(knots.shear(q=q_thin, beta=0 * galsim.degrees))
-    gal = galsim.Add(parts).rotate(float(rng.normal(0.0, 2.0)) * galsim.degrees)
-    fwhm = rng.uniform(1.0, 3.0)
-    psf = galsim.Kolmogorov(fwhm=fwhm) if rng.random() < 0.5 else galsim.Moffat(beta=rng.uniform(2.5, 4.5), fwhm=fwhm)
-    offset = rng.normal(0.0, 1.0, 2)
-    img = galsim.Convolve(gal, psf).drawImage(nx=size, ny=size, scale=1.0, offset=tuple(offset.tolist()))
-    sky = 10 ** rng.uniform(1.5, 2.5)
+    gal = galsim.Add(parts).rotate(d["rotation"] * galsim.degrees)
+    fwhm = d["psf_fwhm"]
+    psf = galsim.Kolmogorov(fwhm=fwhm) if d["psf"] == "kolmogorov" else galsim.Moffat(beta=d["moffat_beta"], fwhm=fwhm)
+    img = galsim.Convolve(gal, psf).drawImage(nx=size, ny=size, scale=1.0, offset=d["offset"])
+    sky = d["sky"]
     img.addNoise(galsim.PoissonNoise(gs_rng, sky_level=sky))
     a = img.array.astype(np.float64)
-    soft = np.sqrt(sky) * rng.uniform(1.0, 5.0)
+    soft = d["soft"]
     peak = max(np.percentile(a, 99.7), 5 * np.sqrt(sky))
     v = np.clip(np.arcsinh(np.clip(a, 0, None) / soft) / np.arcsinh(peak / soft), 0.0, 1.0)
-    if rng.random() < 0.5:
+    if d["inverted"]:
         v = 1.0 - v
     return np.round(v * 255).astype(np.uint8), inc
 
@@ -206,8 +229,49 @@ def evaluate_galsim(ens: Ensemble, n: int = 300, seed: int = GALSIM_SEED, q0: fl
     res = ens.predict_arrays(np.stack(xs), tta=tta)
     true = np.asarray(incs)
     stats = compare(res["median"], res["per_member"], ens.names, np.asarray(qs), true, q0)
-    extra = {"n_images": n, "false_reject_rate": float(np.mean(res["reject_likelihood"] > 0.5))}
+    draws = [galsim_draws(seed, k) for k in range(n)]
+    extra = {
+        "n_images": n,
+        "false_reject_rate": float(np.mean(res["reject_likelihood"] > 0.5)),
+        "splits": galsim_splits(res["median"], true, draws),
+    }
     return stats, extra
+
+
+#: Subsets of the GalSim set that its residuals are split by: (group, subset, test on the draws).
+GALSIM_SPLITS: tuple = (
+    ("disk thickness hz/h", "below 0.15", lambda d: d["hz"] / d["h"] < 0.15),
+    ("disk thickness hz/h", "0.15-0.22", lambda d: 0.15 <= d["hz"] / d["h"] < 0.22),
+    ("disk thickness hz/h", "0.22 and above", lambda d: d["hz"] / d["h"] >= 0.22),
+    ("bulge", "none", lambda d: d["bt"] == 0),
+    ("bulge", "B/T below 0.25", lambda d: 0 < d["bt"] < 0.25),
+    ("bulge", "B/T 0.25 and above", lambda d: d["bt"] >= 0.25),
+    ("knots", "none", lambda d: not d["knots"]),
+    ("knots", "with knots", lambda d: d["knots"]),
+    ("PSF FWHM", "1-1.67 px", lambda d: d["psf_fwhm"] < 5 / 3),
+    ("PSF FWHM", "1.67-2.33 px", lambda d: 5 / 3 <= d["psf_fwhm"] < 7 / 3),
+    ("PSF FWHM", "2.33-3 px", lambda d: d["psf_fwhm"] >= 7 / 3),
+)
+
+
+def galsim_splits(pred: np.ndarray, true: np.ndarray, draws: list[dict]) -> list[dict]:
+    """Error statistics of pred on the subsets of GALSIM_SPLITS (what the residuals follow: the
+    disk's intrinsic thickness, its bulge, knots, the PSF width)."""
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    out = []
+    for group, subset, test in GALSIM_SPLITS:
+        m = np.array([bool(test(d)) for d in draws])
+        out.append({"group": group, "subset": subset, **error_stats(pred[m], true[m])})
+    return out
+
+
+def format_splits(title: str, splits: list[dict]) -> str:
+    """Plain-text table of galsim_splits."""
+    head = f"{'group':<22} {'subset':<20} {'N':>5} {'RMS':>6} {'bias':>6}"
+    lines = [title, head, "-" * len(head)]
+    for r in splits:
+        lines.append(f"{r['group']:<22} {r['subset']:<20} {r['n']:>5} {r['rms']:6.2f} {r['bias']:+6.2f}")
+    return "\n".join(lines)
 
 
 def read_sdss_labels(folder: str | Path) -> list[dict]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from ml.evaluation import GALSIM_SEED, GalSimMissing, render_galsim
+from ml.evaluation import GALSIM_SEED, GALSIM_SPLITS, GalSimMissing, galsim_draws, galsim_splits, render_galsim
 from ml.inference import axis_ratio_from_moments
 from ml.preprocess import is_inverted, to_grey01
 from tests.ml.makers import make_weights
@@ -25,7 +25,7 @@ def test_galsim_images_are_deterministic_inclined_disks():
     pytest.importorskip("galsim")
     images = [render_galsim(GALSIM_SEED, k) for k in range(12)]
     again, inc0 = render_galsim(GALSIM_SEED, 0)
-    assert np.array_equal(again, images[0][0]) and inc0 == images[0][1]
+    assert np.array_equal(again, images[0][0]) and inc0 == images[0][1] == galsim_draws(GALSIM_SEED, 0)["inc"]
     assert not np.array_equal(render_galsim(GALSIM_SEED + 1, 0)[0], images[0][0])
     incs = np.array([inc for _, inc in images])
     assert images[0][0].shape == (128, 128) and images[0][0].dtype == np.uint8
@@ -77,3 +77,28 @@ def test_command_reports_the_galsim_rows(weights):
     )
     text = out.getvalue()
     assert f"Independent renderer (GalSim), seed {GALSIM_SEED}: 6 inclined disks" in text and "ensemble" in text
+    assert "GalSim residuals of the ensemble" in text and "disk thickness hz/h" in text
+
+
+def test_galsim_draws_are_deterministic_and_within_their_ranges():
+    draws = [galsim_draws(GALSIM_SEED, k) for k in range(200)]
+    assert draws[7] == galsim_draws(GALSIM_SEED, 7) and draws[7] != galsim_draws(GALSIM_SEED + 1, 7)
+    thick = np.array([d["hz"] / d["h"] for d in draws])
+    assert thick.min() >= 0.08 and thick.max() <= 0.3
+    with_bulge = [d for d in draws if d["bt"] > 0]
+    assert 0.6 < len(with_bulge) / len(draws) < 0.9
+    assert all("bulge_n" in d for d in with_bulge) and not any("bulge_n" in d for d in draws if d["bt"] == 0)
+    assert {d["psf"] for d in draws} == {"kolmogorov", "moffat"} and all(1 <= d["psf_fwhm"] <= 3 for d in draws)
+
+
+def test_galsim_splits_partition_the_set_in_each_group():
+    draws = [galsim_draws(GALSIM_SEED, k) for k in range(120)]
+    true = np.array([d["inc"] for d in draws])
+    # an estimator that overestimates thin disks only
+    pred = true + np.array([2.0 if d["hz"] / d["h"] < 0.15 else 0.0 for d in draws])
+    rows = galsim_splits(pred, true, draws)
+    assert len(rows) == len(GALSIM_SPLITS)
+    for group in {r["group"] for r in rows}:
+        assert sum(r["n"] for r in rows if r["group"] == group) == 120
+    thin, thick = rows[0], rows[2]
+    assert thin["bias"] == pytest.approx(2.0) and thick["bias"] == pytest.approx(0.0) and thin["rms"] == pytest.approx(2.0)

@@ -5,7 +5,16 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.conf import conf
-from ml.evaluation import GALSIM_SEED, TEST_SEED, GalSimMissing, evaluate_galsim, evaluate_sdss, evaluate_synthetic, format_table
+from ml.evaluation import (
+    GALSIM_SEED,
+    TEST_SEED,
+    GalSimMissing,
+    evaluate_galsim,
+    evaluate_sdss,
+    evaluate_synthetic,
+    format_splits,
+    format_table,
+)
 from ml.inference import Ensemble, WeightsChecksumError, default_weights_dir
 
 
@@ -86,7 +95,10 @@ class Command(BaseCommand):
                 self.stdout.write(
                     format_table(f"Independent renderer (GalSim), seed {o['galsim_seed']}: {extra['n_images']} inclined disks", stats)
                 )
-                self.stdout.write(f"false rejects {extra['false_reject_rate']:.3f}\n")
+                self.stdout.write(f"false rejects {extra['false_reject_rate']:.3f}")
+                self.stdout.write(
+                    format_splits("GalSim residuals of the ensemble by what the images were drawn with", extra["splits"]) + "\n"
+                )
         folder = Path(o["sdss"]) if o["sdss"] else Path(conf.SAMPLE_DATA) / "sdss"
         if (folder / "labels.csv").exists():
             rows, stats = evaluate_sdss(ens, folder, q0=q0, tta=tta)
