@@ -30,7 +30,7 @@ import torch
 
 from ml.nets import InclinationNet, inclination_loss
 from ml.nets.widen import WIDEN_NOISE, check_widening, widen_inclination_net
-from ml.preprocess import preprocess
+from ml.preprocess import NET_SIZE, preprocess
 from ml.synth import SynthConfig, render_one
 from ml.synth import wide as _wide
 from ml.weights_files import WeightsChecksumError, checked_manifest, sha256_file  # noqa: F401 (sha256_file re-exported)
@@ -130,6 +130,25 @@ def _largest_smaller_cache(cache_dir: Path, seed: int, n: int, wide: float = 0.0
     return best
 
 
+def training_pool(cfg: TrainConfig, progress: bool = False, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training pool: cfg.images images of cfg.seed, then as many of each of cfg.extra_seeds
+    (each rendered or read from the cache), filled into one preallocated array so that the
+    parts are never all held twice."""
+    seeds = [cfg.seed, *cfg.extra_seeds]
+    if len(seeds) == 1:
+        return cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, progress, workers, cfg.wide)
+    n = cfg.images
+    x = np.empty((n * len(seeds), 1, NET_SIZE, NET_SIZE), np.float16)
+    inc = np.empty(n * len(seeds), np.float32)
+    rej = np.empty(n * len(seeds), np.uint8)
+    for j, seed in enumerate(seeds):
+        part = cached_inputs(seed, n, cfg.cache_dir, progress, workers, cfg.wide)
+        for whole, piece in zip((x, inc, rej), part):
+            whole[j * n : (j + 1) * n] = piece
+        del part
+    return x, inc, rej
+
+
 def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = False, workers: int = 1, wide: float = 0.0):
     """render_inputs with an on-disk cache (npz) keyed by seed, n and the widened renderer's share.
 
@@ -198,6 +217,9 @@ class TrainConfig:
     loss_scale_deg: float = 5.0
     #: share of pool and validation images drawn by the widened renderer (SynthConfig.wide)
     wide: float = 0.0
+    #: further pools of `images` images each (these seeds, same renderer share) appended to the
+    #: seed's pool: more distinct images per pass from the render cache (validation stays seed + 1000)
+    extra_seeds: tuple = ()
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -389,6 +411,14 @@ def parse_stages(text: str) -> list[list[int]]:
     return stages
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'9,11' -> (9, 11)."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--extra-seeds {text!r}: expected seeds like 9,11") from None
+
+
 def format_stages(stages: list) -> str:
     """The --stages text of stages (inverse of parse_stages)."""
     return ",".join("+".join(str(c) for c in st) for st in stages)
@@ -398,6 +428,8 @@ def check_config(cfg: TrainConfig) -> None:
     """ValueError for a configuration that cannot run: --init-from with --warm-start, an
     --init-from folder without a checked member file for every member, or widths that the
     --init-from members cannot be widened to."""
+    if len({cfg.seed, *cfg.extra_seeds}) != 1 + len(cfg.extra_seeds) or cfg.seed + VAL_SEED_OFFSET in cfg.extra_seeds:
+        raise ValueError("--extra-seeds: each pool seed once, and not the validation seed")
     if cfg.stages is not None and 128 % 2 ** len(cfg.stages):
         raise ValueError(f"--stages: {len(cfg.stages)} stages do not divide the 128 px input")
     if not cfg.init_from:
@@ -433,7 +465,7 @@ def _finish_member(out: Path, rec: dict) -> None:
 def _member_job(k: int, cfg: TrainConfig, device: str) -> None:
     """Train member k in a worker process (pool and validation set from the render cache)."""
     torch.set_num_threads(_threads_per_job(cfg))
-    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, wide=cfg.wide)
+    x, inc, rej = training_pool(cfg)
     val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, wide=cfg.wide)
     quiet = TrainConfig(**{**asdict(cfg), "progress": False})
     _finish_member(Path(cfg.out), train_member(k, quiet, x, inc, rej, val, torch.device(device), lambda s: print(s, flush=True)))
@@ -468,9 +500,12 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    log(f"rendering {cfg.images} training images (seed {cfg.seed}) and {cfg.val_images} validation images")
-    pool_cached = bool(cfg.cache_dir) and (Path(cfg.cache_dir) / f"{_cache_prefix(cfg.seed, cfg.wide)}_n{cfg.images}.npz").exists()
-    x, inc, rej = cached_inputs(cfg.seed, cfg.images, cfg.cache_dir, cfg.progress, cfg.render_workers, cfg.wide)
+    seeds = [cfg.seed, *cfg.extra_seeds]
+    log(f"rendering {cfg.images} training images per seed (seeds {', '.join(map(str, seeds))}) and {cfg.val_images} validation images")
+    pool_cached = bool(cfg.cache_dir) and all(
+        (Path(cfg.cache_dir) / f"{_cache_prefix(s, cfg.wide)}_n{cfg.images}.npz").exists() for s in seeds
+    )
+    x, inc, rej = training_pool(cfg, cfg.progress, cfg.render_workers)
     val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress, cfg.render_workers, cfg.wide)
     t_render = time.time() - t0
     fresh: set[int] = set()
@@ -522,8 +557,9 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
         "parameters_per_member": int(sum(p.numel() for p in ens.models[0].parameters())),
         "training_data": {
             "kind": "synthetic (ml.synth.render_one), rendered at 128x128",
-            "pool_images": cfg.images,
+            "pool_images": cfg.images * len(seeds),
             "pool_seed": cfg.seed,
+            "pool_seeds": seeds,
             "bag_fraction": BAG_FRACTION,
             "validation_seed": cfg.seed + VAL_SEED_OFFSET,
             "validation_images": cfg.val_images,
@@ -585,6 +621,10 @@ def _init_lines(init: dict | None) -> list[str]:
     return _init_lines(init.get("initialised_from")) + lines if init.get("initialised_from") else lines
 
 
+def _seeds_text(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} (equal shares)"
+
+
 def _widened_lines(card: dict) -> list[str]:
     """The model card's note when the members were widened from the --init-from ensemble."""
     old = (card.get("initialised_from") or {}).get("config")
@@ -613,8 +653,8 @@ def model_card_markdown(card: dict) -> str:
         "## Training data",
         f"Synthetic disk galaxies from `ml.synth` (thick exponential disks, q0 ~ U(0.1, 0.3), Sérsic bulges, "
         f"arms/clumps, dust, PSF, noise, stars, neighbours; grey, inverted grey and gri colour; "
-        f"face-on and junk examples labelled reject). Pool: {td['pool_images']} images from seed "
-        f"{td['pool_seed']}; each member trains on its own {int(td['bag_fraction'] * 100)} % subset. "
+        f"face-on and junk examples labelled reject). Pool: {td['pool_images']} images from "
+        f"{_seeds_text(td.get('pool_seeds') or [td['pool_seed']])}; each member trains on its own {int(td['bag_fraction'] * 100)} % subset. "
         f"Validation: {td['validation_images']} images from seed {td['validation_seed']}."
         + (
             f" A share {card['train_config']['wide']:g} of pool and validation images comes from the widened renderer "
@@ -716,6 +756,12 @@ def add_width_options(p) -> None:
         "wider than --init-from's widens its members first (function-preserving)",
     )
     p.add_argument("--hidden", type=int, default=None, help="width of the hidden layer (default: --init-from's, else the network's)")
+    p.add_argument(
+        "--extra-seeds",
+        type=parse_seeds,
+        default=(),
+        help="further pools of --images images each, e.g. 9,11 (rendered or from the cache), appended to --seed's pool",
+    )
 
 
 #: TrainConfig fields set by the options of the same name (``python -m ml.train`` and the
@@ -742,6 +788,7 @@ _OPTION_FIELDS = (
     "wide",
     "stages",
     "hidden",
+    "extra_seeds",
 )
 
 

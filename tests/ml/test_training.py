@@ -137,3 +137,26 @@ def test_train_inclination_parses_and_records_stages(tmp_path):
     assert "--stages 8,16,32,48+48,96 --hidden 64" in card["command"]
     with pytest.raises(CommandError, match="stages"):
         call_command("train_inclination", "--stages", "8,x", "--out", str(tmp_path / "bad"))
+
+
+def test_extra_seeds_append_their_pools(tmp_path):
+    cache = str(tmp_path / "cache")
+    cfg = _tiny(tmp_path / "w", cache_dir=cache, images=6, extra_seeds=(46, 47))
+    x, inc, rej = ml_train.training_pool(cfg)
+    parts = [cached_inputs(s, 6, cache) for s in (43, 46, 47)]
+    assert x.shape == (18, 1, 128, 128) and np.array_equal(x, np.concatenate([p[0] for p in parts]))
+    assert np.array_equal(rej, np.concatenate([p[2] for p in parts]))
+    card = train_ensemble(cfg, log=lambda s: None)
+    assert card["training_data"]["pool_images"] == 18 and card["training_data"]["pool_seeds"] == [43, 46, 47]
+    assert card["members"][0]["train_subset_size"] == int(0.8 * 18) and card["pool_from_cache"]
+    assert "18 images from seeds 43, 46, 47" in (tmp_path / "w" / "MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="extra-seeds"):
+        train_ensemble(_tiny(tmp_path / "v", cache_dir=cache, extra_seeds=(43,)), log=lambda s: None)
+
+
+def test_train_inclination_records_extra_seeds(tmp_path):
+    out = tmp_path / "w"
+    args = ["--members", "1", "--images", "8", "--val-images", "8", "--epochs", "1", "--batch-size", "8"]
+    call_command("train_inclination", *args, "--seed", "79", "--extra-seeds", "80", "--out", str(out), "--cache-dir", "", "--no-register")
+    card = json.loads((out / "model_card.json").read_text())
+    assert "--extra-seeds 80" in card["command"] and card["training_data"]["pool_seeds"] == [79, 80]

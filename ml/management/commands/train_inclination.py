@@ -26,6 +26,7 @@ _VALUED = (
     "wide",
     "stages",
     "hidden",
+    "extra_seeds",
 )
 _FLAGS = ("warm_start", "no_register", "no_activate")
 
@@ -34,8 +35,9 @@ def _as_argv(o: dict) -> list[str]:
     """The command line that reproduces these options (recorded in the model card)."""
     argv = []
     for k in _VALUED:
-        if o.get(k) is not None and not (k == "wide" and not o[k]):
-            argv += [f"--{k.replace('_', '-')}", format_stages(o[k]) if k == "stages" else str(o[k])]
+        if o.get(k) is not None and not (k in ("wide", "extra_seeds") and not o[k]):
+            text = format_stages(o[k]) if k == "stages" else ",".join(map(str, o[k])) if k == "extra_seeds" else str(o[k])
+            argv += [f"--{k.replace('_', '-')}", text]
     if o.get("warm_start"):
         argv += ["--finetune-epochs", str(o["finetune_epochs"]), "--finetune-lr-factor", str(o["finetune_lr_factor"])]
     argv += [f"--{k.replace('_', '-')}" for k in _FLAGS if o.get(k)]
