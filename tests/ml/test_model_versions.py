@@ -24,8 +24,10 @@ def test_shipped_ensembles_match_their_manifests_and_cards(directory):
     assert [m["sha256"] for m in card["members"]] == [m["sha256"] for m in manifest["members"]]
     assert card["command"].startswith(("python -m ml.train", "python manage.py train_inclination"))
     assert (directory / "EVALUATION.md").exists()
-    total = sum(f.stat().st_size for f in directory.iterdir())
-    assert total < 10 * 2**20
+    # small enough for the repository: three members of the widened default (0.89 M float32
+    # parameters each) are 10.7 MB with their cards
+    total = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+    assert total < 12 * 2**20
     assert len(Ensemble.load(directory, device="cpu").models) == 3
 
 
