@@ -142,7 +142,7 @@ def galsim_draws(seed: int, index: int, size: int = 128) -> dict:
     inclination, disk scale length and height (px), bulge, knots, PSF, sky and stretch. The draws
     come in a fixed order from one stream per (seed, index), so an image depends on nothing else."""
     rng = np.random.default_rng([int(seed), int(index)])
-    d: dict = {"gs_seed": int(rng.integers(1, 2**31 - 1)), "inc": float(rng.uniform(45.0, 90.0))}
+    d: dict = {"size": size, "gs_seed": int(rng.integers(1, 2**31 - 1)), "inc": float(rng.uniform(45.0, 90.0))}
     d["r25"] = size / 4.0 * rng.uniform(0.8, 1.2)  # pixels
     d["h"] = d["r25"] / rng.uniform(2.8, 4.3)
     d["hz"] = d["h"] * rng.uniform(0.08, 0.3)
@@ -179,8 +179,13 @@ def render_galsim(seed: int, index: int, size: int = 128) -> tuple[np.ndarray, f
     a Kolmogorov or Moffat PSF, sky and Poisson noise, then an asinh stretch to 8 bits. Major
     axis horizontal and the field about twice d25, as in the EDD cutouts; some images inverted
     (galaxy dark on light)."""
+    return _draw_galsim(galsim_draws(seed, index, size))
+
+
+def _draw_galsim(d: dict) -> tuple[np.ndarray, float]:
+    """The GalSim image of the draws d (see render_galsim)."""
     galsim = _galsim()
-    d = galsim_draws(seed, index, size)
+    size = d["size"]
     gs_rng = galsim.BaseDeviate(d["gs_seed"])
     inc, flux, bt = d["inc"], d["flux"], d["bt"]
     disk = galsim.InclinedExponential(inclination=inc * galsim.degrees, scale_radius=d["h"], scale_height=d["hz"], flux=flux * (1 - bt))
@@ -221,15 +226,15 @@ def evaluate_galsim(ens: Ensemble, n: int = 300, seed: int = GALSIM_SEED, q0: fl
 
         it = tqdm(it, desc=f"render GalSim seed={seed}", unit="img", mininterval=5)
     xs, incs, qs = [], [], []
+    draws = [galsim_draws(seed, k) for k in range(n)]
     for k in it:
-        im, inc = render_galsim(seed, k)
+        im, inc = _draw_galsim(draws[k])
         xs.append(preprocess(im))
         incs.append(inc)
         qs.append(axis_ratio_from_moments(im))
     res = ens.predict_arrays(np.stack(xs), tta=tta)
     true = np.asarray(incs)
     stats = compare(res["median"], res["per_member"], ens.names, np.asarray(qs), true, q0)
-    draws = [galsim_draws(seed, k) for k in range(n)]
     extra = {
         "n_images": n,
         "false_reject_rate": float(np.mean(res["reject_likelihood"] > 0.5)),

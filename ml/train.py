@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ml.nets import InclinationNet, inclination_loss
+from ml.nets.inclinet import stage_lists
 from ml.nets.widen import WIDEN_NOISE, check_widening, widen_inclination_net
 from ml.preprocess import NET_SIZE, preprocess
 from ml.synth import SynthConfig, render_one
@@ -117,6 +118,11 @@ def _cache_prefix(seed: int, wide: float) -> str:
     return f"synth_seed{seed}" if not wide else f"synth_wide{wide:g}_v{_wide.VERSION}_seed{seed}"
 
 
+def _cache_path(cache_dir: str | Path, seed: int, n: int, wide: float) -> Path:
+    """The render cache file of n images of seed (and the widened renderer's share)."""
+    return Path(cache_dir) / f"{_cache_prefix(seed, wide)}_n{n}.npz"
+
+
 def _largest_smaller_cache(cache_dir: Path, seed: int, n: int, wide: float = 0.0) -> tuple[Path, int] | None:
     """The cache file of the set ``seed`` with the most images below n, if any."""
     best = None
@@ -158,7 +164,7 @@ def cached_inputs(seed: int, n: int, cache_dir: str | None, progress: bool = Fal
     start = 0
     head = None
     if cache_dir:
-        path = Path(cache_dir) / f"{_cache_prefix(seed, wide)}_n{n}.npz"
+        path = _cache_path(cache_dir, seed, n, wide)
         if path.exists():
             z = np.load(path)
             return z["x"], z["inc"], z["rej"]
@@ -397,7 +403,7 @@ def net_widths(cfg: TrainConfig) -> tuple[list, int]:
     default = InclinationNet().config
     stages = cfg.stages or init.get("stages") or default["stages"]
     hidden = cfg.hidden or init.get("hidden") or default["hidden"]
-    return [list(s) if isinstance(s, (list, tuple)) else [s] for s in stages], int(hidden)
+    return stage_lists(stages), int(hidden)
 
 
 def parse_stages(text: str) -> list[list[int]]:
@@ -424,13 +430,18 @@ def format_stages(stages: list) -> str:
     return ",".join("+".join(str(c) for c in st) for st in stages)
 
 
+def format_seeds(seeds) -> str:
+    """The --extra-seeds text of seeds (inverse of parse_seeds)."""
+    return ",".join(map(str, seeds))
+
+
 def check_config(cfg: TrainConfig) -> None:
     """ValueError for a configuration that cannot run: --init-from with --warm-start, an
     --init-from folder without a checked member file for every member, or widths that the
     --init-from members cannot be widened to."""
     if len({cfg.seed, *cfg.extra_seeds}) != 1 + len(cfg.extra_seeds) or cfg.seed + VAL_SEED_OFFSET in cfg.extra_seeds:
         raise ValueError("--extra-seeds: each pool seed once, and not the validation seed")
-    if cfg.stages is not None and 128 % 2 ** len(cfg.stages):
+    if cfg.stages is not None and NET_SIZE % 2 ** len(cfg.stages):
         raise ValueError(f"--stages: {len(cfg.stages)} stages do not divide the 128 px input")
     if not cfg.init_from:
         return
@@ -502,9 +513,7 @@ def train_ensemble(cfg: TrainConfig, command: str | None = None, log=print) -> d
     t0 = time.time()
     seeds = [cfg.seed, *cfg.extra_seeds]
     log(f"rendering {cfg.images} training images per seed (seeds {', '.join(map(str, seeds))}) and {cfg.val_images} validation images")
-    pool_cached = bool(cfg.cache_dir) and all(
-        (Path(cfg.cache_dir) / f"{_cache_prefix(s, cfg.wide)}_n{cfg.images}.npz").exists() for s in seeds
-    )
+    pool_cached = bool(cfg.cache_dir) and all(_cache_path(cfg.cache_dir, s, cfg.images, cfg.wide).exists() for s in seeds)
     x, inc, rej = training_pool(cfg, cfg.progress, cfg.render_workers)
     val = cached_inputs(cfg.seed + VAL_SEED_OFFSET, cfg.val_images, cfg.cache_dir, cfg.progress, cfg.render_workers, cfg.wide)
     t_render = time.time() - t0

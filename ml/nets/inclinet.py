@@ -27,6 +27,11 @@ LOGVAR_MAX = 8.0
 DEFAULT_STAGES: tuple = (8, 16, 32, (64, 64), 128)
 
 
+def stage_lists(stages) -> list[list[int]]:
+    """Stages as lists of channels, one list per stage (an int stands for a one-convolution stage)."""
+    return [[int(c) for c in s] if isinstance(s, (list, tuple)) else [int(s)] for s in stages]
+
+
 class InclinationNet(nn.Module):
     """VGG-like CNN: x [B, C, 128, 128] -> dict of [B] tensors (inc deg, logvar, reject_logit).
 
@@ -43,10 +48,8 @@ class InclinationNet(nn.Module):
         stem_stride: int = 2,
     ):
         super().__init__()
-        stages = [tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in stages]
-        self.config = dict(
-            in_channels=in_channels, stages=[list(s) for s in stages], dropout=dropout, hidden=hidden, stem_stride=stem_stride
-        )
+        stages = stage_lists(stages)
+        self.config = dict(in_channels=in_channels, stages=stages, dropout=dropout, hidden=hidden, stem_stride=stem_stride)
         layers: list[nn.Module] = []
         cin = in_channels
         for k, st in enumerate(stages):

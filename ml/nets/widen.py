@@ -16,26 +16,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ml.nets.inclinet import InclinationNet
+from ml.nets.inclinet import InclinationNet, stage_lists
 
 #: Noise on the copies' incoming weights, relative to the std of the layer's weights.
 WIDEN_NOISE = 0.01
 
 
-def _stage_widths(stages) -> list[int]:
-    return [int(c) for st in stages for c in (st if isinstance(st, (list, tuple)) else (st,))]
-
-
-def _shape(stages) -> list[int]:
-    return [len(st) if isinstance(st, (list, tuple)) else 1 for st in stages]
-
-
 def check_widening(old: dict, stages, hidden: int) -> None:
     """ValueError unless a net of config old can be widened to (stages, hidden): the same stages and
     convolutions per stage, each at least as wide, and the same input channels and stem."""
-    if _shape(old["stages"]) != _shape(stages):
+    before, after = stage_lists(old["stages"]), stage_lists(stages)
+    if [len(s) for s in before] != [len(s) for s in after]:
         raise ValueError(f"cannot widen stages {old['stages']} to {stages}: the number of stages or convolutions differs")
-    narrower = [(a, b) for a, b in zip(_stage_widths(old["stages"]), _stage_widths(stages)) if b < a]
+    narrower = [(a, b) for sa, sb in zip(before, after) for a, b in zip(sa, sb) if b < a]
     if narrower or hidden < old["hidden"]:
         raise ValueError(f"cannot widen stages {old['stages']} / hidden {old['hidden']} to {stages} / {hidden}: a layer would shrink")
 

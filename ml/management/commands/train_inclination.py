@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.services import tracked
 from ml.services import register_weights
-from ml.train import add_width_options, check_config, config_from_options, format_stages, train_ensemble
+from ml.train import add_width_options, check_config, config_from_options, format_seeds, format_stages, train_ensemble
 
 _VALUED = (
     "members",
@@ -29,6 +29,8 @@ _VALUED = (
     "extra_seeds",
 )
 _FLAGS = ("warm_start", "no_register", "no_activate")
+#: options whose value is written back in their own syntax, and which are left out when empty
+_FORMATTED = {"stages": format_stages, "extra_seeds": format_seeds}
 
 
 def _as_argv(o: dict) -> list[str]:
@@ -36,8 +38,7 @@ def _as_argv(o: dict) -> list[str]:
     argv = []
     for k in _VALUED:
         if o.get(k) is not None and not (k in ("wide", "extra_seeds") and not o[k]):
-            text = format_stages(o[k]) if k == "stages" else ",".join(map(str, o[k])) if k == "extra_seeds" else str(o[k])
-            argv += [f"--{k.replace('_', '-')}", text]
+            argv += [f"--{k.replace('_', '-')}", _FORMATTED.get(k, str)(o[k])]
     if o.get("warm_start"):
         argv += ["--finetune-epochs", str(o["finetune_epochs"]), "--finetune-lr-factor", str(o["finetune_lr_factor"])]
     argv += [f"--{k.replace('_', '-')}" for k in _FLAGS if o.get(k)]
