@@ -24,7 +24,7 @@ WIDEN_NOISE = 0.01
 
 def check_widening(old: dict, stages, hidden: int) -> None:
     """ValueError unless a net of config old can be widened to (stages, hidden): the same stages and
-    convolutions per stage, each at least as wide, and the same input channels and stem."""
+    convolutions per stage, each at least as wide (input channels and stem are taken from old)."""
     before, after = stage_lists(old["stages"]), stage_lists(stages)
     if [len(s) for s in before] != [len(s) for s in after]:
         raise ValueError(f"cannot widen stages {old['stages']} to {stages}: the number of stages or convolutions differs")
