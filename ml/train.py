@@ -616,6 +616,7 @@ def _init_lines(init: dict | None) -> list[str]:
         return []
     td = init.get("training_data") or {}
     ev = init.get("ensemble_val") or {}
+    widened = _widening_text((init.get("initialised_from") or {}).get("config"), init.get("config"))
     lines = [
         "## Continued from an earlier ensemble",
         f"Each member k started from member k of `{init['directory']}` "
@@ -623,8 +624,9 @@ def _init_lines(init: dict | None) -> list[str]:
         "```",
         str(init.get("command")),
         "```",
-        f"on {init.get('device')} in {init.get('wall_seconds')} s (pool {td.get('pool_images')} images from seed "
-        f"{td.get('pool_seed')}; ensemble validation RMS {ev.get('rms', float('nan')):.2f} deg).",
+        f"on {init.get('device')} in {init.get('wall_seconds')} s (pool {td.get('pool_images')} images from "
+        f"{_seeds_text(td.get('pool_seeds') or [td.get('pool_seed')])}; ensemble validation RMS {ev.get('rms', float('nan')):.2f} deg)."
+        + (f" That run first widened its members, function-preserving, from {widened}." if widened else ""),
         "",
     ]
     return _init_lines(init.get("initialised_from")) + lines if init.get("initialised_from") else lines
@@ -634,16 +636,21 @@ def _seeds_text(seeds: list[int]) -> str:
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} (equal shares)"
 
 
+def _widening_text(old: dict | None, new: dict | None) -> str | None:
+    """'stages .. / hidden .. to .. / ..' when a run's net config widened its --init-from one's, else None."""
+    if not old or not new or (old["stages"], old["hidden"]) == (new["stages"], new["hidden"]):
+        return None
+    return f"stages {old['stages']} / hidden {old['hidden']} to {new['stages']} / {new['hidden']}"
+
+
 def _widened_lines(card: dict) -> list[str]:
     """The model card's note when the members were widened from the --init-from ensemble."""
-    old = (card.get("initialised_from") or {}).get("config")
-    new = card["net_config"]
-    if not old or (old["stages"], old["hidden"]) == (new["stages"], new["hidden"]):
+    widened = _widening_text((card.get("initialised_from") or {}).get("config"), card["net_config"])
+    if not widened:
         return []
     return [
         "## Widened before training",
-        f"Each member was widened from that ensemble's stages {old['stages']} / hidden {old['hidden']} to "
-        f"{new['stages']} / {new['hidden']}: copied channels and hidden units, the copies' outgoing weights "
+        f"Each member was widened from that ensemble's {widened}: copied channels and hidden units, the copies' outgoing weights "
         "shared among them, so the wider net started as the same function (Net2WiderNet, Chen, Goodfellow & "
         f"Shlens 2016, ICLR), with noise of {WIDEN_NOISE:g} of each layer's weight std on the copies.",
         "",

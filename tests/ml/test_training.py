@@ -122,7 +122,10 @@ def test_continued_training_can_widen_the_members(tmp_path):
     assert ens.models[0].config["stages"] == wider
     # continuing the widened ensemble keeps its widths without repeating them
     again = train_ensemble(_tiny(tmp_path / "c", cache_dir=cache, seed=45, init_from=str(tmp_path / "b")), log=lambda s: None)
-    assert again["net_config"]["stages"] == wider and "Widened" not in (tmp_path / "c" / "MODEL_CARD.md").read_text()
+    card_c = (tmp_path / "c" / "MODEL_CARD.md").read_text()
+    assert again["net_config"]["stages"] == wider and "Widened before training" not in card_c
+    # the lineage still says which earlier run widened the members
+    assert "That run first widened its members, function-preserving, from stages [[8], [16], [32]" in card_c
     with pytest.raises(ValueError, match="shrink"):
         train_ensemble(_tiny(tmp_path / "d", cache_dir=cache, init_from=str(tmp_path / "b"), hidden=64), log=lambda s: None)
 
