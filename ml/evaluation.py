@@ -82,7 +82,7 @@ def evaluate_synthetic(
     """Fresh-seed synthetic test set (``wide``: share drawn by the widened renderer, see
     ml.synth.wide). Returns (stats, extra) for accepted disks; extra has rejection figures."""
     config = SynthConfig(wide=wide) if wide else None
-    xs, incs, rejs, qs, qtrue = [], [], [], [], []
+    xs, incs, rejs, qs, qtrue, q0s = [], [], [], [], [], []
     it = range(n)
     if progress:
         from tqdm import tqdm
@@ -95,6 +95,7 @@ def evaluate_synthetic(
         rejs.append(lab["reject"])
         qs.append(axis_ratio_from_moments(im) if lab["reject"] == 0 else np.nan)
         qtrue.append(lab["q"])
+        q0s.append(lab["q0"])
     x = np.stack(xs)
     res = ens.predict_arrays(x, tta=tta)
     inc = np.asarray(incs)
@@ -110,6 +111,8 @@ def evaluate_synthetic(
         "false_reject_rate": float(np.mean(rl[acc] > 0.5)),
         "mean_std": float(np.mean(res["std"][acc])),
         "mean_sigma_model": float(np.mean(res["sigma_model"][acc])),
+        "splits": split_stats(res["median"][acc], inc[acc], [{"q0": q} for q in np.asarray(q0s)[acc]], THICKNESS_SPLITS),
+        "thickness_share": thickness_share(res["median"][acc], inc[acc], np.asarray(q0s)[acc]),
     }
     return stats, extra
 
@@ -238,7 +241,8 @@ def evaluate_galsim(ens: Ensemble, n: int = 300, seed: int = GALSIM_SEED, q0: fl
     extra = {
         "n_images": n,
         "false_reject_rate": float(np.mean(res["reject_likelihood"] > 0.5)),
-        "splits": galsim_splits(res["median"], true, draws),
+        "splits": split_stats(res["median"], true, draws, GALSIM_SPLITS),
+        "thickness_share": thickness_share(res["median"], true, np.array([d["hz"] / d["h"] for d in draws])),
     }
     return stats, extra
 
@@ -259,19 +263,43 @@ GALSIM_SPLITS: tuple = (
 )
 
 
-def galsim_splits(pred: np.ndarray, true: np.ndarray, draws: list[dict]) -> list[dict]:
-    """Error statistics of pred on the subsets of GALSIM_SPLITS (what the residuals follow: the
-    disk's intrinsic thickness, its bulge, knots, the PSF width)."""
+#: Subsets of the synthetic sets by the disk's intrinsic axis ratio q0 (ml.synth's label; the
+#: widened renderer's is its scale height over scale length).
+THICKNESS_SPLITS: tuple = (
+    ("intrinsic q0", "below 0.15", lambda d: d["q0"] < 0.15),
+    ("intrinsic q0", "0.15-0.20", lambda d: 0.15 <= d["q0"] < 0.20),
+    ("intrinsic q0", "0.20-0.25", lambda d: 0.20 <= d["q0"] < 0.25),
+    ("intrinsic q0", "0.25 and above", lambda d: d["q0"] >= 0.25),
+)
+
+
+def split_stats(pred: np.ndarray, true: np.ndarray, draws: list[dict], splits: tuple) -> list[dict]:
+    """Error statistics of pred on each subset of ``splits`` ((group, subset, test on an image's
+    draws or labels) rows, e.g. GALSIM_SPLITS: the disk's thickness, its bulge, knots, the PSF)."""
     pred, true = np.asarray(pred, float), np.asarray(true, float)
     out = []
-    for group, subset, test in GALSIM_SPLITS:
+    for group, subset, test in splits:
         m = np.array([bool(test(d)) for d in draws])
         out.append({"group": group, "subset": subset, **error_stats(pred[m], true[m])})
     return out
 
 
+def thickness_share(pred: np.ndarray, true: np.ndarray, q0: np.ndarray, cells: int = 5) -> float:
+    """Share of the mean squared error that the mean error per (q0, inclination) cell carries:
+    what an estimator that read each disk's thickness would remove. q0 in ``cells`` quantile
+    bins, the inclination in the bins of :func:`by_bin`."""
+    d = np.asarray(pred, float) - np.asarray(true, float)
+    qb = np.digitize(q0, np.quantile(q0, np.linspace(0, 1, cells + 1)[1:-1]))
+    ib = np.digitize(true, [lo for lo, _ in INC_BINS[1:]])
+    cell_mean = np.zeros_like(d)
+    for key in set(zip(qb, ib)):
+        m = (qb == key[0]) & (ib == key[1])
+        cell_mean[m] = d[m].mean()
+    return float(np.mean(cell_mean**2) / np.mean(d**2))
+
+
 def format_splits(title: str, splits: list[dict]) -> str:
-    """Plain-text table of galsim_splits."""
+    """Plain-text table of split_stats."""
     head = f"{'group':<22} {'subset':<20} {'N':>5} {'RMS':>6} {'bias':>6}"
     lines = [title, head, "-" * len(head)]
     for r in splits:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from ml.evaluation import GALSIM_SEED, GALSIM_SPLITS, GalSimMissing, galsim_draws, galsim_splits, render_galsim
+from ml.evaluation import GALSIM_SEED, GALSIM_SPLITS, GalSimMissing, galsim_draws, render_galsim, split_stats
 from ml.inference import axis_ratio_from_moments
 from ml.preprocess import is_inverted, to_grey01
 from tests.ml.makers import make_weights
@@ -78,6 +78,7 @@ def test_command_reports_the_galsim_rows(weights):
     text = out.getvalue()
     assert f"Independent renderer (GalSim), seed {GALSIM_SEED}: 6 inclined disks" in text and "ensemble" in text
     assert "GalSim residuals of the ensemble" in text and "disk thickness hz/h" in text
+    assert "(q0, inclination) cell (hz/h for q0)" in text
 
 
 def test_galsim_draws_are_deterministic_and_within_their_ranges():
@@ -96,7 +97,7 @@ def test_galsim_splits_partition_the_set_in_each_group():
     true = np.array([d["inc"] for d in draws])
     # an estimator that overestimates thin disks only
     pred = true + np.array([2.0 if d["hz"] / d["h"] < 0.15 else 0.0 for d in draws])
-    rows = galsim_splits(pred, true, draws)
+    rows = split_stats(pred, true, draws, GALSIM_SPLITS)
     assert len(rows) == len(GALSIM_SPLITS)
     for group in {r["group"] for r in rows}:
         assert sum(r["n"] for r in rows if r["group"] == group) == 120

@@ -17,6 +17,9 @@ from ml.evaluation import (
 )
 from ml.inference import Ensemble, WeightsChecksumError, default_weights_dir
 
+#: The line under each thickness table (what an estimator that read the thickness would remove).
+SHARE_TEXT = "share of the mean squared error in the mean error per (q0, inclination) cell"
+
 
 def _argv(o: dict) -> list[str]:
     """The options that decide the figures (recorded in the --json report)."""
@@ -75,8 +78,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"rejection: accuracy {extra['reject_accuracy']:.3f}, recall of rejects {extra['reject_recall']:.3f}, "
                 f"false rejects {extra['false_reject_rate']:.3f}; mean stdev over passes {extra['mean_std']:.2f} deg, "
-                f"mean predicted sigma {extra['mean_sigma_model']:.2f} deg\n"
+                f"mean predicted sigma {extra['mean_sigma_model']:.2f} deg"
             )
+            self.stdout.write(_thickness_text(extra))
         if o["wide"] > 0:
             stats, extra = evaluate_synthetic(ens, n=o["wide"], seed=o["seed"], q0=q0, tta=tta, progress=True, wide=1.0)
             report["wide"] = {"seed": o["seed"], "stats": stats, "extra": extra}
@@ -84,7 +88,8 @@ class Command(BaseCommand):
                 f"Widened synthetic test set (ml.synth.wide), seed {o['seed']}: {extra['n_accepted']} accepted disks of {extra['n_images']}"
             )
             self.stdout.write(format_table(title, stats))
-            self.stdout.write(f"rejection: accuracy {extra['reject_accuracy']:.3f}, false rejects {extra['false_reject_rate']:.3f}\n")
+            self.stdout.write(f"rejection: accuracy {extra['reject_accuracy']:.3f}, false rejects {extra['false_reject_rate']:.3f}")
+            self.stdout.write(_thickness_text(extra))
         if o["galsim"] > 0:
             try:
                 stats, extra = evaluate_galsim(ens, n=o["galsim"], seed=o["galsim_seed"], q0=q0, tta=tta, progress=True)
@@ -97,7 +102,8 @@ class Command(BaseCommand):
                 )
                 self.stdout.write(f"false rejects {extra['false_reject_rate']:.3f}")
                 self.stdout.write(
-                    format_splits("GalSim residuals of the ensemble by what the images were drawn with", extra["splits"]) + "\n"
+                    format_splits("GalSim residuals of the ensemble by what the images were drawn with", extra["splits"])
+                    + f"\n{SHARE_TEXT} (hz/h for q0): {extra['thickness_share']:.2f}\n"
                 )
         folder = Path(o["sdss"]) if o["sdss"] else Path(conf.SAMPLE_DATA) / "sdss"
         if (folder / "labels.csv").exists():
@@ -115,3 +121,12 @@ class Command(BaseCommand):
             self.stderr.write(f"no labels.csv in {folder}: real-image evaluation skipped")
         if o["json"]:
             Path(o["json"]).write_text(json.dumps(report, indent=1, default=float))
+
+
+def _thickness_text(extra: dict) -> str:
+    """A synthetic set's residuals by the disks' intrinsic thickness, and the share of the squared
+    error that the thickness carries."""
+    return (
+        format_splits("Residuals of the ensemble by the disk's intrinsic thickness", extra["splits"])
+        + f"\n{SHARE_TEXT}: {extra['thickness_share']:.2f}\n"
+    )
