@@ -103,6 +103,7 @@ def evaluate_synthetic(
     acc = rej == 0
     stats = compare(res["median"][acc], res["per_member"][acc], ens.names, np.asarray(qs)[acc], inc[acc], q0, q_true=np.asarray(qtrue)[acc])
     rl = res["reject_likelihood"]
+    q0_acc = np.asarray(q0s)[acc]
     extra = {
         "n_images": n,
         "n_accepted": int(acc.sum()),
@@ -111,8 +112,8 @@ def evaluate_synthetic(
         "false_reject_rate": float(np.mean(rl[acc] > 0.5)),
         "mean_std": float(np.mean(res["std"][acc])),
         "mean_sigma_model": float(np.mean(res["sigma_model"][acc])),
-        "splits": split_stats(res["median"][acc], inc[acc], [{"q0": q} for q in np.asarray(q0s)[acc]], THICKNESS_SPLITS),
-        "thickness_share": thickness_share(res["median"][acc], inc[acc], np.asarray(q0s)[acc]),
+        "splits": split_stats(res["median"][acc], inc[acc], [{"q0": q} for q in q0_acc], THICKNESS_SPLITS),
+        "thickness_share": thickness_share(res["median"][acc], inc[acc], q0_acc),
     }
     return stats, extra
 
@@ -291,10 +292,8 @@ def thickness_share(pred: np.ndarray, true: np.ndarray, q0: np.ndarray, cells: i
     d = np.asarray(pred, float) - np.asarray(true, float)
     qb = np.digitize(q0, np.quantile(q0, np.linspace(0, 1, cells + 1)[1:-1]))
     ib = np.digitize(true, [lo for lo, _ in INC_BINS[1:]])
-    cell_mean = np.zeros_like(d)
-    for key in set(zip(qb, ib)):
-        m = (qb == key[0]) & (ib == key[1])
-        cell_mean[m] = d[m].mean()
+    _, cell = np.unique(qb * len(INC_BINS) + ib, return_inverse=True)
+    cell_mean = (np.bincount(cell, weights=d) / np.bincount(cell))[cell]
     return float(np.mean(cell_mean**2) / np.mean(d**2))
 
 

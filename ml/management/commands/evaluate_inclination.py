@@ -17,8 +17,7 @@ from ml.evaluation import (
 )
 from ml.inference import Ensemble, WeightsChecksumError, default_weights_dir
 
-#: The line under each thickness table (what an estimator that read the thickness would remove).
-SHARE_TEXT = "share of the mean squared error in the mean error per (q0, inclination) cell"
+THICKNESS_TITLE = "Residuals of the ensemble by the disk's intrinsic thickness"
 
 
 def _argv(o: dict) -> list[str]:
@@ -80,7 +79,7 @@ class Command(BaseCommand):
                 f"false rejects {extra['false_reject_rate']:.3f}; mean stdev over passes {extra['mean_std']:.2f} deg, "
                 f"mean predicted sigma {extra['mean_sigma_model']:.2f} deg"
             )
-            self.stdout.write(_thickness_text(extra))
+            self.stdout.write(_splits_text(THICKNESS_TITLE, extra))
         if o["wide"] > 0:
             stats, extra = evaluate_synthetic(ens, n=o["wide"], seed=o["seed"], q0=q0, tta=tta, progress=True, wide=1.0)
             report["wide"] = {"seed": o["seed"], "stats": stats, "extra": extra}
@@ -89,7 +88,7 @@ class Command(BaseCommand):
             )
             self.stdout.write(format_table(title, stats))
             self.stdout.write(f"rejection: accuracy {extra['reject_accuracy']:.3f}, false rejects {extra['false_reject_rate']:.3f}")
-            self.stdout.write(_thickness_text(extra))
+            self.stdout.write(_splits_text(THICKNESS_TITLE, extra))
         if o["galsim"] > 0:
             try:
                 stats, extra = evaluate_galsim(ens, n=o["galsim"], seed=o["galsim_seed"], q0=q0, tta=tta, progress=True)
@@ -101,10 +100,7 @@ class Command(BaseCommand):
                     format_table(f"Independent renderer (GalSim), seed {o['galsim_seed']}: {extra['n_images']} inclined disks", stats)
                 )
                 self.stdout.write(f"false rejects {extra['false_reject_rate']:.3f}")
-                self.stdout.write(
-                    format_splits("GalSim residuals of the ensemble by what the images were drawn with", extra["splits"])
-                    + f"\n{SHARE_TEXT} (hz/h for q0): {extra['thickness_share']:.2f}\n"
-                )
+                self.stdout.write(_splits_text("GalSim residuals of the ensemble by what the images were drawn with", extra, "hz/h"))
         folder = Path(o["sdss"]) if o["sdss"] else Path(conf.SAMPLE_DATA) / "sdss"
         if (folder / "labels.csv").exists():
             rows, stats = evaluate_sdss(ens, folder, q0=q0, tta=tta)
@@ -123,10 +119,8 @@ class Command(BaseCommand):
             Path(o["json"]).write_text(json.dumps(report, indent=1, default=float))
 
 
-def _thickness_text(extra: dict) -> str:
-    """A synthetic set's residuals by the disks' intrinsic thickness, and the share of the squared
-    error that the thickness carries."""
-    return (
-        format_splits("Residuals of the ensemble by the disk's intrinsic thickness", extra["splits"])
-        + f"\n{SHARE_TEXT}: {extra['thickness_share']:.2f}\n"
-    )
+def _splits_text(title: str, extra: dict, q0_name: str = "") -> str:
+    """A set's residuals split by what its images were drawn with, and the share of the squared
+    error that the disks' thickness carries (q0_name: what stands for q0 in that set)."""
+    share = "share of the mean squared error in the mean error per (q0, inclination) cell" + (f" ({q0_name} for q0)" if q0_name else "")
+    return format_splits(title, extra["splits"]) + f"\n{share}: {extra['thickness_share']:.2f}\n"
