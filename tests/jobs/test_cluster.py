@@ -36,8 +36,11 @@ def test_kill9_mid_batch_then_restart_completes_every_item_once(clusters, settin
     j = demo_job(120, batch_size=10, delay=0.1, trace=str(trace))
     first = clusters("a")
     wait_for(lambda: job(j.pk).done >= 30, 60, what="three batches done")
-    # Wait until a batch is in a worker's hands, then kill the whole cluster at once.
-    wait_for(lambda: job(j.pk).result["batches"]["running"], 10, 0.02, what="a batch in flight")
+    # Wait until a batch has just started (a new trace line: it is marked running before it runs, and
+    # has about 1 s left), then kill the whole cluster at once. Waiting only for "some batch running"
+    # could see one in its last milliseconds and kill between batches (it did once on a fresh clone).
+    started = len(trace_lines(trace))
+    wait_for(lambda: len(trace_lines(trace)) > started, 10, 0.01, what="a batch starting")
     first.kill9()
     killed_at = job(j.pk)
     assert killed_at.status == Job.Status.RUNNING and killed_at.done < 120
