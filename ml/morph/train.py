@@ -57,7 +57,14 @@ class TrainConfig:
     init_from: str = ""
     #: crop head: "radius" (zoom from a radius estimate) or "learned" (GaMPEN's; see ml.morph.nets)
     crop: str = "radius"
+    #: upper end of the log-uniform re prior (px) and its cap as a fraction of the cutout side
+    re_max: float = MorphConfig.re_range[1]
+    re_max_fraction: float = MorphConfig.re_max_fraction
     extra: dict = field(default_factory=dict)
+
+    def render_config(self, **kw) -> MorphConfig:
+        """The rendering of the training and validation sets (what MorphConfig does not take from here: kw)."""
+        return MorphConfig(re_range=(MorphConfig.re_range[0], self.re_max), re_max_fraction=self.re_max_fraction, **kw)
 
 
 def split_images(n: int, sizes: tuple[int, ...], weights: tuple[float, ...] = ()) -> list[int]:
@@ -68,11 +75,11 @@ def split_images(n: int, sizes: tuple[int, ...], weights: tuple[float, ...] = ()
     return [max(1, round(n * x / sum(w))) for x in w]
 
 
-def render_training(kind: str, n: int, sizes: tuple[int, ...], seed: int, weights: tuple[float, ...] = ()) -> list[dict]:
-    """One rendered set per side (n split by :func:`split_images`), without sigma maps."""
+def render_training(cfg: TrainConfig, kind: str, n: int, seed: int) -> list[dict]:
+    """One rendered set per side of cfg.sizes (n split by :func:`split_images`), without sigma maps."""
     return [
-        render_set(MorphConfig(kind=kind, size=s, n=per, seed=seed * 1000 + s, keep_sigma=False))
-        for s, per in zip(sizes, split_images(n, sizes, weights), strict=True)
+        render_set(cfg.render_config(kind=kind, size=s, n=per, seed=seed * 1000 + s, keep_sigma=False))
+        for s, per in zip(cfg.sizes, split_images(n, cfg.sizes, cfg.size_weights), strict=True)
     ]
 
 
@@ -123,8 +130,8 @@ def train_kind(
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    train = _tensors(kind, render_training(kind, cfg.images, cfg.sizes, cfg.seed, cfg.size_weights))
-    val = _tensors(kind, render_training(kind, cfg.val_images, cfg.sizes, cfg.seed + VAL_SEED_OFFSET))
+    train = _tensors(kind, render_training(cfg, kind, cfg.images, cfg.seed))
+    val = _tensors(kind, render_training(cfg, kind, cfg.val_images, cfg.seed + VAL_SEED_OFFSET))
     render_s = time.perf_counter() - t0
     log(
         f"{kind}: rendered {sum(len(t[0]) for t in train)} training and {sum(len(t[0]) for t in val)} validation cutouts in {render_s:.0f} s"
@@ -291,7 +298,9 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
             "seeds": [cfg.seed * 1000 + s for s in cfg.sizes],
             "validation_seeds": [(cfg.seed + VAL_SEED_OFFSET) * 1000 + s for s in cfg.sizes],
             "render": {
-                k: (list(v) if isinstance(v, tuple) else v) for k, v in MorphConfig().as_dict().items() if k not in ("n", "seed", "size")
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in cfg.render_config().as_dict().items()
+                if k not in ("n", "seed", "size")
             },
         },
         "members": entries,
@@ -302,6 +311,12 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
     (out / "model_card.json").write_text(json.dumps(card, indent=1))
     (out / "MODEL_CARD.md").write_text(card_markdown(card))
     return card
+
+
+def _prior_text(render: dict) -> str:
+    """The re prior of a card's training data (cards written before it was recorded: the defaults then)."""
+    lo, hi = render.get("re_range", MorphConfig.re_range)
+    return f"{lo:g}-{hi:g} px log-uniform (at most {render.get('re_max_fraction', MorphConfig.re_max_fraction):g} of the side)"
 
 
 def card_markdown(card: dict) -> str:
@@ -318,7 +333,7 @@ def card_markdown(card: dict) -> str:
         f"Training data: {td['kind']}, {td['images_per_kind']} cutouts per model over sides {td['sizes']} px "
         f"({', '.join(str(k) for k in td['images_per_side'])} per side) "
         f"(seeds {td['seeds']}; validation seeds {td['validation_seeds']}); Sérsic and bulge+disk with Moffat/Gaussian PSF "
-        "FWHM 1.5-5 px, Poisson + sky noise, SNR 10-200, re 1-25 px (at most 0.2 of the side), a neighbour in half the cutouts.",
+        f"FWHM 1.5-5 px, Poisson + sky noise, SNR 10-200, re {_prior_text(td.get('render', {}))}, a neighbour in half the cutouts.",
         "",
         *(
             [
@@ -328,7 +343,9 @@ def card_markdown(card: dict) -> str:
                     + ("all but the sigma calibration" if f.get("crop_head") == "kept" else "CNN and head; the crop head afresh")
                     for f in card["init_from"]["files"]
                 )
-                + ").",
+                + ")"
+                + (f", itself made by: `{card['init_from']['made_by']}`" if card["init_from"].get("made_by") else "")
+                + ".",
                 "",
             ]
             if card.get("init_from")

@@ -19,7 +19,17 @@ from ml.morph.nets import VIEW, MorphNet, _resample, covariance, gaussian_nll, p
 from ml.morph.posterior import load_nets, posterior
 from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
 from ml.morph.targets import PHYSICAL, TARGETS, to_physical, to_targets
-from ml.morph.train import TrainConfig, augment, save_net, split_images, train_all, train_kind, warm_start_state
+from ml.morph.train import (
+    TrainConfig,
+    augment,
+    card_markdown,
+    render_training,
+    save_net,
+    split_images,
+    train_all,
+    train_kind,
+    warm_start_state,
+)
 from ml.weights_files import WeightsChecksumError, sha256_file
 
 
@@ -245,6 +255,31 @@ def test_a_warm_start_continues_the_trained_network_and_the_sides_take_their_sha
     assert "calibration" not in kept and "crop.fc.2.bias" in kept and "target_mean" in kept
     other = warm_start_state(state, "learned", "radius")
     assert other and all(k.startswith(("features.", "head.")) for k in other)
+
+
+def test_the_training_re_prior_reaches_past_the_default_cap_and_the_card_says_so():
+    cfg = TrainConfig(kinds=("sersic",), sizes=(128,), re_max=48.0, re_max_fraction=0.375)
+    (d,) = render_training(cfg, "sersic", 256, seed=3)
+    re = d["truth"]["re"]
+    assert re.max() > 30.0 and re.max() <= 48.0 and re.min() >= MorphConfig.re_range[0]
+    (default,) = render_training(TrainConfig(sizes=(128,)), "sersic", 256, seed=3)
+    assert default["truth"]["re"].max() <= MorphConfig.re_max_fraction * 128
+    card = {
+        "command": "c",
+        "machine": {"torch": "t", "device": "cpu", "threads": 1},
+        "wall_seconds": 1.0,
+        "members": [],
+        "training_data": {
+            "kind": "k",
+            "images_per_kind": 1,
+            "sizes": [128],
+            "images_per_side": [1],
+            "seeds": [1],
+            "validation_seeds": [2],
+            "render": {"re_range": [1.0, 48.0], "re_max_fraction": 0.375},
+        },
+    }
+    assert "re 1-48 px log-uniform (at most 0.375 of the side)" in card_markdown(card)
 
 
 def _weights(tmp_path) -> MorphNet:

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.progress import ProgressBar
 from jobs.services import tracked
-from ml.morph.render import KINDS
+from ml.morph.render import KINDS, MorphConfig
 from ml.morph.train import TrainConfig, train_all
 from ml.services import register_weights
 
@@ -26,6 +26,8 @@ _VALUED = (
     "out",
     "init_from",
     "crop",
+    "re_max",
+    "re_max_fraction",
 )
 #: Training steps between two progress updates of the Job row.
 JOB_EVERY = 50
@@ -75,6 +77,15 @@ class Command(BaseCommand):
             choices=["radius", "learned"],
             help="crop head: zoom from a radius estimate, or GaMPEN's learnt zoom",
         )
+        parser.add_argument(
+            "--re-max", type=float, default=TrainConfig.re_max, help="upper end of the log-uniform prior of re (px) of the training renders"
+        )
+        parser.add_argument(
+            "--re-max-fraction",
+            type=float,
+            default=TrainConfig.re_max_fraction,
+            help="cap of the re prior as a fraction of the cutout side (a galaxy near the cap is pulled in by the prior)",
+        )
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active morphology version")
         parser.add_argument("--no-progress", action="store_true")
@@ -96,6 +107,8 @@ class Command(BaseCommand):
             raise CommandError(f"--size-weights must be numbers separated by commas: {exc}") from exc
         if size_weights and (len(size_weights) != len(sizes) or min(size_weights) <= 0):
             raise CommandError("--size-weights: one positive number per side of --sizes")
+        if not (MorphConfig.re_range[0] < o["re_max"] and 0.0 < o["re_max_fraction"] <= 0.5):
+            raise CommandError(f"--re-max must exceed {MorphConfig.re_range[0]:g} px and --re-max-fraction lie in (0, 0.5]")
         for key in ("images", "val_images", "epochs", "batch_size", "threads", "width"):
             if o[key] < 1:
                 raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
@@ -118,6 +131,8 @@ class Command(BaseCommand):
             out=o["out"],
             init_from=o["init_from"] or "",
             crop=o["crop"],
+            re_max=o["re_max"],
+            re_max_fraction=o["re_max_fraction"],
         )
         command = "python manage.py train_morphology " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("kinds", "images", "epochs", "seed", "out")}
