@@ -314,9 +314,9 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
 
 
 def _prior_text(render: dict) -> str:
-    """The re prior of a card's training data (cards written before it was recorded: the defaults then)."""
-    lo, hi = render.get("re_range", MorphConfig.re_range)
-    return f"{lo:g}-{hi:g} px log-uniform (at most {render.get('re_max_fraction', MorphConfig.re_max_fraction):g} of the side)"
+    """The re prior of a card's training data (its render settings)."""
+    lo, hi = render["re_range"]
+    return f"{lo:g}-{hi:g} px log-uniform (at most {render['re_max_fraction']:g} of the side)"
 
 
 def card_markdown(card: dict) -> str:
@@ -333,7 +333,7 @@ def card_markdown(card: dict) -> str:
         f"Training data: {td['kind']}, {td['images_per_kind']} cutouts per model over sides {td['sizes']} px "
         f"({', '.join(str(k) for k in td['images_per_side'])} per side) "
         f"(seeds {td['seeds']}; validation seeds {td['validation_seeds']}); Sérsic and bulge+disk with Moffat/Gaussian PSF "
-        f"FWHM 1.5-5 px, Poisson + sky noise, SNR 10-200, re {_prior_text(td.get('render', {}))}, a neighbour in half the cutouts.",
+        f"FWHM 1.5-5 px, Poisson + sky noise, SNR 10-200, re {_prior_text(td['render'])}, a neighbour in half the cutouts.",
         "",
         *(
             [
@@ -363,9 +363,11 @@ def card_markdown(card: dict) -> str:
     for m in card["members"]:
         if m.get("made_by"):
             crop = {"learned": "one zoom learnt through the loss alone, as GaMPEN's", "radius": "zoom from the radius estimate"}
+            made = m["made_by"]
+            prior = f"; re prior {_prior_text(made['training_data']['render'])}" if made.get("training_data") else ""
             lines += [
                 "",
-                f"{m['kind']}: kept from an earlier run (crop head: {crop.get(m['made_by'].get('crop'), '?')}), made by: `{m['made_by']['command']}`",
+                f"{m['kind']}: kept from an earlier run (crop head: {crop.get(made.get('crop'), '?')}{prior}), made by: `{made['command']}`",
             ]
     lines += ["", "Files and sha256: see ensemble.json (loading refuses a mismatch). Evaluation: EVALUATION.md.", ""]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from django.core.management import CommandError, call_command
 
 from fitting.engine.fit import physical_to_m
 from fitting.engine.model import Renderer, model_spec
@@ -280,6 +281,17 @@ def test_the_training_re_prior_reaches_past_the_default_cap_and_the_card_says_so
         },
     }
     assert "re 1-48 px log-uniform (at most 0.375 of the side)" in card_markdown(card)
+    made = {"command": "k", "crop": "radius", "training_data": {"render": {"re_range": [1.0, 25.0], "re_max_fraction": 0.2}}}
+    entry = {"kind": "bulge_disk", "targets": ["a"], "calibration": [1.0], "parameters": 1, "steps": 1, "images_seen": 1}
+    kept = {**entry, "render_seconds": 1, "train_seconds": 1, "history": [{"train_nll": 0.0}], "val_nll_calibrated": 0.0, "made_by": made}
+    assert "re prior 1-25 px log-uniform (at most 0.2 of the side)), made by: `k`" in card_markdown({**card, "members": [kept]})
+
+
+@pytest.mark.parametrize("args", [("--re-max", "0.5"), ("--re-max-fraction", "0"), ("--re-max-fraction", "0.6")])
+def test_train_morphology_refuses_a_bad_re_prior_and_writes_nothing(tmp_path, args):
+    with pytest.raises(CommandError, match="--re-max"):
+        call_command("train_morphology", *args, "--out", str(tmp_path / "w"), "--no-register", "--no-progress")
+    assert not (tmp_path / "w").exists()
 
 
 def _weights(tmp_path) -> MorphNet:
