@@ -16,7 +16,8 @@ import numpy as np
 
 from ml.inference import Ensemble, axis_ratio_from_moments
 from ml.preprocess import load_image_file, preprocess
-from ml.synth import SynthConfig, inclination_from_axis_ratio, render_one
+from ml.synth import SynthConfig, bayes_inclination_from_axis_ratio, inclination_from_axis_ratio, render_one
+from ml.synth.render import Q0_RANGE
 
 #: Seed of the synthetic test set: never used for training (training seeds are small; the
 #: validation seed is training seed + 1000).
@@ -61,9 +62,11 @@ def compare(
     true: np.ndarray,
     q0: float,
     q_true: np.ndarray | None = None,
+    q0_prior: tuple[float, float] | None = None,
 ) -> dict:
     """Side-by-side statistics of ensemble, members and baselines (moment axis ratio with q0 and
-    with its best constant q0; on synthetic images also the renderer's exact apparent axis ratio)."""
+    with its best constant q0; on synthetic images also the renderer's exact apparent axis ratio,
+    with the best constant q0 and, given the renderer's q0 prior, the posterior mean over it)."""
     rows = {"ensemble": ens_pred}
     for k, n in enumerate(names):
         rows[n] = member_pred[:, k]
@@ -73,6 +76,8 @@ def compare(
     if q_true is not None:
         qt, inc_t = best_q0(q_true, true)
         rows[f"exact b/a best q0={qt:g}"] = inc_t
+        if q0_prior is not None:
+            rows[f"exact b/a Bayes q0 {q0_prior[0]:g}-{q0_prior[1]:g}"] = bayes_inclination_from_axis_ratio(q_true, q0_prior)
     return {name: {"all": error_stats(p, true), "bins": by_bin(np.asarray(p, float), true)} for name, p in rows.items()}
 
 
@@ -101,7 +106,18 @@ def evaluate_synthetic(
     inc = np.asarray(incs)
     rej = np.asarray(rejs)
     acc = rej == 0
-    stats = compare(res["median"][acc], res["per_member"][acc], ens.names, np.asarray(qs)[acc], inc[acc], q0, q_true=np.asarray(qtrue)[acc])
+    # the classic renderer draws q0 uniformly over Q0_RANGE; the widened one draws its disks otherwise
+    prior = None if wide else Q0_RANGE
+    stats = compare(
+        res["median"][acc],
+        res["per_member"][acc],
+        ens.names,
+        np.asarray(qs)[acc],
+        inc[acc],
+        q0,
+        q_true=np.asarray(qtrue)[acc],
+        q0_prior=prior,
+    )
     rl = res["reject_likelihood"]
     q0_acc = np.asarray(q0s)[acc]
     extra = {

@@ -76,6 +76,32 @@ def inclination_from_axis_ratio(q: np.ndarray | float, q0: float = 0.3) -> np.nd
     return np.degrees(np.arccos(np.sqrt(c2)))
 
 
+def bayes_inclination_from_axis_ratio(
+    q: np.ndarray | float, q0_range: tuple[float, float] = Q0_RANGE, inc_range: tuple[float, float] = (INC_MIN, INC_MAX), step: float = 0.01
+) -> np.ndarray:
+    """Posterior mean inclination (deg) given the exact apparent axis ratio of the stellar disk,
+    with this renderer's priors: inclination uniform over inc_range, q0 uniform over q0_range.
+
+    The estimator of least mean squared error among all that read nothing but b/a: the reference
+    of what the thickness alone leaves unknown. By Hubble's relation, b/a = q at inclination i needs
+    q0 = sqrt((q^2 - cos^2 i) / (1 - cos^2 i)), and p(i | q) is proportional to the density of q0
+    there times |dq0/dq| = q / ((1 - cos^2 i) q0). NaN where no i in the range gives this q."""
+    q = np.atleast_1d(np.asarray(q, dtype=np.float64))
+    grid = np.arange(inc_range[0], inc_range[1] + step / 2, step)
+    c2 = np.cos(np.radians(grid)) ** 2
+    s2 = np.maximum(1.0 - c2, 1e-12)
+    out = np.full(q.shape, np.nan)
+    for k in range(0, len(q), 256):
+        qq = q[k : k + 256, None]
+        q0sq = (qq * qq - c2) / s2
+        q0 = np.sqrt(np.clip(q0sq, 0.0, None))
+        inside = (q0sq > 0) & (q0 >= q0_range[0]) & (q0 <= q0_range[1])
+        w = np.where(inside, qq / (s2 * np.maximum(q0, 1e-12)), 0.0)
+        total = w.sum(1)
+        out[k : k + 256] = np.where(total > 0, (w * grid).sum(1) / np.where(total > 0, total, 1.0), np.nan)
+    return out
+
+
 @dataclass
 class SynthConfig:
     """Knobs of a synthetic set. Fractions of kinds must sum to 1."""

@@ -43,3 +43,13 @@ def test_evaluate_inclination_prints_and_stores_the_thickness_split(tmp_path):
     assert [r["subset"] for r in extra["splits"]] == [s for _, s, _ in THICKNESS_SPLITS]
     assert sum(r["n"] for r in extra["splits"]) == extra["n_accepted"] and 0 <= extra["thickness_share"] <= 1
     assert "by the disk's intrinsic thickness" in out.getvalue() and "(q0, inclination) cell" in out.getvalue()
+
+
+def test_evaluate_inclination_scores_the_bayes_axis_ratio_reference_on_the_classic_set_only(tmp_path):
+    weights = make_weights(tmp_path / "w", members=1)
+    args = ["--weights", str(weights), "--synthetic", "40", "--wide", "40", "--galsim", "0", "--sdss", str(tmp_path), "--no-tta"]
+    call_command("evaluate_inclination", *args, "--json", str(tmp_path / "e.json"), stdout=io.StringIO(), stderr=io.StringIO())
+    report = json.loads((tmp_path / "e.json").read_text())
+    classic = report["synthetic"]["stats"]["exact b/a Bayes q0 0.1-0.3"]["all"]
+    assert classic["n"] == report["synthetic"]["extra"]["n_accepted"] and 0 < classic["rms"] < 6
+    assert not any("Bayes" in row for row in report["wide"]["stats"])  # the widened renderer draws its disks otherwise

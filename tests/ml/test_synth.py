@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.synth import SynthConfig, apparent_axis_ratio, inclination_from_axis_ratio, render_one, sersic_bn
-from ml.synth.render import _disk_galaxy, _grid
+from ml.synth import SynthConfig, apparent_axis_ratio, bayes_inclination_from_axis_ratio, inclination_from_axis_ratio, render_one, sersic_bn
+from ml.synth.render import Q0_RANGE, _disk_galaxy, _grid
 
 
 def _moment_q(img: np.ndarray) -> float:
@@ -148,3 +148,20 @@ def test_a_sub_pixel_disk_seen_edge_on_is_sampled_without_ringing(monkeypatch):
     monkeypatch.setattr(wide, "FOLD", 0)
     unfolded = wide.disk3d(128, 90.0, 0.0, 0.3, 0.2, thin)
     assert np.abs(unfolded - ref).max() > 10 * np.abs(img - ref).max()
+
+
+def test_the_bayes_axis_ratio_inclination_beats_every_constant_q0_on_its_prior():
+    rng = np.random.default_rng(4)
+    inc, q0 = rng.uniform(45.0, 90.0, 4000), rng.uniform(*Q0_RANGE, 4000)
+    q = apparent_axis_ratio(inc, q0)
+    bayes = bayes_inclination_from_axis_ratio(q)
+    rms = float(np.sqrt(np.mean((bayes - inc) ** 2)))
+    best_constant = min(float(np.sqrt(np.mean((inclination_from_axis_ratio(q, c) - inc) ** 2))) for c in np.arange(0.1, 0.31, 0.01))
+    assert rms < 0.9 * best_constant and abs(float(np.mean(bayes - inc))) < 0.15
+
+
+def test_the_bayes_axis_ratio_inclination_is_hubbles_for_a_known_thickness_and_nan_where_impossible():
+    q = np.array([0.3, 0.5, 0.65])  # all inside 45-90 deg
+    got = bayes_inclination_from_axis_ratio(q, (0.2, 0.2001), step=0.001)
+    assert np.allclose(got, inclination_from_axis_ratio(q, 0.2), atol=0.05)
+    assert np.isnan(bayes_inclination_from_axis_ratio(np.array([0.05]))[0])  # thinner than any disk drawn, even edge-on
