@@ -319,6 +319,24 @@ def _prior_text(render: dict) -> str:
     return f"{lo:g}-{hi:g} px log-uniform (at most {render['re_max_fraction']:g} of the side)"
 
 
+def _started_from_text(init: dict) -> str:
+    """ "Started from: FOLDER (files), itself made by: `command`", then the same for the run that
+    made that folder (``made_from``), back to the first folder whose command the card records."""
+    parts = []
+    while init:
+        files = ", ".join(
+            f"{f['file']} sha256 {f['sha256'][:12]}..., "
+            + ("all but the sigma calibration" if f.get("crop_head") == "kept" else "CNN and head; the crop head afresh")
+            for f in init.get("files", [])
+        )
+        text = f"{init['folder']}" + (f" ({files})" if files else "")
+        if init.get("made_by"):
+            text += f", itself made by: `{init['made_by']}`"
+        parts.append(text)
+        init = init.get("made_from")
+    return "Started from: " + "; that run started from: ".join(parts) + "."
+
+
 def card_markdown(card: dict) -> str:
     """MODEL_CARD.md from model_card.json."""
     td = card["training_data"]
@@ -335,22 +353,7 @@ def card_markdown(card: dict) -> str:
         f"(seeds {td['seeds']}; validation seeds {td['validation_seeds']}); Sérsic and bulge+disk with Moffat/Gaussian PSF "
         f"FWHM 1.5-5 px, Poisson + sky noise, SNR 10-200, re {_prior_text(td['render'])}, a neighbour in half the cutouts.",
         "",
-        *(
-            [
-                f"Started from: {card['init_from']['folder']} ("
-                + ", ".join(
-                    f"{f['file']} sha256 {f['sha256'][:12]}..., "
-                    + ("all but the sigma calibration" if f.get("crop_head") == "kept" else "CNN and head; the crop head afresh")
-                    for f in card["init_from"]["files"]
-                )
-                + ")"
-                + (f", itself made by: `{card['init_from']['made_by']}`" if card["init_from"].get("made_by") else "")
-                + ".",
-                "",
-            ]
-            if card.get("init_from")
-            else []
-        ),
+        *([_started_from_text(card["init_from"]), ""] if card.get("init_from") else []),
         "| model | parameters | steps | images seen | render s | train s | final train NLL | validation NLL (calibrated) | sigma calibration per target |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

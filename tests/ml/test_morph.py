@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from fitting.engine.fit import physical_to_m
 from fitting.engine.model import Renderer, model_spec
 from ml.morph.crb import cramer_rao, fisher, physical_columns
-from ml.morph.evaluate import spread_floor
+from ml.morph.evaluate import size_by_index, spread_floor
 from ml.morph.nets import VIEW, MorphNet, _resample, covariance, gaussian_nll, preprocess, zoom_of
 from ml.morph.posterior import load_nets, posterior
 from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
@@ -287,6 +287,40 @@ def test_the_training_re_prior_reaches_past_the_default_cap_and_the_card_says_so
     assert "re prior 1-25 px log-uniform (at most 0.2 of the side)), made by: `k`" in card_markdown({**card, "members": [kept]})
 
 
+def test_the_model_card_names_every_run_of_a_chain_of_fine_tunings():
+    card = {
+        "command": "c3",
+        "machine": {"torch": "t", "device": "cpu", "threads": 1},
+        "wall_seconds": 1.0,
+        "members": [],
+        "training_data": {
+            "kind": "k",
+            "images_per_kind": 1,
+            "sizes": [64],
+            "images_per_side": [1],
+            "seeds": [1],
+            "validation_seeds": [2],
+            "render": {"re_range": [1.0, 25.0], "re_max_fraction": 0.2},
+        },
+    }
+    first = {"folder": "w0", "files": [{"file": "sersic.pt", "sha256": "0" * 64, "crop_head": "kept"}]}
+    second = {
+        "folder": "w1",
+        "files": [{"file": "sersic.pt", "sha256": "1" * 64, "crop_head": "kept"}],
+        "made_by": "c1",
+        "made_from": first,
+    }
+    third = {
+        "folder": "w2",
+        "files": [{"file": "sersic.pt", "sha256": "2" * 64, "crop_head": "kept"}],
+        "made_by": "c2",
+        "made_from": second,
+    }
+    text = card_markdown({**card, "init_from": third})
+    line = next(x for x in text.splitlines() if x.startswith("Started from:"))
+    assert line.index("w2") < line.index("`c2`") < line.index("w1") < line.index("`c1`") < line.index("w0")
+
+
 @pytest.mark.parametrize("args", [("--re-max", "0.5"), ("--re-max-fraction", "0"), ("--re-max-fraction", "0.6")])
 def test_train_morphology_refuses_a_bad_re_prior_and_writes_nothing(tmp_path, args):
     with pytest.raises(CommandError, match="--re-max"):
@@ -442,6 +476,22 @@ def test_target_crb_is_the_delta_rule_of_the_physical_bound():
     cov = np.diag([0.1, 0.2, 25.0, 0.04, 0.01, 0.0004, 0.0009])[None] ** 1.0
     c = target_crb("sersic", truth, cov, 64.0, np.array([3.0]))[0]
     assert c[:5] == pytest.approx([math.sqrt(0.1), math.sqrt(0.2), 5.0 / 500.0, 0.2 / 4.0, 0.1 / 2.0])
+
+
+def test_the_size_test_split_by_index_reads_each_index_bin_on_its_own():
+    rng = np.random.default_rng(3)
+    k = 6000
+    re, idx = rng.uniform(2.0, 20.0, k), rng.uniform(0.5, 6.0, k)
+    scale = np.where(idx < 2.0, 2.0, np.where(idx < 4.0, 1.0, 0.5))  # the scatter depends on n only
+    truth = np.zeros((k, 7))
+    crb = np.full((k, 7), 0.01)
+    est = truth + 0.01 * scale[:, None] * rng.standard_normal((k, 7))
+    out = size_by_index({"d": {"truth": {"re": re, "n": idx}}, "truth": truth, "est": {"net": est}, "crb": crb})
+    assert list(out["net"]) == ["n 0.5-2", "n 2-4", "n 4-6"]
+    for label, want in (("n 0.5-2", 2.0), ("n 2-4", 1.0), ("n 4-6", 0.5)):
+        cells = list(out["net"][label]["re"].values())
+        assert len(cells) == 4 and all(abs(c / want - 1) < 0.15 for c in cells)
+        assert 0.05 < out["floor"][label] < 0.25  # about 500 galaxies per cell
 
 
 def test_the_size_tables_floor_is_the_spread_of_bins_of_gaussian_scatter():
