@@ -329,7 +329,7 @@ def _started_from_text(init: dict) -> str:
             + ("all but the sigma calibration" if f.get("crop_head") == "kept" else "CNN and head; the crop head afresh")
             for f in init.get("files", [])
         )
-        text = f"{init['folder']}" + (f" ({files})" if files else "")
+        text = init["folder"] + (f" ({files})" if files else "")
         if init.get("made_by"):
             text += f", itself made by: `{init['made_by']}`"
         parts.append(text)

@@ -91,14 +91,15 @@ def bayes_inclination_from_axis_ratio(
     c2 = np.cos(np.radians(grid)) ** 2
     s2 = np.maximum(1.0 - c2, 1e-12)
     out = np.full(q.shape, np.nan)
-    for k in range(0, len(q), 256):
-        qq = q[k : k + 256, None]
+    chunk = 256  # axis ratios per [chunk, grid] block (memory)
+    for k in range(0, len(q), chunk):
+        qq = q[k : k + chunk, None]
         q0sq = (qq * qq - c2) / s2
         q0 = np.sqrt(np.clip(q0sq, 0.0, None))
         inside = (q0sq > 0) & (q0 >= q0_range[0]) & (q0 <= q0_range[1])
         w = np.where(inside, qq / (s2 * np.maximum(q0, 1e-12)), 0.0)
         total = w.sum(1)
-        out[k : k + 256] = np.where(total > 0, (w * grid).sum(1) / np.where(total > 0, total, 1.0), np.nan)
+        out[k : k + chunk] = np.where(total > 0, (w * grid).sum(1) / np.where(total > 0, total, 1.0), np.nan)
     return out
 
 

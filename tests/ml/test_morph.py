@@ -258,6 +258,18 @@ def test_a_warm_start_continues_the_trained_network_and_the_sides_take_their_sha
     assert other and all(k.startswith(("features.", "head.")) for k in other)
 
 
+def _card(render: dict) -> dict:
+    """The smallest model card card_markdown reads, with these render settings."""
+    data = {"kind": "k", "images_per_kind": 1, "sizes": [128], "images_per_side": [1], "seeds": [1], "validation_seeds": [2]}
+    return {
+        "command": "c",
+        "machine": {"torch": "t", "device": "cpu", "threads": 1},
+        "wall_seconds": 1.0,
+        "members": [],
+        "training_data": {**data, "render": render},
+    }
+
+
 def test_the_training_re_prior_reaches_past_the_default_cap_and_the_card_says_so():
     cfg = TrainConfig(kinds=("sersic",), sizes=(128,), re_max=48.0, re_max_fraction=0.375)
     (d,) = render_training(cfg, "sersic", 256, seed=3)
@@ -265,21 +277,7 @@ def test_the_training_re_prior_reaches_past_the_default_cap_and_the_card_says_so
     assert re.max() > 30.0 and re.max() <= 48.0 and re.min() >= MorphConfig.re_range[0]
     (default,) = render_training(TrainConfig(sizes=(128,)), "sersic", 256, seed=3)
     assert default["truth"]["re"].max() <= MorphConfig.re_max_fraction * 128
-    card = {
-        "command": "c",
-        "machine": {"torch": "t", "device": "cpu", "threads": 1},
-        "wall_seconds": 1.0,
-        "members": [],
-        "training_data": {
-            "kind": "k",
-            "images_per_kind": 1,
-            "sizes": [128],
-            "images_per_side": [1],
-            "seeds": [1],
-            "validation_seeds": [2],
-            "render": {"re_range": [1.0, 48.0], "re_max_fraction": 0.375},
-        },
-    }
+    card = _card({"re_range": [1.0, 48.0], "re_max_fraction": 0.375})
     assert "re 1-48 px log-uniform (at most 0.375 of the side)" in card_markdown(card)
     made = {"command": "k", "crop": "radius", "training_data": {"render": {"re_range": [1.0, 25.0], "re_max_fraction": 0.2}}}
     entry = {"kind": "bulge_disk", "targets": ["a"], "calibration": [1.0], "parameters": 1, "steps": 1, "images_seen": 1}
@@ -288,21 +286,7 @@ def test_the_training_re_prior_reaches_past_the_default_cap_and_the_card_says_so
 
 
 def test_the_model_card_names_every_run_of_a_chain_of_fine_tunings():
-    card = {
-        "command": "c3",
-        "machine": {"torch": "t", "device": "cpu", "threads": 1},
-        "wall_seconds": 1.0,
-        "members": [],
-        "training_data": {
-            "kind": "k",
-            "images_per_kind": 1,
-            "sizes": [64],
-            "images_per_side": [1],
-            "seeds": [1],
-            "validation_seeds": [2],
-            "render": {"re_range": [1.0, 25.0], "re_max_fraction": 0.2},
-        },
-    }
+    card = _card({"re_range": [1.0, 25.0], "re_max_fraction": 0.2})
     first = {"folder": "w0", "files": [{"file": "sersic.pt", "sha256": "0" * 64, "crop_head": "kept"}]}
     second = {
         "folder": "w1",
