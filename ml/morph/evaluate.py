@@ -13,7 +13,11 @@ neighbour: the bound is that of the galaxy alone), SNR 20-100, one PSF per TEST_
   +-1/2/3 sigma covariance errors;
 - scatter against size: 128 px cutouts with re from 2 to 20 px (the crop head's job);
 - the two fitter starts on the same images: iterations, failures, outliers (the engine bench's
-  outlier rule).
+  outlier rule);
+- optionally, on the first galaxies of the Sérsic size test, the Bayes reference of
+  :mod:`ml.morph.reference` (each galaxy's posterior under the network's training prior): the
+  best any estimator with the network's prior can do, against which the network's scatter is
+  read per size bin where the bound, blind to the prior, cannot be.
 
 :func:`calibrate` fits the posterior calibration (ml.morph.calibration) on a set drawn like the
 test set with ml.morph.train.CAL_SEED.
@@ -31,6 +35,7 @@ from fitting.engine.fit import fit
 from ml.morph.calibration import fit_interval_scales, fit_mean_correction, target_crb
 from ml.morph.crb import cramer_rao
 from ml.morph.posterior import network_runs, posterior, summaries
+from ml.morph.reference import SersicPrior, reference_posterior
 from ml.morph.render import MorphConfig, render_set
 from ml.morph.targets import PHYSICAL, to_targets
 from ml.morph.train import CAL_SEED, TEST_SEED
@@ -47,6 +52,13 @@ MISS_Z = 5.0
 #: spread of 22 % (median; 39 % at the 90th percentile), and a change of 10 % could not be seen;
 #: with about 1,000 per bin the spread is 7.5 %. The size table prints this floor beside each spread.
 SIZE_N = 4096
+#: Estimators of the size table: the network (calibrated and raw) and the fitter from moments and
+#: from the network's values (what the worker stores when a morphology model is active).
+SIZE_ESTIMATORS = ("net", "net_raw", "lm", "lm_from_net")
+#: Network posterior samples per galaxy from which the reference's first proposal is made.
+REFERENCE_NET_DRAWS = 400
+#: Bootstrap resamples of the reference table's ratios.
+REFERENCE_BOOT = 300
 #: Outlier rule of the fitter starts (as fitting.engine.bench: px, fractions, absolute).
 OUTLIER = {"x": 1.0, "y": 1.0, "flux": 0.2, "re": 0.2, "re_disk": 0.2, "n": 1.0, "q": 0.1, "q_disk": 0.1, "bt": 0.2}
 #: Galaxies per PSF in the test and calibration sets (more PSFs than the training chunks: the
@@ -323,17 +335,20 @@ def spread_floor(counts: list[int], trials: int = 2000, seed: int = 0) -> float:
 
 
 def size_table(kind: str, res: dict) -> dict:
-    """Scatter (1.4826 MAD) of z = (est - truth) / CRB per re bin, per estimator and column, and
-    the spread across bins that sampling alone gives (``floor``, see spread_floor)."""
+    """Scatter (1.4826 MAD) of z = (est - truth) / CRB per re bin, per estimator and column, the
+    spread across bins that sampling alone gives (``floor``, see spread_floor), and the median of
+    z per bin (``bias``: an estimator that regresses towards its prior's centre trades scatter
+    for a bias that grows towards the edges of the size range)."""
     re_col = "re" if kind == "sersic" else "re_disk"
     re = res["d"]["truth"][re_col]
-    out: dict = {"floor": spread_floor([int(((re >= lo) & (re < hi)).sum()) for lo, hi in RE_BINS])}
-    for e in ("net", "net_raw", "lm"):
+    out: dict = {"floor": spread_floor([int(((re >= lo) & (re < hi)).sum()) for lo, hi in RE_BINS]), "bias": {}}
+    for e in SIZE_ESTIMATORS:
         z = _wrap(res["est"][e] - res["truth"], kind) / res["crb"]
-        out[e] = {
-            c: {f"re {lo:.0f}-{hi:.0f}": _stats(z[(re >= lo) & (re < hi), j])["scatter"] for lo, hi in RE_BINS}
-            for j, c in enumerate(PHYSICAL[kind])
+        stats = {
+            c: {f"re {lo:.0f}-{hi:.0f}": _stats(z[(re >= lo) & (re < hi), j]) for lo, hi in RE_BINS} for j, c in enumerate(PHYSICAL[kind])
         }
+        out[e] = {c: {b: v["scatter"] for b, v in row.items()} for c, row in stats.items()}
+        out["bias"][e] = {c: {b: v["bias"] for b, v in row.items()} for c, row in stats.items()}
     return out
 
 
@@ -354,6 +369,75 @@ def size_by_index(res: dict) -> dict:
         masks = {f"re {lo:.0f}-{hi:.0f}": in_n & (re >= lo) & (re < hi) for lo, hi in RE_BINS}
         out["floor"][label] = spread_floor([int(m.sum()) for m in masks.values()])
         out["net"][label] = {c: {k: _stats(z[m, j])["scatter"] for k, m in masks.items()} for j, c in enumerate(cols)}
+    return out
+
+
+def run_reference(net, res: dict, prior: SersicPrior, n: int, log=print) -> dict:
+    """The Bayes reference on the first ``n`` galaxies of a Sérsic set that :func:`run_set` ran:
+    the proposal from the network's posterior samples and from the fitter started at the
+    network's values (the network's median where that fit failed)."""
+    d = res["d"]
+    k = min(n, len(d["snr"]))
+    post = posterior(net, d["images"][:k], d["noise"][:k], d["fwhm"][:k], draws=REFERENCE_NET_DRAWS, keep_samples=True)
+    fitted = res["est"]["lm_from_net"][:k]
+    start = np.where(np.isfinite(fitted).all(1, keepdims=True), fitted, res["est"]["net"][:k])
+    med, ess = np.full((k, 7), np.nan), np.zeros((k, 2))
+    t0 = time.perf_counter()
+    for j, psf in enumerate(d["psfs"]):
+        sel = np.nonzero(d["psf_index"][:k] == j)[0]
+        if not len(sel):
+            continue
+        out = reference_posterior(
+            d["images"][sel], d["sigma"][sel], psf, d["sky_sigma"][sel], post["samples"][sel], start[sel], prior, seed=j
+        )
+        med[sel], ess[sel] = out["median"], out["ess"]
+    secs = time.perf_counter() - t0
+    log(f"reference posterior of {k} galaxies: {secs / max(k, 1):.2f} s/galaxy; median effective sample size {np.median(ess[:, -1]):.0f}")
+    return {"median": med, "ess": ess, "n": k, "seconds": secs}
+
+
+def reference_table(res: dict, ref: dict, seed: int = 0) -> dict:
+    """Per re bin and column, the scatter (1.4826 MAD) of z = (est - truth) / CRB of the reference
+    (``ref``), the calibrated network and the fitter started from it, on the same galaxies; and
+    the network's scatter over the reference's (``net/ref``) with its bootstrap standard
+    deviation (``net/ref sd``); the median of z of the reference and the network (``ref bias``,
+    ``net bias``)."""
+    k = ref["n"]
+    truth, crb = res["truth"][:k], res["crb"][:k]
+    re = res["d"]["truth"]["re"][:k]
+    z = {
+        e: _wrap(est[:k] - truth, "sersic") / crb
+        for e, est in (("ref", ref["median"]), ("net", res["est"]["net"]), ("lm_from_net", res["est"]["lm_from_net"]))
+    }
+    rng = np.random.default_rng(seed)
+
+    def mad(a: np.ndarray) -> float:
+        a = a[np.isfinite(a)]
+        return float(1.4826 * np.median(np.abs(a - np.median(a)))) if a.size >= 3 else float("nan")
+
+    rows = ("ref", "net", "lm_from_net", "net/ref", "net/ref sd", "ref bias", "net bias")
+    out: dict = {e: {} for e in rows}
+    out["ess"] = {}
+    for j, c in enumerate(PHYSICAL["sersic"]):
+        for e in rows:
+            out[e][c] = {}
+        for lo, hi in RE_BINS:
+            b = f"re {lo:.0f}-{hi:.0f}"
+            idx = np.nonzero((re >= lo) & (re < hi) & np.isfinite(z["ref"][:, j]))[0]
+            for e in ("ref", "net", "lm_from_net"):
+                out[e][c][b] = mad(z[e][idx, j])
+            for e in ("ref", "net"):
+                out[f"{e} bias"][c][b] = float(np.median(z[e][idx, j])) if len(idx) else float("nan")
+            out["net/ref"][c][b] = out["net"][c][b] / out["ref"][c][b]
+            boot = []
+            for _ in range(REFERENCE_BOOT):
+                s = rng.choice(idx, len(idx))
+                boot.append(mad(z["net"][s, j]) / mad(z["ref"][s, j]))
+            out["net/ref sd"][c][b] = float(np.std(boot))
+    for lo, hi in RE_BINS:
+        m = (re >= lo) & (re < hi)
+        out["ess"][f"re {lo:.0f}-{hi:.0f}"] = float(np.median(ref["ess"][m, -1])) if m.any() else float("nan")
+    out["n"] = k
     return out
 
 
@@ -393,12 +477,16 @@ def evaluate(
     passes: int = 1,
     more_passes: tuple[int, ...] = (),
     size_kinds: tuple[str, ...] | None = None,
+    reference_n: int = 0,
+    reference_prior: SersicPrior | None = None,
     log=print,
 ) -> dict:
     """The whole evaluation for every kind the weights hold (the size test for ``size_kinds``,
     default all); plain-Python figures. The network on net_n (default n) galaxies, the fits on
     the first n of them; passes: MC-dropout passes of the network's posterior (more_passes: the
-    network's rows and coverage also with these numbers of passes)."""
+    network's rows and coverage also with these numbers of passes). With reference_n and the
+    Sérsic network's training prior, the Bayes reference on the first reference_n galaxies of
+    the Sérsic size test."""
     net_n = max(n, net_n or n)
     report: dict = {"seed": seed, "n": n, "net_n": net_n, "size_n": size_n, "snr_range": [20, 100], "passes": passes}
     for kind, net in nets.items():
@@ -417,6 +505,9 @@ def evaluate(
             report[kind]["size"] = size_table(kind, res_size)
             if kind == "sersic":
                 report[kind]["size_by_index"] = size_by_index(res_size)
+                if reference_n and reference_prior is not None:
+                    ref = run_reference(net, res_size, reference_prior, reference_n, log=log)
+                    report[kind]["reference"] = reference_table(res_size, ref)
             report[kind]["coverage_128"] = coverage(kind, res_size)
             report[kind]["zoom_128_by_re"] = {
                 f"re {lo:.0f}-{hi:.0f}": float(np.median(res_size["zoom"][(re >= lo) & (re < hi)])) for lo, hi in RE_BINS
@@ -471,10 +562,16 @@ def format_report(report: dict) -> str:
             lines += ["", heading, ""]
             bins = list(r["size"]["net"][cols[0]])
             lines += ["| estimator | column | " + " | ".join(bins) + " | max / min - 1 |", "|---|---|" + "---|" * (len(bins) + 1)]
-            for e in ("net", "net_raw", "lm"):
+            for e in SIZE_ESTIMATORS:
                 for c in cols:
                     v = [r["size"][e][c][b] for b in bins]
                     lines.append(f"| {e} | {c} | " + " | ".join(f"{x:.2f}" for x in v) + f" | {_spread_percent(v):.0f} % |")
+            if "bias" in r["size"]:
+                lines += ["", f"### {kind}: bias (median of z) in CRB units against size (128 px cutouts)", ""]
+                lines += ["| estimator | column | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
+                for e in SIZE_ESTIMATORS:
+                    for c in cols:
+                        lines.append(f"| {e} | {c} | " + " | ".join(f"{r['size']['bias'][e][c][b]:+.2f}" for b in bins) + " |")
             if "size_by_index" in r:
                 by = r["size_by_index"]
                 lines += ["", f"### {kind}: the same scatter of the network (calibrated) by the true Sérsic index", ""]
@@ -487,6 +584,32 @@ def format_report(report: dict) -> str:
                         v = [table[c][b] for b in bins]
                         cells = " | ".join(f"{x:.2f}" for x in v)
                         lines.append(f"| {label} | {c} | {cells} | {_spread_percent(v):.0f} % | {100 * by['floor'][label]:.0f} % |")
+            if "reference" in r:
+                ref = r["reference"]
+                lines += [
+                    "",
+                    f"### {kind}: against the Bayes reference (each galaxy's posterior under the network's training prior, by importance "
+                    f"sampling; the first {ref['n']} galaxies of the size test)",
+                    "",
+                    "Scatter in CRB units of the reference (ref), the network (net) and the fitter started from it (lm_from_net) on the "
+                    "same galaxies; net/ref: the network's scatter over the reference's (bootstrap standard deviation in brackets); "
+                    "ref bias, net bias: the median of z. "
+                    "Median effective sample size per bin: " + ", ".join(f"{b} {v:.0f}" for b, v in ref["ess"].items()) + ".",
+                    "",
+                    "| row | column | " + " | ".join(bins) + " | max / min - 1 |",
+                    "|---|---|" + "---|" * (len(bins) + 1),
+                ]
+                for e in ("ref", "net", "lm_from_net", "net/ref", "ref bias", "net bias"):
+                    for c in cols:
+                        v = [ref[e][c][b] for b in bins]
+                        if e == "net/ref":
+                            cells = " | ".join(f"{x:.2f} ({ref['net/ref sd'][c][b]:.2f})" for x, b in zip(v, bins))
+                        elif e.endswith("bias"):
+                            cells = " | ".join(f"{x:+.2f}" for x in v)
+                        else:
+                            cells = " | ".join(f"{x:.2f}" for x in v)
+                        spread = "" if e.endswith("bias") else f"{_spread_percent(v):.0f} %"
+                        lines.append(f"| {e} | {c} | {cells} | {spread} |")
             zoom = ", ".join(f"{k}: {v:.2f}" for k, v in r["zoom_128_by_re"].items())
             lines += ["", f"Crop head zoom (median fraction of the side seen) at 128 px: {zoom}"]
             lines += ["", f"### {kind}: coverage of the 68.3 / 95.4 / 99.7 % intervals on the size test (128 px, re 2-20 px)", ""]

@@ -190,6 +190,7 @@ def render_chunk(cfg: MorphConfig, k: int) -> dict:
         "fwhm": np.full(b, d["fwhm"]),
         "psf_index": np.full(b, k),
         "snr": d["snr"],
+        "sky_sigma": sky_sigma,
         "flux": flux,
         "p_true": p_true,  # [b, P] engine physical parameters (sky 0)
         "has_neighbour": has,

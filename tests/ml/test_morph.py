@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from fitting.engine.fit import physical_to_m
 from fitting.engine.model import Renderer, model_spec
 from ml.morph.crb import cramer_rao, fisher, physical_columns
-from ml.morph.evaluate import size_by_index, spread_floor
+from ml.morph.evaluate import SIZE_ESTIMATORS, size_by_index, size_table, spread_floor
 from ml.morph.nets import VIEW, MorphNet, _resample, covariance, gaussian_nll, preprocess, zoom_of
 from ml.morph.posterior import load_nets, posterior
 from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
@@ -476,6 +476,37 @@ def test_the_size_test_split_by_index_reads_each_index_bin_on_its_own():
         cells = list(out["net"][label]["re"].values())
         assert len(cells) == 4 and all(abs(c / want - 1) < 0.15 for c in cells)
         assert 0.05 < out["floor"][label] < 0.25  # about 500 galaxies per cell
+
+
+def test_the_size_table_reads_the_fitter_started_from_the_network_beside_the_network():
+    rng = np.random.default_rng(5)
+    k = 4000
+    re = rng.uniform(2.0, 20.0, k)
+    truth = np.ones((k, 7))
+    crb = np.full((k, 7), 0.01)
+    # the network's scatter grows with size, the fitter's from the network stays at the bound
+    est = {e: truth + 0.01 * rng.standard_normal((k, 7)) for e in SIZE_ESTIMATORS}
+    est["net"] = truth + 0.01 * (re / 5.0)[:, None] * rng.standard_normal((k, 7))
+    out = size_table("sersic", {"d": {"truth": {"re": re}}, "truth": truth, "est": est, "crb": crb})
+    assert "lm_from_net" in out
+    fit_re = list(out["lm_from_net"]["re"].values())
+    net_re = list(out["net"]["re"].values())
+    assert all(abs(c - 1.0) < 0.15 for c in fit_re)
+    assert net_re[-1] > 2 * net_re[0]
+
+
+def test_the_size_table_gives_each_bins_median_error_as_its_bias():
+    rng = np.random.default_rng(6)
+    k = 4000
+    re = rng.uniform(2.0, 20.0, k)
+    truth = np.ones((k, 7))
+    crb = np.full((k, 7), 0.01)
+    est = {e: truth + 0.01 * rng.standard_normal((k, 7)) for e in SIZE_ESTIMATORS}
+    est["net"] = est["net"] - 0.01 * (re > 14.0)[:, None]  # one CRB low for the largest galaxies only
+    out = size_table("sersic", {"d": {"truth": {"re": re}}, "truth": truth, "est": est, "crb": crb})
+    bias = out["bias"]["net"]["re"]
+    assert abs(bias["re 2-4"]) < 0.1 and abs(bias["re 14-20"] + 1.0) < 0.1
+    assert abs(out["bias"]["lm_from_net"]["re"]["re 14-20"]) < 0.1
 
 
 def test_the_size_tables_floor_is_the_spread_of_bins_of_gaussian_scatter():

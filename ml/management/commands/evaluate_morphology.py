@@ -5,8 +5,9 @@ import torch
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.morph.calibration import write_calibration
-from ml.morph.evaluate import SIZE_N, calibrate, evaluate, format_report
+from ml.morph.evaluate import SIZE_N, calibrate, evaluate, format_report, size_config
 from ml.morph.posterior import load_nets
+from ml.morph.reference import SersicPrior, training_prior
 from ml.morph.train import CAL_SEED, TEST_SEED
 from ml.weights_files import WeightsChecksumError
 
@@ -49,6 +50,13 @@ class Command(BaseCommand):
             default="1,50",
             help="numbers of MC-dropout passes to calibrate for (comma-separated; each use of the network finds the one it runs with)",
         )
+        parser.add_argument(
+            "--reference",
+            type=int,
+            default=0,
+            help="also the Bayes reference (each galaxy's posterior under the Sérsic network's training prior, by importance "
+            "sampling; about 1 s per galaxy and thread) on this many galaxies of the Sérsic size test",
+        )
         parser.add_argument("--threads", type=int, default=1)
         parser.add_argument("--json", help="also write the figures to this JSON file")
         parser.add_argument("--markdown", help="also write the tables to this Markdown file (e.g. the weights' EVALUATION.md)")
@@ -69,12 +77,20 @@ class Command(BaseCommand):
             f"python manage.py evaluate_morphology --n {o['n']} --net-n {o['net_n']} --size-n {o['size_n']} --seed {o['seed']} "
             f"--size-kinds {o['size_kinds']} --draws {o['draws']} --passes {o['passes']} --threads {o['threads']}"
             + (f" --more-passes {o['more_passes']}" if more_passes else "")
+            + (f" --reference {o['reference']}" if o["reference"] else "")
             + (f" --calibrate --cal-n {o['cal_n']} --cal-size-n {o['cal_size_n']} --cal-passes {o['cal_passes']}" if o["calibrate"] else "")
         )
         if o["calibrate"]:
             cal = calibrate(nets, n=o["cal_n"], size_n=o["cal_size_n"], passes=cal_passes, draws=o["draws"], log=self.stderr.write)
             write_calibration(o["weights"], cal, cmd)
             nets = load_nets(o["weights"])
+        prior = None
+        if o["reference"] and "sersic" in nets and "sersic" in o["size_kinds"].split(","):
+            try:
+                card = json.loads((Path(o["weights"]) / "model_card.json").read_text())
+                prior = SersicPrior.of(training_prior(card, "sersic", size_config("sersic", 1, 0).size))
+            except (FileNotFoundError, ValueError) as exc:
+                raise CommandError(f"--reference needs the Sérsic network's training prior: {exc}") from exc
         report = evaluate(
             nets,
             n=o["n"],
@@ -85,6 +101,8 @@ class Command(BaseCommand):
             passes=o["passes"],
             more_passes=more_passes,
             size_kinds=tuple(o["size_kinds"].split(",")),
+            reference_n=o["reference"],
+            reference_prior=prior,
             log=self.stderr.write,
         )
         text = format_report(report)
