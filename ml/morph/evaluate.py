@@ -355,9 +355,10 @@ def size_table(kind: str, res: dict) -> dict:
 def size_by_index(res: dict) -> dict:
     """The Sérsic size test split by the true index: the calibrated network's scatter (1.4826
     MAD) of z = (est - truth) / CRB per index bin and re bin, with each index bin's sampling
-    floor. The bound is that of an unbiased fit with n free; a network that knows the index lies
-    in the renderer's range beats it where the profile's wings sink into the sky (high n, large
-    re), so the size dependence of the whole table is read here against the index."""
+    floor. The index sets the level (the bound is that of an unbiased fit with n free, and the
+    network knows n lies in the renderer's range); whether a trend with size remains within an
+    index bin is read here (the Bayes reference of :func:`reference_table` says how much of the
+    level the prior alone explains)."""
     cols = PHYSICAL["sersic"]
     truth = res["d"]["truth"]
     re, idx = truth["re"], truth["n"]
@@ -412,8 +413,7 @@ def reference_table(res: dict, ref: dict, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
 
     def mad(a: np.ndarray) -> float:
-        a = a[np.isfinite(a)]
-        return float(1.4826 * np.median(np.abs(a - np.median(a)))) if a.size >= 3 else float("nan")
+        return _stats(a)["scatter"]
 
     rows = ("ref", "net", "lm_from_net", "net/ref", "net/ref sd", "ref bias", "net bias")
     out: dict = {e: {} for e in rows}
@@ -427,7 +427,7 @@ def reference_table(res: dict, ref: dict, seed: int = 0) -> dict:
             for e in ("ref", "net", "lm_from_net"):
                 out[e][c][b] = mad(z[e][idx, j])
             for e in ("ref", "net"):
-                out[f"{e} bias"][c][b] = float(np.median(z[e][idx, j])) if len(idx) else float("nan")
+                out[f"{e} bias"][c][b] = _stats(z[e][idx, j])["bias"]
             out["net/ref"][c][b] = out["net"][c][b] / out["ref"][c][b]
             boot = []
             for _ in range(REFERENCE_BOOT):

@@ -478,16 +478,24 @@ def test_the_size_test_split_by_index_reads_each_index_bin_on_its_own():
         assert 0.05 < out["floor"][label] < 0.25  # about 500 galaxies per cell
 
 
-def test_the_size_table_reads_the_fitter_started_from_the_network_beside_the_network():
-    rng = np.random.default_rng(5)
-    k = 4000
+def _size_set(seed: int, k: int = 4000) -> tuple[np.random.Generator, np.ndarray, np.ndarray, dict]:
+    """A size test of k galaxies (re 2-20 px, truth 1, CRB 0.01) whose every estimator sits at the
+    bound: (rng, re, truth, estimates)."""
+    rng = np.random.default_rng(seed)
     re = rng.uniform(2.0, 20.0, k)
     truth = np.ones((k, 7))
-    crb = np.full((k, 7), 0.01)
+    return rng, re, truth, {e: truth + 0.01 * rng.standard_normal((k, 7)) for e in SIZE_ESTIMATORS}
+
+
+def _size_table(re: np.ndarray, truth: np.ndarray, est: dict) -> dict:
+    return size_table("sersic", {"d": {"truth": {"re": re}}, "truth": truth, "est": est, "crb": np.full_like(truth, 0.01)})
+
+
+def test_the_size_table_reads_the_fitter_started_from_the_network_beside_the_network():
+    rng, re, truth, est = _size_set(5)
     # the network's scatter grows with size, the fitter's from the network stays at the bound
-    est = {e: truth + 0.01 * rng.standard_normal((k, 7)) for e in SIZE_ESTIMATORS}
-    est["net"] = truth + 0.01 * (re / 5.0)[:, None] * rng.standard_normal((k, 7))
-    out = size_table("sersic", {"d": {"truth": {"re": re}}, "truth": truth, "est": est, "crb": crb})
+    est["net"] = truth + 0.01 * (re / 5.0)[:, None] * rng.standard_normal(truth.shape)
+    out = _size_table(re, truth, est)
     assert "lm_from_net" in out
     fit_re = list(out["lm_from_net"]["re"].values())
     net_re = list(out["net"]["re"].values())
@@ -496,14 +504,9 @@ def test_the_size_table_reads_the_fitter_started_from_the_network_beside_the_net
 
 
 def test_the_size_table_gives_each_bins_median_error_as_its_bias():
-    rng = np.random.default_rng(6)
-    k = 4000
-    re = rng.uniform(2.0, 20.0, k)
-    truth = np.ones((k, 7))
-    crb = np.full((k, 7), 0.01)
-    est = {e: truth + 0.01 * rng.standard_normal((k, 7)) for e in SIZE_ESTIMATORS}
+    _, re, truth, est = _size_set(6)
     est["net"] = est["net"] - 0.01 * (re > 14.0)[:, None]  # one CRB low for the largest galaxies only
-    out = size_table("sersic", {"d": {"truth": {"re": re}}, "truth": truth, "est": est, "crb": crb})
+    out = _size_table(re, truth, est)
     bias = out["bias"]["net"]["re"]
     assert abs(bias["re 2-4"]) < 0.1 and abs(bias["re 14-20"] + 1.0) < 0.1
     assert abs(out["bias"]["lm_from_net"]["re"]["re 14-20"]) < 0.1
