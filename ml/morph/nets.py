@@ -35,6 +35,9 @@ VIEW = 48
 LOC = 32
 #: Half-width of the view: ZOOM_RE * re + ZOOM_FWHM * FWHM + ZOOM_PAD (px of the cutout).
 ZOOM_RE, ZOOM_FWHM, ZOOM_PAD = 4.0, 1.5, 4.0
+#: Largest zoom of CropHead (fraction of the cutout's side seen) unless the weights say otherwise: 1,
+#: the whole cutout (beyond it the view reads zero, the sky).
+ZOOM_MAX = 1.0
 #: LearnedZoomCrop's zoom stays within [1 / ZOOM_RANGE, ZOOM_RANGE].
 ZOOM_RANGE = 6.0
 #: Softening of the asinh stretch of the input, in noise units.
@@ -70,14 +73,15 @@ class CropHead(nn.Module):
     A small localisation network looks at the cutout twice, pooled whole to LOC x LOC and its
     centre LOC x LOC at full resolution, and estimates ln re (px; trained by its own loss against
     the true radius, see :func:`zoom_loss`). The view then spans a half-width of
-    ZOOM_RE * re + ZOOM_FWHM * FWHM + ZOOM_PAD px around the cutout centre, at most the whole
-    cutout and at least VIEW / 2 px (a view pixel is never under half an input pixel): small
-    galaxies are seen magnified, large ones whole.
+    ZOOM_RE * re + ZOOM_FWHM * FWHM + ZOOM_PAD px around the cutout centre, at most zoom_max
+    times the cutout (beyond its edge the view reads zero) and at least VIEW / 2 px (a view pixel
+    is never under half an input pixel): small galaxies are seen magnified, large ones whole.
     """
 
-    def __init__(self, view: int = VIEW) -> None:
+    def __init__(self, view: int = VIEW, zoom_max: float = ZOOM_MAX) -> None:
         super().__init__()
         self.view = view
+        self.zoom_max = zoom_max
         self.loc = nn.Sequential(
             nn.Conv2d(2, 16, 3, stride=2, padding=1),
             nn.ReLU(inplace=True),
@@ -94,16 +98,16 @@ class CropHead(nn.Module):
         side = x.shape[-1]
         centre = _resample(x, torch.full((x.shape[0],), min(1.0, LOC / side), device=x.device), LOC)
         ln_re = self.fc(torch.cat([self.loc(torch.cat([F.adaptive_avg_pool2d(x, LOC), centre], 1)).flatten(1), extras], 1))[:, 0]
-        s = zoom_of(ln_re.detach(), torch.exp(extras[:, 0]), side, self.view)
+        s = zoom_of(ln_re.detach(), torch.exp(extras[:, 0]), side, self.view, self.zoom_max)
         return _resample(x, s, self.view), s, ln_re
 
 
-def zoom_of(ln_re: Tensor, fwhm: Tensor, side: int | Tensor, view: int = VIEW) -> Tensor:
+def zoom_of(ln_re: Tensor, fwhm: Tensor, side: int | Tensor, view: int = VIEW, zoom_max: float = ZOOM_MAX) -> Tensor:
     """Zoom s [B] (fraction of the side seen) for radii exp(ln_re) and PSF FWHM (px) in cutouts of
-    ``side`` px: half-width ZOOM_RE re + ZOOM_FWHM FWHM + ZOOM_PAD, within [view / 2, side] px."""
+    ``side`` px: half-width ZOOM_RE re + ZOOM_FWHM FWHM + ZOOM_PAD, within [view / 2, zoom_max side] px."""
     side = torch.as_tensor(side, dtype=ln_re.dtype, device=ln_re.device)
-    half = ZOOM_RE * torch.exp(torch.minimum(ln_re, torch.log(side))) + ZOOM_FWHM * fwhm + ZOOM_PAD
-    return torch.maximum(torch.minimum(2.0 * half / side, torch.ones_like(half)), (view / (2.0 * side)).clamp(max=1.0))
+    half = ZOOM_RE * torch.exp(torch.minimum(ln_re, torch.log(side * zoom_max))) + ZOOM_FWHM * fwhm + ZOOM_PAD
+    return torch.maximum(torch.minimum(2.0 * half / side, torch.full_like(half, zoom_max)), (view / (2.0 * side)).clamp(max=1.0))
 
 
 class LearnedZoomCrop(nn.Module):
@@ -171,7 +175,15 @@ def zoom_loss(ln_re: Tensor, ln_re_true: Tensor) -> Tensor:
 class MorphNet(nn.Module):
     """Crop head + CNN + covariance head for the targets ``names`` (ml.morph.targets.TARGETS)."""
 
-    def __init__(self, names: tuple[str, ...], width: int = 16, dropout: float = 0.1, view: int = VIEW, crop: str = "radius") -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        width: int = 16,
+        dropout: float = 0.1,
+        view: int = VIEW,
+        crop: str = "radius",
+        zoom_max: float = ZOOM_MAX,
+    ) -> None:
         super().__init__()
         self.names = tuple(names)
         n_targets = self.k = len(self.names)
@@ -180,7 +192,7 @@ class MorphNet(nn.Module):
         self.register_buffer("pixel_power", torch.tensor(powers) * (crop == "radius"))
         #: the target the crop head's radius estimate learns (ln re, or ln re of the disk)
         self.size_target = next(i for i, n in enumerate(self.names) if n.startswith("ln_re"))
-        self.crop = CROPS[crop](view)
+        self.crop = CropHead(view, zoom_max) if crop == "radius" else CROPS[crop](view)
         self.crop_kind = crop
         w = width
         self.features = nn.Sequential(

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ml.morph.calibration import LEVELS, apply_interval_scales, apply_mean_correction
-from ml.morph.nets import MorphNet, covariance, mc_dropout, preprocess
+from ml.morph.nets import ZOOM_MAX, MorphNet, covariance, mc_dropout, preprocess
 from ml.morph.targets import BOUNDS, PHYSICAL, TARGETS, theta_column, to_physical
 from ml.weights_files import checked_manifest, sha256_file
 
@@ -46,7 +46,8 @@ def load_nets(directory: str | Path, expected_sha256: dict | None = None, device
         ck = torch.load(directory / member["file"], map_location=device, weights_only=True)
         meta = json.loads(ck["meta"])
         crop = meta.get("crop", "learned")  # the first weights predate the choice
-        net = MorphNet(TARGETS[meta["kind"]], width=meta["width"], dropout=meta["dropout"], view=meta["view"], crop=crop)
+        zoom_max = meta.get("zoom_max", ZOOM_MAX)  # weights before 2026-12-07 saw at most the whole cutout
+        net = MorphNet(TARGETS[meta["kind"]], width=meta["width"], dropout=meta["dropout"], view=meta["view"], crop=crop, zoom_max=zoom_max)
         net.load_state_dict({"pixel_power": net.pixel_power, **ck["state_dict"]})
         net.to(device).for_inference()
         net.meta = meta

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ml.morph.nets import VIEW, MorphNet, gaussian_nll, mc_dropout, preprocess, zoom_loss, zoom_of
+from ml.morph.nets import VIEW, ZOOM_MAX, MorphNet, gaussian_nll, mc_dropout, preprocess, zoom_loss, zoom_of
 from ml.morph.render import MorphConfig, render_set
 from ml.morph.targets import TARGETS, to_targets
 from ml.weights_files import checked_manifest, sha256_file
@@ -60,6 +60,8 @@ class TrainConfig:
     #: upper end of the log-uniform re prior (px) and its cap as a fraction of the cutout side
     re_max: float = MorphConfig.re_range[1]
     re_max_fraction: float = MorphConfig.re_max_fraction
+    #: largest zoom of the radius crop head, in cutout sides (beyond the cutout the view reads zero)
+    zoom_max: float = ZOOM_MAX
     extra: dict = field(default_factory=dict)
 
     def render_config(self, **kw) -> MorphConfig:
@@ -137,12 +139,12 @@ def train_kind(
         f"{kind}: rendered {sum(len(t[0]) for t in train)} training and {sum(len(t[0]) for t in val)} validation cutouts in {render_s:.0f} s"
     )
     k = len(TARGETS[kind])
-    net = MorphNet(TARGETS[kind], width=cfg.width, dropout=cfg.dropout, crop=cfg.crop).to(dev)
+    net = MorphNet(TARGETS[kind], width=cfg.width, dropout=cfg.dropout, crop=cfg.crop, zoom_max=cfg.zoom_max).to(dev)
     # normalise what the head predicts: the targets less the pixel-scale terms of the zoom the true
     # radius would give
     resid = []
     for x, ex, t in train:
-        s = zoom_of(t[:, net.size_target], torch.exp(ex[:, 0]), x.shape[-1])
+        s = zoom_of(t[:, net.size_target], torch.exp(ex[:, 0]), x.shape[-1], zoom_max=cfg.zoom_max)
         resid.append(t - torch.log(s * x.shape[-1] / VIEW)[:, None] * net.pixel_power.cpu())
     allt = torch.cat(resid)
     net.target_mean.copy_(allt.mean(0))
@@ -237,6 +239,8 @@ def _robust_std(z: torch.Tensor) -> float:
 
 def save_net(net: MorphNet, kind: str, cfg: TrainConfig, directory: Path) -> str:
     meta = {"kind": kind, "width": cfg.width, "dropout": cfg.dropout, "view": VIEW, "targets": list(TARGETS[kind]), "crop": net.crop_kind}
+    if net.crop_kind == "radius":
+        meta["zoom_max"] = cfg.zoom_max
     path = directory / f"{kind}.pt"
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "meta": json.dumps(meta)}, path)
@@ -275,6 +279,7 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
                     "command": old_card.get("command", ""),
                     "training_data": old_card.get("training_data"),
                     "crop": meta.get("crop", "learned"),
+                    "zoom_max": meta.get("zoom_max", ZOOM_MAX),
                 }
                 kept_entries.append({**entry, "made_by": entry.get("made_by", made)})
     for kind in cfg.kinds:
@@ -345,7 +350,8 @@ def card_markdown(card: dict) -> str:
         "",
         f"Made by: `{card['command']}`",
         "",
-        f"Architecture: {ARCHITECTURE}. Machine: torch {card['machine']['torch']}, {card['machine']['device']}, "
+        f"Architecture: {ARCHITECTURE}; the networks trained in this run see at most {card['config'].get('zoom_max', ZOOM_MAX):g} x "
+        f"the cutout's side (zero beyond it). Machine: torch {card['machine']['torch']}, {card['machine']['device']}, "
         f"{card['machine']['threads']} threads; {card['wall_seconds']:.0f} s wall time in all.",
         "",
         f"Training data: {td['kind']}, {td['images_per_kind']} cutouts per model over sides {td['sizes']} px "
@@ -365,8 +371,11 @@ def card_markdown(card: dict) -> str:
         )
     for m in card["members"]:
         if m.get("made_by"):
-            crop = {"learned": "one zoom learnt through the loss alone, as GaMPEN's", "radius": "zoom from the radius estimate"}
             made = m["made_by"]
+            crop = {
+                "learned": "one zoom learnt through the loss alone, as GaMPEN's",
+                "radius": f"zoom from the radius estimate, at most {made.get('zoom_max', ZOOM_MAX):g} x the side",
+            }
             prior = f"; re prior {_prior_text(made['training_data']['render'])}" if made.get("training_data") else ""
             lines += [
                 "",

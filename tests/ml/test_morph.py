@@ -173,6 +173,39 @@ def test_a_zoomed_out_view_averages_every_input_pixel():
     assert _resample(block, whole[:1], VIEW).sum().item() * (128 / VIEW) ** 2 == pytest.approx(50 * 31, rel=1e-4)
 
 
+def test_a_view_wider_than_the_cutout_reads_the_sky_beyond_it():
+    # with zoom_max 2 a 20 px galaxy in 128 px is seen to 4 re as the smaller ones are, and a
+    # 40 px one at twice the side; by default both are seen whole
+    ln_re = torch.log(torch.tensor([20.0, 40.0]))
+    fwhm = torch.full((2,), 2.0)
+    wide = zoom_of(ln_re, fwhm, 128, zoom_max=2.0)
+    assert wide[0].item() == pytest.approx(2 * (4 * 20 + 1.5 * 2 + 4) / 128) and wide[1].item() == 2.0
+    assert torch.equal(zoom_of(ln_re, fwhm, 128), torch.ones(2))
+    view = _resample(torch.ones(1, 1, 128, 128), wide[1:], VIEW)[0, 0]
+    quarter = VIEW // 4
+    assert torch.allclose(view[quarter:-quarter, quarter:-quarter], torch.ones(VIEW // 2, VIEW // 2))
+    assert view[:quarter].abs().max() == 0 and view[:, -quarter:].abs().max() == 0
+    assert view.sum().item() * (256 / VIEW) ** 2 == pytest.approx(128 * 128, rel=1e-4)
+
+
+def test_the_crop_heads_largest_zoom_travels_with_the_weights(tmp_path):
+    net = MorphNet(TARGETS["sersic"], width=8, zoom_max=2.0)
+    sha = save_net(net, "sersic", TrainConfig(width=8, zoom_max=2.0), tmp_path)
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps({"name": "morph-test", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha}]})
+    )
+    assert json.loads((tmp_path / "sersic.json").read_text())["zoom_max"] == 2.0
+    assert load_nets(tmp_path)["sersic"].crop.zoom_max == 2.0
+    # weights saved before the choice see at most the whole cutout
+    ck = torch.load(tmp_path / "sersic.pt", weights_only=True)
+    meta = {k: v for k, v in json.loads(ck["meta"]).items() if k != "zoom_max"}
+    torch.save({**ck, "meta": json.dumps(meta)}, tmp_path / "sersic.pt")
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps({"name": "old", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha256_file(tmp_path / "sersic.pt")}]})
+    )
+    assert load_nets(tmp_path)["sersic"].crop.zoom_max == 1.0
+
+
 def test_the_inference_network_folds_its_batch_norms_and_gives_the_same_outputs():
     torch.manual_seed(3)
     net = MorphNet(TARGETS["sersic"]).eval()
@@ -263,6 +296,7 @@ def _card(render: dict) -> dict:
     data = {"kind": "k", "images_per_kind": 1, "sizes": [128], "images_per_side": [1], "seeds": [1], "validation_seeds": [2]}
     return {
         "command": "c",
+        "config": {},
         "machine": {"torch": "t", "device": "cpu", "threads": 1},
         "wall_seconds": 1.0,
         "members": [],
@@ -305,9 +339,11 @@ def test_the_model_card_names_every_run_of_a_chain_of_fine_tunings():
     assert line.index("w2") < line.index("`c2`") < line.index("w1") < line.index("`c1`") < line.index("w0")
 
 
-@pytest.mark.parametrize("args", [("--re-max", "0.5"), ("--re-max-fraction", "0"), ("--re-max-fraction", "0.6")])
-def test_train_morphology_refuses_a_bad_re_prior_and_writes_nothing(tmp_path, args):
-    with pytest.raises(CommandError, match="--re-max"):
+@pytest.mark.parametrize(
+    "args", [("--re-max", "0.5"), ("--re-max-fraction", "0"), ("--re-max-fraction", "0.6"), ("--zoom-max", "0.5"), ("--zoom-max", "5")]
+)
+def test_train_morphology_refuses_a_bad_re_prior_or_zoom_and_writes_nothing(tmp_path, args):
+    with pytest.raises(CommandError, match=args[0]):
         call_command("train_morphology", *args, "--out", str(tmp_path / "w"), "--no-register", "--no-progress")
     assert not (tmp_path / "w").exists()
 

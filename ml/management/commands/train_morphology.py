@@ -28,6 +28,7 @@ _VALUED = (
     "crop",
     "re_max",
     "re_max_fraction",
+    "zoom_max",
 )
 #: Training steps between two progress updates of the Job row.
 JOB_EVERY = 50
@@ -86,6 +87,13 @@ class Command(BaseCommand):
             default=TrainConfig.re_max_fraction,
             help="cap of the re prior as a fraction of the cutout side (a galaxy near the cap is pulled in by the prior)",
         )
+        parser.add_argument(
+            "--zoom-max",
+            type=float,
+            default=TrainConfig.zoom_max,
+            help="largest view of the radius crop head, in cutout sides (above 1 a large galaxy is seen at the scale of the others, "
+            "the view zero beyond the cutout)",
+        )
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active morphology version")
         parser.add_argument("--no-progress", action="store_true")
@@ -109,6 +117,8 @@ class Command(BaseCommand):
             raise CommandError("--size-weights: one positive number per side of --sizes")
         if not (MorphConfig.re_range[0] < o["re_max"] and 0.0 < o["re_max_fraction"] <= 0.5):
             raise CommandError(f"--re-max must exceed {MorphConfig.re_range[0]:g} px and --re-max-fraction lie in (0, 0.5]")
+        if not 1.0 <= o["zoom_max"] <= 4.0:
+            raise CommandError("--zoom-max must lie in [1, 4] cutout sides")
         for key in ("images", "val_images", "epochs", "batch_size", "threads", "width"):
             if o[key] < 1:
                 raise CommandError(f"--{key.replace('_', '-')} must be at least 1")
@@ -133,6 +143,7 @@ class Command(BaseCommand):
             crop=o["crop"],
             re_max=o["re_max"],
             re_max_fraction=o["re_max_fraction"],
+            zoom_max=o["zoom_max"],
         )
         command = "python manage.py train_morphology " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("kinds", "images", "epochs", "seed", "out")}
