@@ -173,6 +173,13 @@ def test_a_zoomed_out_view_averages_every_input_pixel():
     assert _resample(block, whole[:1], VIEW).sum().item() * (128 / VIEW) ** 2 == pytest.approx(50 * 31, rel=1e-4)
 
 
+def _manifest(directory, sha: str) -> None:
+    """The ensemble.json of a folder holding one Sérsic network with this sha256."""
+    (directory / "ensemble.json").write_text(
+        json.dumps({"name": "morph-test", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha}]})
+    )
+
+
 def test_a_view_wider_than_the_cutout_reads_the_sky_beyond_it():
     # with zoom_max 2 a 20 px galaxy in 128 px is seen to 4 re as the smaller ones are, and a
     # 40 px one at twice the side; by default both are seen whole
@@ -190,19 +197,14 @@ def test_a_view_wider_than_the_cutout_reads_the_sky_beyond_it():
 
 def test_the_crop_heads_largest_zoom_travels_with_the_weights(tmp_path):
     net = MorphNet(TARGETS["sersic"], width=8, zoom_max=2.0)
-    sha = save_net(net, "sersic", TrainConfig(width=8, zoom_max=2.0), tmp_path)
-    (tmp_path / "ensemble.json").write_text(
-        json.dumps({"name": "morph-test", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha}]})
-    )
+    _manifest(tmp_path, save_net(net, "sersic", TrainConfig(width=8, zoom_max=2.0), tmp_path))
     assert json.loads((tmp_path / "sersic.json").read_text())["zoom_max"] == 2.0
     assert load_nets(tmp_path)["sersic"].crop.zoom_max == 2.0
     # weights saved before the choice see at most the whole cutout
     ck = torch.load(tmp_path / "sersic.pt", weights_only=True)
     meta = {k: v for k, v in json.loads(ck["meta"]).items() if k != "zoom_max"}
     torch.save({**ck, "meta": json.dumps(meta)}, tmp_path / "sersic.pt")
-    (tmp_path / "ensemble.json").write_text(
-        json.dumps({"name": "old", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha256_file(tmp_path / "sersic.pt")}]})
-    )
+    _manifest(tmp_path, sha256_file(tmp_path / "sersic.pt"))
     assert load_nets(tmp_path)["sersic"].crop.zoom_max == 1.0
 
 
@@ -351,10 +353,7 @@ def test_train_morphology_refuses_a_bad_re_prior_or_zoom_and_writes_nothing(tmp_
 def _weights(tmp_path) -> MorphNet:
     cfg = TrainConfig(width=8)
     net = MorphNet(TARGETS["sersic"], width=8)
-    sha = save_net(net, "sersic", cfg, tmp_path)
-    (tmp_path / "ensemble.json").write_text(
-        json.dumps({"name": "morph-test", "task": "morphology", "members": [{"file": "sersic.pt", "sha256": sha}]})
-    )
+    _manifest(tmp_path, save_net(net, "sersic", cfg, tmp_path))
     return net
 
 
