@@ -72,7 +72,7 @@ def interleaved(data: Path, rounds: int, threads: int, device: str, weights: str
 
     from fitting.engine.bench import run as lm_run
     from ml.morph.posterior import load_nets, network_pass
-    from ml.morph.render import noise_level, psf_fwhm
+    from ml.morph.render import noise_level, psf_fwhm, psf_shape
 
     with np.load(data) as f:
         arrays = {k: f[k] for k in f.files}
@@ -80,13 +80,14 @@ def interleaved(data: Path, rounds: int, threads: int, device: str, weights: str
     images = torch.from_numpy(arrays["images"].astype(np.float32)).to(device)
     noise = torch.from_numpy(noise_level(arrays["sigma"]))
     fwhm = torch.full((len(images),), psf_fwhm(arrays["psf"]), dtype=torch.float64)
+    shape = torch.full((len(images),), psf_shape(arrays["psf"]), dtype=torch.float64)
     n = len(images)
 
     def net_seconds(batch: int) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        network_pass(net, images, noise, fwhm, batch=batch)
+        network_pass(net, images, noise, fwhm, shape, batch=batch)
         if device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0

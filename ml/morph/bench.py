@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ml.morph.posterior import load_nets, posterior
-from ml.morph.render import noise_level, psf_fwhm
+from ml.morph.render import noise_level, psf_fwhm, psf_shape
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "morph"
 
@@ -47,12 +47,12 @@ def run(
     net = load_nets(weights, device=device)["sersic"]
     images = np.asarray(data["images"], dtype=np.float32)
     noise = noise_level(np.asarray(data["sigma"], dtype=np.float32))
-    fwhm = psf_fwhm(np.asarray(data["psf"]))
-    posterior(net, images[: min(64, len(images))], noise[:64], fwhm, passes=passes, draws=16)  # warm-up
+    fwhm, shape = psf_fwhm(np.asarray(data["psf"])), psf_shape(np.asarray(data["psf"]))
+    posterior(net, images[: min(64, len(images))], noise[:64], fwhm, passes=passes, draws=16, shape=shape)  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    out = posterior(net, images, noise, fwhm, passes=passes, draws=draws)
+    out = posterior(net, images, noise, fwhm, passes=passes, draws=draws, shape=shape)
     total = time.perf_counter() - t0
     return {
         "params": out["median"],

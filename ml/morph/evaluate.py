@@ -138,10 +138,12 @@ def run_set(
     n = len(d["snr"])
     fit_n = n if fit_n is None else min(fit_n, n)
     t0 = time.perf_counter()
-    post = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=passes)
+    post = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=passes, shape=d["psf_shape"])
     net_s = time.perf_counter() - t0
-    raw = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=passes, calibrated=False)
-    more = {f"net_{p}p": posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=p) for p in more_passes}
+    raw = posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=passes, calibrated=False, shape=d["psf_shape"])
+    more = {
+        f"net_{p}p": posterior(net, d["images"], d["noise"], d["fwhm"], draws=draws, passes=p, shape=d["psf_shape"]) for p in more_passes
+    }
     _, crb = set_crb(kind, d)
     est = {e: np.full_like(truth, np.nan) for e in ("lm", "lm_from_net")}
     err = {e: np.full_like(truth, np.nan) for e in ("lm", "lm_from_net")}
@@ -257,7 +259,7 @@ def calibrate(
             truth_t = to_targets(kind, d["truth"], sizes, torch.from_numpy(d["noise"])).numpy()
             crb_t = target_crb(kind, d["truth"], crb_cov, size, d["noise"])
             for p in passes:
-                runs, nz, fw = network_runs(net, d["images"], d["noise"], d["fwhm"], p)
+                runs, nz, fw = network_runs(net, d["images"], d["noise"], d["fwhm"], p, d["psf_shape"])
                 mean = torch.stack([r[0] for r in runs]).mean(0).numpy()
                 corr = fit_mean_correction(kind, mean, truth_t, crb_t, d["fwhm"])
                 raw = summaries(kind, runs, size, nz, fw, draws=draws)
@@ -379,7 +381,9 @@ def run_reference(net, res: dict, prior: SersicPrior, n: int, log=print) -> dict
     network's values (the network's median where that fit failed)."""
     d = res["d"]
     k = min(n, len(d["snr"]))
-    post = posterior(net, d["images"][:k], d["noise"][:k], d["fwhm"][:k], draws=REFERENCE_NET_DRAWS, keep_samples=True)
+    post = posterior(
+        net, d["images"][:k], d["noise"][:k], d["fwhm"][:k], draws=REFERENCE_NET_DRAWS, keep_samples=True, shape=d["psf_shape"][:k]
+    )
     fitted = res["est"]["lm_from_net"][:k]
     start = np.where(np.isfinite(fitted).all(1, keepdims=True), fitted, res["est"]["net"][:k])
     med, ess = np.full((k, 7), np.nan), np.zeros((k, 2))

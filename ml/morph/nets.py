@@ -16,8 +16,8 @@ works in view units for the sizes: it predicts ln re - ln p and ln flux - 2 ln p
 surface brightness times the pixel area), so a galaxy seen at another zoom needs no other answer.
 
 Inputs: images [B, 1, H, W] already scaled by :func:`preprocess` (noise units, asinh stretch) and
-extras [B, E] (ln PSF FWHM, ln cutout side; see :func:`preprocess`). Everything here is plain
-PyTorch.
+extras [B, E] (ln PSF FWHM, ln cutout side, ln of the PSF's shape; see :func:`preprocess`).
+Everything here is plain PyTorch.
 """
 
 from __future__ import annotations
@@ -42,24 +42,33 @@ ZOOM_MAX = 1.0
 ZOOM_RANGE = 6.0
 #: Softening of the asinh stretch of the input, in noise units.
 ASINH_SOFT = 3.0
-#: Extra inputs: ln FWHM, ln side (both in input pixels).
+#: Extra inputs of the crop head: ln FWHM, ln side (both in input pixels). The covariance head of a
+#: network made with ``psf_shape`` also reads a third, ln of the PSF's shape (see :func:`preprocess`).
 N_EXTRAS = 2
+#: The PSF's shape, the light-weighted mean radius over the FWHM (ml.morph.render.psf_shape), of a
+#: Gaussian sampled at pixel centres (0.49-0.52 for FWHM 1.5-5 px; a continuous Gaussian's is
+#: sqrt(pi / 2) / (2 sqrt(2 ln 2)) = 0.53; Moffat beta 4.5 / 2.5: 0.62 / 0.76). The network is told
+#: this when no PSF image is given (catalog images carry only an assumed FWHM).
+GAUSSIAN_PSF_SHAPE = 0.51
 #: Smallest variance the head may predict (transformed units squared).
 MIN_LOG_VAR = -14.0
 
 
-def preprocess(images: Tensor, noise: Tensor, fwhm: Tensor) -> tuple[Tensor, Tensor]:
+def preprocess(images: Tensor, noise: Tensor, fwhm: Tensor, shape: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
     """The one preprocessing of training, evaluation and inference.
 
     images: [B, H, W] sky-subtracted counts; noise: [B] noise level (median of the sigma map);
-    fwhm: [B] PSF FWHM in pixels. Returns (x [B, 1, H, W] float32, extras [B, 2]).
+    fwhm: [B] PSF FWHM in pixels; shape: [B] (or one value) the PSF's shape
+    (ml.morph.render.psf_shape; None: a Gaussian's, GAUSSIAN_PSF_SHAPE). Returns
+    (x [B, 1, H, W] float32, extras [B, 3]: ln FWHM, ln side / 64, ln shape).
     """
     img = torch.as_tensor(images, dtype=torch.float32)
     nz = torch.as_tensor(noise, dtype=torch.float32, device=img.device).reshape(-1, 1, 1)
     x = torch.asinh(img / (nz * ASINH_SOFT))
     side = float(max(img.shape[-2:]))
     fw = torch.as_tensor(fwhm, dtype=torch.float32, device=img.device).reshape(-1)
-    extras = torch.stack([torch.log(fw), torch.full_like(fw, math.log(side / 64.0))], 1)
+    sh = torch.as_tensor(GAUSSIAN_PSF_SHAPE if shape is None else shape, dtype=torch.float32, device=img.device)
+    extras = torch.stack([torch.log(fw), torch.full_like(fw, math.log(side / 64.0)), torch.log(sh).expand_as(fw)], 1)
     return x[:, None], extras
 
 
@@ -97,7 +106,8 @@ class CropHead(nn.Module):
         """Returns (view [B, 1, V, V], zoom s [B] = fraction of the side seen, ln re estimate [B])."""
         side = x.shape[-1]
         centre = _resample(x, torch.full((x.shape[0],), min(1.0, LOC / side), device=x.device), LOC)
-        ln_re = self.fc(torch.cat([self.loc(torch.cat([F.adaptive_avg_pool2d(x, LOC), centre], 1)).flatten(1), extras], 1))[:, 0]
+        pooled = self.loc(torch.cat([F.adaptive_avg_pool2d(x, LOC), centre], 1)).flatten(1)
+        ln_re = self.fc(torch.cat([pooled, extras[:, :N_EXTRAS]], 1))[:, 0]
         s = zoom_of(ln_re.detach(), torch.exp(extras[:, 0]), side, self.view, self.zoom_max)
         return _resample(x, s, self.view), s, ln_re
 
@@ -128,7 +138,7 @@ class LearnedZoomCrop(nn.Module):
 
     def forward(self, x: Tensor, extras: Tensor) -> tuple[Tensor, Tensor, None]:
         """Returns (view [B, 1, V, V], zoom s [B], None: no radius estimate)."""
-        a = self.fc(torch.cat([self.loc(F.adaptive_avg_pool2d(x, 24)).flatten(1), extras], 1))[:, 0]
+        a = self.fc(torch.cat([self.loc(F.adaptive_avg_pool2d(x, 24)).flatten(1), extras[:, :N_EXTRAS]], 1))[:, 0]
         s = torch.exp(math.log(ZOOM_RANGE) * torch.tanh(a))
         return _resample(x, s, self.view), s, None
 
@@ -173,7 +183,10 @@ def zoom_loss(ln_re: Tensor, ln_re_true: Tensor) -> Tensor:
 
 
 class MorphNet(nn.Module):
-    """Crop head + CNN + covariance head for the targets ``names`` (ml.morph.targets.TARGETS)."""
+    """Crop head + CNN + covariance head for the targets ``names`` (ml.morph.targets.TARGETS).
+    psf_shape: the covariance head also reads the PSF's shape (the third extra input); networks
+    made before 2026-12-08 read only the FWHM, and at a given FWHM mistake a Moffat PSF's wings for
+    the galaxy's own light (re, n and q biased by PSF family, EVALUATION.md)."""
 
     def __init__(
         self,
@@ -183,9 +196,12 @@ class MorphNet(nn.Module):
         view: int = VIEW,
         crop: str = "radius",
         zoom_max: float = ZOOM_MAX,
+        psf_shape: bool = False,
     ) -> None:
         super().__init__()
         self.names = tuple(names)
+        self.psf_shape = psf_shape
+        self.n_extras = N_EXTRAS + int(psf_shape)
         n_targets = self.k = len(self.names)
         #: per target, the power of the view's pixel scale added to it in log (ln re: 1, ln flux: 2)
         powers = [1.0 if n.startswith("ln_re") else 2.0 if n == "ln_flux" else 0.0 for n in self.names]
@@ -207,7 +223,7 @@ class MorphNet(nn.Module):
         n_tri = n_targets * (n_targets - 1) // 2
         # extras + ln(view pixel in input pixels)
         self.head = nn.Sequential(
-            nn.Linear(4 * w * 2 + N_EXTRAS + 1, 192),
+            nn.Linear(4 * w * 2 + self.n_extras + 1, 192),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(192, 192),
@@ -228,7 +244,7 @@ class MorphNet(nn.Module):
         f = self.features(view)
         pooled = torch.cat([F.adaptive_avg_pool2d(f, 1).flatten(1), F.adaptive_max_pool2d(f, 1).flatten(1)], 1)
         pix = torch.log(s * x.shape[-1] / view.shape[-1])[:, None]
-        out = self.head(torch.cat([pooled, extras, pix], 1))
+        out = self.head(torch.cat([pooled, extras[:, : self.n_extras], pix], 1))
         k = self.k
         mean = out[:, :k] * self.target_std + self.target_mean + pix * self.pixel_power
         log_var = out[:, k : 2 * k].clamp_min(MIN_LOG_VAR) + 2 * torch.log(self.target_std * self.calibration)

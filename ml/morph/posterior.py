@@ -47,7 +47,15 @@ def load_nets(directory: str | Path, expected_sha256: dict | None = None, device
         meta = json.loads(ck["meta"])
         crop = meta.get("crop", "learned")  # the first weights predate the choice
         zoom_max = meta.get("zoom_max", ZOOM_MAX)  # weights before 2026-12-07 saw at most the whole cutout
-        net = MorphNet(TARGETS[meta["kind"]], width=meta["width"], dropout=meta["dropout"], view=meta["view"], crop=crop, zoom_max=zoom_max)
+        net = MorphNet(
+            TARGETS[meta["kind"]],
+            width=meta["width"],
+            dropout=meta["dropout"],
+            view=meta["view"],
+            crop=crop,
+            zoom_max=zoom_max,
+            psf_shape=meta.get("psf_shape", False),  # weights before 2026-12-08 read only the FWHM
+        )
         net.load_state_dict({"pixel_power": net.pixel_power, **ck["state_dict"]})
         net.to(device).for_inference()
         net.meta = meta
@@ -68,13 +76,17 @@ def load_nets(directory: str | Path, expected_sha256: dict | None = None, device
 
 
 @torch.no_grad()
-def network_pass(net: MorphNet, images: Tensor, noise: Tensor, fwhm: Tensor, dropout: bool = False, batch: int = 64):
-    """One pass over [N, H, W]: (mean [N, K], Sigma [N, K, K], zoom [N]) in target units, float64."""
+def network_pass(
+    net: MorphNet, images: Tensor, noise: Tensor, fwhm: Tensor, shape: Tensor | None = None, dropout: bool = False, batch: int = 64
+):
+    """One pass over [N, H, W]: (mean [N, K], Sigma [N, K, K], zoom [N]) in target units, float64.
+    shape: [N] the PSF's shape (ml.morph.render.psf_shape), None for a Gaussian's."""
     mc_dropout(net, dropout)
     dev = next(net.parameters()).device
     means, covs, zooms = [], [], []
     for b0 in range(0, images.shape[0], batch):
-        x, ex = preprocess(images[b0 : b0 + batch].to(dev), noise[b0 : b0 + batch], fwhm[b0 : b0 + batch])
+        sh = None if shape is None else shape[b0 : b0 + batch]
+        x, ex = preprocess(images[b0 : b0 + batch].to(dev), noise[b0 : b0 + batch], fwhm[b0 : b0 + batch], sh)
         mean, log_var, off, s, _ = net(x, ex)
         means.append(mean.double().cpu())
         covs.append(covariance(log_var.double(), off.double(), net.scale().double()).cpu())
@@ -82,14 +94,18 @@ def network_pass(net: MorphNet, images: Tensor, noise: Tensor, fwhm: Tensor, dro
     return torch.cat(means), torch.cat(covs), torch.cat(zooms)
 
 
-def network_runs(net: MorphNet, images, noise, fwhm, passes: int = 1) -> tuple[list[tuple[Tensor, Tensor, Tensor]], Tensor, Tensor]:
+def network_runs(
+    net: MorphNet, images, noise, fwhm, passes: int = 1, shape=None
+) -> tuple[list[tuple[Tensor, Tensor, Tensor]], Tensor, Tensor]:
     """The network's passes over [N, H, W] (MC dropout when passes > 1): ([(mean, Sigma, zoom)],
-    noise [N], fwhm [N]) as float64 tensors."""
+    noise [N], fwhm [N]) as float64 tensors. shape: the PSF's shape ([N] or one value; None: a
+    Gaussian's)."""
     img = torch.as_tensor(np.asarray(images, dtype=np.float32))
     n = img.shape[0]
     nz = torch.as_tensor(np.broadcast_to(np.asarray(noise, dtype=np.float64), (n,)).copy())
     fw = torch.as_tensor(np.broadcast_to(np.asarray(fwhm, dtype=np.float64), (n,)).copy())
-    return [network_pass(net, img, nz, fw, dropout=passes > 1) for _ in range(max(1, passes))], nz, fw
+    sh = None if shape is None else torch.as_tensor(np.broadcast_to(np.asarray(shape, dtype=np.float64), (n,)).copy())
+    return [network_pass(net, img, nz, fw, sh, dropout=passes > 1) for _ in range(max(1, passes))], nz, fw
 
 
 def posterior(
@@ -103,11 +119,13 @@ def posterior(
     seed: int = 0,
     keep_samples: bool = False,
     calibrated: bool = True,
+    shape=None,
 ) -> dict:
     """Posterior summaries of N galaxies of one cutout size.
 
     images: [N, H, W] sky-subtracted; noise: [N] noise level (median of the sigma map); fwhm: [N]
-    or scalar PSF FWHM (px). passes > 1: MC dropout, ``draws // passes`` samples per pass.
+    or scalar PSF FWHM (px); shape: [N] or scalar PSF shape (ml.morph.render.psf_shape; None: a
+    Gaussian's, which is what networks made without ``psf_shape`` ignore anyway). passes > 1: MC dropout, ``draws // passes`` samples per pass.
     Returns numpy arrays: names, mean_t [N, K] and cov_t [N, K, K] (target space, first pass,
     the mean corrected when calibrated), median, mode, mean, std [N, K'], lo, hi [N, K', 3]
     (LEVELS), zoom [N], net_seconds, and samples [N, S, K'] when keep_samples. calibrated: apply
@@ -116,7 +134,7 @@ def posterior(
     others); ``calibrated`` in the result says whether it was.
     """
     t0 = time.perf_counter()
-    runs, nz, fw = network_runs(net, images, noise, fwhm, passes)
+    runs, nz, fw = network_runs(net, images, noise, fwhm, passes, shape)
     net_seconds = time.perf_counter() - t0
     size = float(max(np.shape(images)[-2:]))
     cal = getattr(net, "posterior_calibration", {}).get((int(size), len(runs))) if calibrated else None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ml.morph.nets import VIEW, ZOOM_MAX, MorphNet, gaussian_nll, mc_dropout, preprocess, zoom_loss, zoom_of
+from ml.morph.nets import N_EXTRAS, VIEW, ZOOM_MAX, MorphNet, gaussian_nll, mc_dropout, preprocess, zoom_loss, zoom_of
 from ml.morph.render import MorphConfig, render_set
 from ml.morph.targets import TARGETS, to_targets
 from ml.weights_files import checked_manifest, sha256_file
@@ -62,6 +62,8 @@ class TrainConfig:
     re_max_fraction: float = MorphConfig.re_max_fraction
     #: largest zoom of the radius crop head, in cutout sides (beyond the cutout the view reads zero)
     zoom_max: float = ZOOM_MAX
+    #: the covariance head reads the PSF's shape besides its FWHM (see ml.morph.nets.MorphNet)
+    psf_shape: bool = True
     extra: dict = field(default_factory=dict)
 
     def render_config(self, **kw) -> MorphConfig:
@@ -85,14 +87,25 @@ def render_training(cfg: TrainConfig, kind: str, n: int, seed: int) -> list[dict
     ]
 
 
-def warm_start_state(state: dict, crop: str, init_crop: str) -> dict:
+def warm_start_state(state: dict, crop: str, init_crop: str, psf_shape: bool) -> dict:
     """The part of a trained network's state dict that starts a new training. With a crop head of
     the same kind: everything but the per-target sigma calibration (refitted after training), so
     the fine-tune starts from the trained network's own predictions, the target normalisation
-    included. Otherwise the CNN and the covariance head only (crop head and normalisation afresh)."""
+    included. Otherwise the CNN and the covariance head only (crop head and normalisation afresh).
+    psf_shape: the new network reads the PSF's shape; a network that did not gets a zero weight for
+    it in the head's first layer (the input before the last, the pixel scale), so it starts with
+    the same outputs."""
     if crop == init_crop:
-        return {k: v for k, v in state.items() if k != "calibration"}
-    return {k: v for k, v in state.items() if k.startswith(("features.", "head."))}
+        out = {k: v for k, v in state.items() if k != "calibration"}
+    else:
+        out = {k: v for k, v in state.items() if k.startswith(("features.", "head."))}
+    w = out["head.0.weight"]
+    want = 2 * state["features.6.0.weight"].shape[0] + N_EXTRAS + int(psf_shape) + 1  # avg + max pools, extras, pixel scale
+    if psf_shape and w.shape[1] == want - 1:
+        out["head.0.weight"] = torch.cat([w[:, :-1], torch.zeros_like(w[:, :1]), w[:, -1:]], 1)
+    elif w.shape[1] != want:
+        raise ValueError(f"the head of these weights reads {w.shape[1]} inputs; a network with psf_shape={psf_shape} reads {want}")
+    return out
 
 
 def _tensors(kind: str, sets: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -100,7 +113,9 @@ def _tensors(kind: str, sets: list[dict]) -> list[tuple[torch.Tensor, torch.Tens
     out = []
     for d in sets:
         size = d["images"].shape[-1]
-        x, ex = preprocess(torch.from_numpy(d["images"]), torch.from_numpy(d["noise"]), torch.from_numpy(d["fwhm"]))
+        x, ex = preprocess(
+            torch.from_numpy(d["images"]), torch.from_numpy(d["noise"]), torch.from_numpy(d["fwhm"]), torch.from_numpy(d["psf_shape"])
+        )
         t = to_targets(kind, d["truth"], torch.full((len(d["noise"]),), float(size)), torch.from_numpy(d["noise"])).float()
         out.append((x.half(), ex, t))
     return out
@@ -139,7 +154,9 @@ def train_kind(
         f"{kind}: rendered {sum(len(t[0]) for t in train)} training and {sum(len(t[0]) for t in val)} validation cutouts in {render_s:.0f} s"
     )
     k = len(TARGETS[kind])
-    net = MorphNet(TARGETS[kind], width=cfg.width, dropout=cfg.dropout, crop=cfg.crop, zoom_max=cfg.zoom_max).to(dev)
+    net = MorphNet(TARGETS[kind], width=cfg.width, dropout=cfg.dropout, crop=cfg.crop, zoom_max=cfg.zoom_max, psf_shape=cfg.psf_shape).to(
+        dev
+    )
     # normalise what the head predicts: the targets less the pixel-scale terms of the zoom the true
     # radius would give
     resid = []
@@ -241,6 +258,8 @@ def save_net(net: MorphNet, kind: str, cfg: TrainConfig, directory: Path) -> str
     meta = {"kind": kind, "width": cfg.width, "dropout": cfg.dropout, "view": VIEW, "targets": list(TARGETS[kind]), "crop": net.crop_kind}
     if net.crop_kind == "radius":
         meta["zoom_max"] = cfg.zoom_max
+    if net.psf_shape:
+        meta["psf_shape"] = True
     path = directory / f"{kind}.pt"
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "meta": json.dumps(meta)}, path)
@@ -262,7 +281,7 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
                 continue
             saved = torch.load(Path(cfg.init_from) / m["file"], map_location="cpu", weights_only=True)
             init_crop = json.loads(saved["meta"]).get("crop", "learned")
-            inits[m["kind"]] = warm_start_state(saved["state_dict"], cfg.crop, init_crop)
+            inits[m["kind"]] = warm_start_state(saved["state_dict"], cfg.crop, init_crop, cfg.psf_shape)
             init_files.append({"file": m["file"], "sha256": m["sha256"], "crop_head": "kept" if init_crop == cfg.crop else "afresh"})
     # the kinds not trained now stay, with their card entries, when cfg.out already holds them
     kept, kept_entries = [], []
@@ -280,6 +299,7 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
                     "training_data": old_card.get("training_data"),
                     "crop": meta.get("crop", "learned"),
                     "zoom_max": meta.get("zoom_max", ZOOM_MAX),
+                    "psf_shape": meta.get("psf_shape", False),
                 }
                 kept_entries.append({**entry, "made_by": entry.get("made_by", made)})
     for kind in cfg.kinds:
@@ -351,7 +371,7 @@ def card_markdown(card: dict) -> str:
         f"Made by: `{card['command']}`",
         "",
         f"Architecture: {ARCHITECTURE}; the networks trained in this run see at most {card['config'].get('zoom_max', ZOOM_MAX):g} x "
-        f"the cutout's side (zero beyond it). Machine: torch {card['machine']['torch']}, {card['machine']['device']}, "
+        f"the cutout's side (zero beyond it) and are told the PSF's {'FWHM and shape' if card['config'].get('psf_shape') else 'FWHM only'}. Machine: torch {card['machine']['torch']}, {card['machine']['device']}, "
         f"{card['machine']['threads']} threads; {card['wall_seconds']:.0f} s wall time in all.",
         "",
         f"Training data: {td['kind']}, {td['images_per_kind']} cutouts per model over sides {td['sizes']} px "
@@ -379,7 +399,8 @@ def card_markdown(card: dict) -> str:
             prior = f"; re prior {_prior_text(made['training_data']['render'])}" if made.get("training_data") else ""
             lines += [
                 "",
-                f"{m['kind']}: kept from an earlier run (crop head: {crop.get(made.get('crop'), '?')}{prior}), made by: `{made['command']}`",
+                f"{m['kind']}: kept from an earlier run (crop head: {crop.get(made.get('crop'), '?')}{prior}; told the PSF's "
+                f"{'FWHM and shape' if made.get('psf_shape') else 'FWHM only'}), made by: `{made['command']}`",
             ]
     lines += ["", "Files and sha256: see ensemble.json (loading refuses a mismatch). Evaluation: EVALUATION.md.", ""]
     return "\n".join(lines)

@@ -16,9 +16,9 @@ from fitting.engine.fit import physical_to_m
 from fitting.engine.model import Renderer, model_spec
 from ml.morph.crb import cramer_rao, fisher, physical_columns
 from ml.morph.evaluate import SIZE_ESTIMATORS, size_by_index, size_table, spread_floor
-from ml.morph.nets import VIEW, MorphNet, _resample, covariance, gaussian_nll, preprocess, zoom_of
+from ml.morph.nets import GAUSSIAN_PSF_SHAPE, VIEW, MorphNet, _resample, covariance, gaussian_nll, preprocess, zoom_of
 from ml.morph.posterior import load_nets, posterior
-from ml.morph.render import MorphConfig, psf_fwhm, psf_image, render_chunk, render_set
+from ml.morph.render import MorphConfig, psf_fwhm, psf_image, psf_shape, render_chunk, render_set
 from ml.morph.targets import PHYSICAL, TARGETS, to_physical, to_targets
 from ml.morph.train import (
     TrainConfig,
@@ -208,6 +208,35 @@ def test_the_crop_heads_largest_zoom_travels_with_the_weights(tmp_path):
     assert load_nets(tmp_path)["sersic"].crop.zoom_max == 1.0
 
 
+def test_the_psf_shape_tells_a_gaussian_from_moffats_at_every_fwhm():
+    for fwhm in (1.5, 2.0, 3.0, 5.0):
+        gauss = psf_shape(psf_image("gaussian", fwhm, 0.0))
+        assert gauss == pytest.approx(GAUSSIAN_PSF_SHAPE, abs=0.025)
+        moffats = [psf_shape(psf_image("moffat", fwhm, beta)) for beta in (4.5, 3.5, 2.5)]
+        assert gauss + 0.08 < moffats[0] < moffats[1] < moffats[2]  # the more light in the wings, the larger
+
+
+def test_a_network_told_the_psf_shape_starts_from_one_that_was_not_with_its_outputs(tmp_path):
+    torch.manual_seed(4)
+    old = MorphNet(TARGETS["sersic"], width=8).eval()
+    x, ex = preprocess(torch.randn(3, 64, 64), torch.ones(3), torch.full((3,), 2.0), torch.tensor([0.5, 0.62, 0.76]))
+    assert ex.shape == (3, 3)
+    new = MorphNet(TARGETS["sersic"], width=8, psf_shape=True)
+    new.load_state_dict(warm_start_state(old.state_dict(), "radius", "radius", True), strict=False)
+    new.calibration.copy_(old.calibration)
+    new.eval()
+    with torch.no_grad():
+        assert torch.allclose(new(x, ex)[0], old(x, ex)[0])
+        new.head[0].weight[:, -2] += 0.5  # once trained, it reads the shape; the old one never does
+        assert not torch.allclose(new(x, ex)[0], old(x, ex)[0])
+        _, other = preprocess(torch.randn(3, 64, 64), torch.ones(3), torch.full((3,), 2.0))
+        assert torch.allclose(old(x, other)[0], old(x, ex)[0])
+    with pytest.raises(ValueError, match="reads"):  # an input cannot be dropped
+        warm_start_state(new.state_dict(), "radius", "radius", False)
+    _manifest(tmp_path, save_net(new, "sersic", TrainConfig(width=8), tmp_path))
+    assert load_nets(tmp_path)["sersic"].psf_shape and json.loads((tmp_path / "sersic.json").read_text())["psf_shape"]
+
+
 def test_the_inference_network_folds_its_batch_norms_and_gives_the_same_outputs():
     torch.manual_seed(3)
     net = MorphNet(TARGETS["sersic"]).eval()
@@ -287,9 +316,9 @@ def test_a_warm_start_continues_the_trained_network_and_the_sides_take_their_sha
     # it starts where the first run stopped, not from a fresh crop head and normalisation
     assert warm["members"][0]["history"][0]["val_nll"] < first["members"][0]["history"][0]["val_nll"]
     state = torch.load(tmp_path / "a" / "sersic.pt", weights_only=True)["state_dict"]
-    kept = warm_start_state(state, "radius", "radius")
+    kept = warm_start_state(state, "radius", "radius", True)
     assert "calibration" not in kept and "crop.fc.2.bias" in kept and "target_mean" in kept
-    other = warm_start_state(state, "learned", "radius")
+    other = warm_start_state(state, "learned", "radius", True)
     assert other and all(k.startswith(("features.", "head.")) for k in other)
 
 
@@ -318,7 +347,10 @@ def test_the_training_re_prior_reaches_past_the_default_cap_and_the_card_says_so
     made = {"command": "k", "crop": "radius", "training_data": {"render": {"re_range": [1.0, 25.0], "re_max_fraction": 0.2}}}
     entry = {"kind": "bulge_disk", "targets": ["a"], "calibration": [1.0], "parameters": 1, "steps": 1, "images_seen": 1}
     kept = {**entry, "render_seconds": 1, "train_seconds": 1, "history": [{"train_nll": 0.0}], "val_nll_calibrated": 0.0, "made_by": made}
-    assert "re prior 1-25 px log-uniform (at most 0.2 of the side)), made by: `k`" in card_markdown({**card, "members": [kept]})
+    text = card_markdown({**card, "members": [kept]})
+    assert "re prior 1-25 px log-uniform (at most 0.2 of the side); told the PSF's FWHM only), made by: `k`" in text
+    assert "are told the PSF's FWHM only" in text  # the card's config predates the choice
+    assert "are told the PSF's FWHM and shape" in card_markdown({**card, "config": {"psf_shape": True}})
 
 
 def test_the_model_card_names_every_run_of_a_chain_of_fine_tunings():
@@ -552,3 +584,14 @@ def test_the_size_tables_floor_is_the_spread_of_bins_of_gaussian_scatter():
     assert 0.17 < few < 0.28  # four bins of 128 cannot show a 10 % change
     assert 0.05 < many < 0.10  # about 1.17 / sqrt(n) per bin
     assert spread_floor([128] * 4) == few  # deterministic
+
+
+@pytest.mark.django_db
+def test_train_morphology_without_the_psf_shape_says_so_in_its_weights_and_card(tmp_path):
+    out = tmp_path / "w"
+    args = ("--kinds", "sersic", "--images", "64", "--sizes", "48", "--val-images", "32", "--epochs", "1", "--batch-size", "32")
+    call_command("train_morphology", *args, "--width", "8", "--no-psf-shape", "--out", str(out), "--no-register", "--no-progress")
+    assert "psf_shape" not in json.loads((out / "sersic.json").read_text())
+    assert not load_nets(out)["sersic"].psf_shape
+    card = json.loads((out / "model_card.json").read_text())
+    assert "--no-psf-shape" in card["command"] and "told the PSF's FWHM only" in (out / "MODEL_CARD.md").read_text()

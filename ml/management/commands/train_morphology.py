@@ -40,7 +40,8 @@ def _as_argv(o: dict) -> list[str]:
     for k in _VALUED:
         if o.get(k) is not None:
             argv += [f"--{k.replace('_', '-')}", str(o[k])]
-    return argv + [f"--{k.replace('_', '-')}" for k in ("no_register", "no_activate") if o.get(k)]
+    flags = [f"--{k.replace('_', '-')}" for k in ("no_psf_shape", "no_register", "no_activate") if o.get(k)]
+    return argv + flags
 
 
 class Command(BaseCommand):
@@ -94,6 +95,11 @@ class Command(BaseCommand):
             help="largest view of the radius crop head, in cutout sides (above 1 a large galaxy is seen at the scale of the others, "
             "the view zero beyond the cutout)",
         )
+        parser.add_argument(
+            "--no-psf-shape",
+            action="store_true",
+            help="tell the network the PSF's FWHM only, not its shape (as the networks made before 2026-12-08)",
+        )
         parser.add_argument("--no-register", action="store_true", help="do not create a ModelVersion row")
         parser.add_argument("--no-activate", action="store_true", help="register without making it the active morphology version")
         parser.add_argument("--no-progress", action="store_true")
@@ -144,6 +150,7 @@ class Command(BaseCommand):
             re_max=o["re_max"],
             re_max_fraction=o["re_max_fraction"],
             zoom_max=o["zoom_max"],
+            psf_shape=not o["no_psf_shape"],
         )
         command = "python manage.py train_morphology " + " ".join(shlex.quote(a) for a in _as_argv(o))
         params = {k: o[k] for k in ("kinds", "images", "epochs", "seed", "out")}
