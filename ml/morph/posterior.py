@@ -102,9 +102,12 @@ def network_runs(
     Gaussian's)."""
     img = torch.as_tensor(np.asarray(images, dtype=np.float32))
     n = img.shape[0]
-    nz = torch.as_tensor(np.broadcast_to(np.asarray(noise, dtype=np.float64), (n,)).copy())
-    fw = torch.as_tensor(np.broadcast_to(np.asarray(fwhm, dtype=np.float64), (n,)).copy())
-    sh = None if shape is None else torch.as_tensor(np.broadcast_to(np.asarray(shape, dtype=np.float64), (n,)).copy())
+
+    def per_galaxy(v) -> Tensor:
+        return torch.as_tensor(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy())
+
+    nz, fw = per_galaxy(noise), per_galaxy(fwhm)
+    sh = None if shape is None else per_galaxy(shape)
     return [network_pass(net, img, nz, fw, sh, dropout=passes > 1) for _ in range(max(1, passes))], nz, fw
 
 
@@ -125,7 +128,8 @@ def posterior(
 
     images: [N, H, W] sky-subtracted; noise: [N] noise level (median of the sigma map); fwhm: [N]
     or scalar PSF FWHM (px); shape: [N] or scalar PSF shape (ml.morph.render.psf_shape; None: a
-    Gaussian's, which is what networks made without ``psf_shape`` ignore anyway). passes > 1: MC dropout, ``draws // passes`` samples per pass.
+    Gaussian's; networks made without ``psf_shape`` ignore it). passes > 1: MC dropout,
+    ``draws // passes`` samples per pass.
     Returns numpy arrays: names, mean_t [N, K] and cov_t [N, K, K] (target space, first pass,
     the mean corrected when calibrated), median, mode, mean, std [N, K'], lo, hi [N, K', 3]
     (LEVELS), zoom [N], net_seconds, and samples [N, S, K'] when keep_samples. calibrated: apply

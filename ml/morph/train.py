@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ml.morph.nets import N_EXTRAS, VIEW, ZOOM_MAX, MorphNet, gaussian_nll, mc_dropout, preprocess, zoom_loss, zoom_of
+from ml.morph.nets import VIEW, ZOOM_MAX, MorphNet, gaussian_nll, mc_dropout, preprocess, zoom_loss, zoom_of
 from ml.morph.render import MorphConfig, render_set
 from ml.morph.targets import TARGETS, to_targets
 from ml.weights_files import checked_manifest, sha256_file
@@ -87,24 +87,23 @@ def render_training(cfg: TrainConfig, kind: str, n: int, seed: int) -> list[dict
     ]
 
 
-def warm_start_state(state: dict, crop: str, init_crop: str, psf_shape: bool) -> dict:
+def warm_start_state(state: dict, crop: str, init_crop: str, psf_shape: bool, init_psf_shape: bool) -> dict:
     """The part of a trained network's state dict that starts a new training. With a crop head of
     the same kind: everything but the per-target sigma calibration (refitted after training), so
     the fine-tune starts from the trained network's own predictions, the target normalisation
     included. Otherwise the CNN and the covariance head only (crop head and normalisation afresh).
-    psf_shape: the new network reads the PSF's shape; a network that did not gets a zero weight for
-    it in the head's first layer (the input before the last, the pixel scale), so it starts with
-    the same outputs."""
+    psf_shape / init_psf_shape: whether the new and the trained network read the PSF's shape; a
+    new input gets a zero weight in the head's first layer (the input before the last, the pixel
+    scale), so the network starts with the same outputs; an input cannot be dropped."""
     if crop == init_crop:
         out = {k: v for k, v in state.items() if k != "calibration"}
     else:
         out = {k: v for k, v in state.items() if k.startswith(("features.", "head."))}
-    w = out["head.0.weight"]
-    want = 2 * state["features.6.0.weight"].shape[0] + N_EXTRAS + int(psf_shape) + 1  # avg + max pools, extras, pixel scale
-    if psf_shape and w.shape[1] == want - 1:
+    if init_psf_shape and not psf_shape:
+        raise ValueError("the network of these weights reads the PSF's shape; one told the FWHM only cannot start from it")
+    if psf_shape and not init_psf_shape:
+        w = out["head.0.weight"]
         out["head.0.weight"] = torch.cat([w[:, :-1], torch.zeros_like(w[:, :1]), w[:, -1:]], 1)
-    elif w.shape[1] != want:
-        raise ValueError(f"the head of these weights reads {w.shape[1]} inputs; a network with psf_shape={psf_shape} reads {want}")
     return out
 
 
@@ -280,8 +279,9 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
             if m["kind"] not in cfg.kinds:
                 continue
             saved = torch.load(Path(cfg.init_from) / m["file"], map_location="cpu", weights_only=True)
-            init_crop = json.loads(saved["meta"]).get("crop", "learned")
-            inits[m["kind"]] = warm_start_state(saved["state_dict"], cfg.crop, init_crop, cfg.psf_shape)
+            init_meta = json.loads(saved["meta"])
+            init_crop = init_meta.get("crop", "learned")
+            inits[m["kind"]] = warm_start_state(saved["state_dict"], cfg.crop, init_crop, cfg.psf_shape, init_meta.get("psf_shape", False))
             init_files.append({"file": m["file"], "sha256": m["sha256"], "crop_head": "kept" if init_crop == cfg.crop else "afresh"})
     # the kinds not trained now stay, with their card entries, when cfg.out already holds them
     kept, kept_entries = [], []
@@ -362,6 +362,11 @@ def _started_from_text(init: dict) -> str:
     return "Started from: " + "; that run started from: ".join(parts) + "."
 
 
+def _psf_text(psf_shape: bool) -> str:
+    """What a card says its networks are told of the PSF."""
+    return "FWHM and shape" if psf_shape else "FWHM only"
+
+
 def card_markdown(card: dict) -> str:
     """MODEL_CARD.md from model_card.json."""
     td = card["training_data"]
@@ -371,7 +376,7 @@ def card_markdown(card: dict) -> str:
         f"Made by: `{card['command']}`",
         "",
         f"Architecture: {ARCHITECTURE}; the networks trained in this run see at most {card['config'].get('zoom_max', ZOOM_MAX):g} x "
-        f"the cutout's side (zero beyond it) and are told the PSF's {'FWHM and shape' if card['config'].get('psf_shape') else 'FWHM only'}. Machine: torch {card['machine']['torch']}, {card['machine']['device']}, "
+        f"the cutout's side (zero beyond it) and are told the PSF's {_psf_text(card['config'].get('psf_shape', False))}. Machine: torch {card['machine']['torch']}, {card['machine']['device']}, "
         f"{card['machine']['threads']} threads; {card['wall_seconds']:.0f} s wall time in all.",
         "",
         f"Training data: {td['kind']}, {td['images_per_kind']} cutouts per model over sides {td['sizes']} px "
@@ -400,7 +405,7 @@ def card_markdown(card: dict) -> str:
             lines += [
                 "",
                 f"{m['kind']}: kept from an earlier run (crop head: {crop.get(made.get('crop'), '?')}{prior}; told the PSF's "
-                f"{'FWHM and shape' if made.get('psf_shape') else 'FWHM only'}), made by: `{made['command']}`",
+                f"{_psf_text(made.get('psf_shape', False))}), made by: `{made['command']}`",
             ]
     lines += ["", "Files and sha256: see ensemble.json (loading refuses a mismatch). Evaluation: EVALUATION.md.", ""]
     return "\n".join(lines)

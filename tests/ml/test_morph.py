@@ -222,7 +222,7 @@ def test_a_network_told_the_psf_shape_starts_from_one_that_was_not_with_its_outp
     x, ex = preprocess(torch.randn(3, 64, 64), torch.ones(3), torch.full((3,), 2.0), torch.tensor([0.5, 0.62, 0.76]))
     assert ex.shape == (3, 3)
     new = MorphNet(TARGETS["sersic"], width=8, psf_shape=True)
-    new.load_state_dict(warm_start_state(old.state_dict(), "radius", "radius", True), strict=False)
+    new.load_state_dict(warm_start_state(old.state_dict(), "radius", "radius", True, False), strict=False)
     new.calibration.copy_(old.calibration)
     new.eval()
     with torch.no_grad():
@@ -232,7 +232,7 @@ def test_a_network_told_the_psf_shape_starts_from_one_that_was_not_with_its_outp
         _, other = preprocess(torch.randn(3, 64, 64), torch.ones(3), torch.full((3,), 2.0))
         assert torch.allclose(old(x, other)[0], old(x, ex)[0])
     with pytest.raises(ValueError, match="reads"):  # an input cannot be dropped
-        warm_start_state(new.state_dict(), "radius", "radius", False)
+        warm_start_state(new.state_dict(), "radius", "radius", False, True)
     _manifest(tmp_path, save_net(new, "sersic", TrainConfig(width=8), tmp_path))
     assert load_nets(tmp_path)["sersic"].psf_shape and json.loads((tmp_path / "sersic.json").read_text())["psf_shape"]
 
@@ -316,9 +316,9 @@ def test_a_warm_start_continues_the_trained_network_and_the_sides_take_their_sha
     # it starts where the first run stopped, not from a fresh crop head and normalisation
     assert warm["members"][0]["history"][0]["val_nll"] < first["members"][0]["history"][0]["val_nll"]
     state = torch.load(tmp_path / "a" / "sersic.pt", weights_only=True)["state_dict"]
-    kept = warm_start_state(state, "radius", "radius", True)
+    kept = warm_start_state(state, "radius", "radius", True, True)
     assert "calibration" not in kept and "crop.fc.2.bias" in kept and "target_mean" in kept
-    other = warm_start_state(state, "learned", "radius", True)
+    other = warm_start_state(state, "learned", "radius", True, True)
     assert other and all(k.startswith(("features.", "head.")) for k in other)
 
 
