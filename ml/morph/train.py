@@ -267,10 +267,11 @@ def save_net(net: MorphNet, kind: str, cfg: TrainConfig, directory: Path) -> str
 
 
 def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print, progress: Callable | None = None) -> dict:
-    """Train every kind of cfg.kinds into cfg.out; returns the model card (also written there)."""
+    """Train every kind of cfg.kinds into cfg.out; returns the model card (also written there).
+    Weights in cfg.init_from that are missing, fail their sha256 or cannot start these networks
+    (ValueError, see :func:`warm_start_state`) raise before anything is written."""
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     members, entries = [], []
     inits, init_files = {}, []
@@ -283,6 +284,7 @@ def train_all(cfg: TrainConfig, command: str, log: Callable[[str], None] = print
             init_crop = init_meta.get("crop", "learned")
             inits[m["kind"]] = warm_start_state(saved["state_dict"], cfg.crop, init_crop, cfg.psf_shape, init_meta.get("psf_shape", False))
             init_files.append({"file": m["file"], "sha256": m["sha256"], "crop_head": "kept" if init_crop == cfg.crop else "afresh"})
+    out.mkdir(parents=True, exist_ok=True)  # not before: weights that cannot start this run leave nothing behind
     # the kinds not trained now stay, with their card entries, when cfg.out already holds them
     kept, kept_entries = [], []
     if (out / "ensemble.json").exists():

@@ -595,3 +595,26 @@ def test_train_morphology_without_the_psf_shape_says_so_in_its_weights_and_card(
     assert not load_nets(out)["sersic"].psf_shape
     card = json.loads((out / "model_card.json").read_text())
     assert "--no-psf-shape" in card["command"] and "told the PSF's FWHM only" in (out / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "init, match",
+    [("missing", "not found"), ("shipped", "reads the PSF's shape")],  # the shipped Sérsic network reads it
+)
+def test_train_morphology_refuses_weights_that_cannot_start_it_and_writes_nothing(tmp_path, init, match):
+    init_from = str(tmp_path / "nothing") if init == "missing" else "ml/weights/morph"
+    with pytest.raises(CommandError, match=match):
+        call_command(
+            "train_morphology",
+            "--kinds",
+            "sersic",
+            "--no-psf-shape",
+            "--init-from",
+            init_from,
+            "--out",
+            str(tmp_path / "w"),
+            "--no-register",
+            "--no-progress",
+        )
+    assert not (tmp_path / "w").exists()

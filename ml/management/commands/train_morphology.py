@@ -8,6 +8,7 @@ from jobs.services import tracked
 from ml.morph.render import KINDS, MorphConfig
 from ml.morph.train import TrainConfig, train_all
 from ml.services import register_weights
+from ml.weights_files import WeightsChecksumError
 
 _VALUED = (
     "kinds",
@@ -161,7 +162,10 @@ class Command(BaseCommand):
                 if step % JOB_EVERY == 0 or step == steps:
                     job.progress(step, steps)
 
-            card = train_all(cfg, command=command, log=lambda s: (self.stderr.write(s), job.log(s)), progress=progress)
+            try:
+                card = train_all(cfg, command=command, log=lambda s: (self.stderr.write(s), job.log(s)), progress=progress)
+            except (FileNotFoundError, WeightsChecksumError, ValueError) as exc:
+                raise CommandError(str(exc)) from exc  # --init-from weights that cannot start this run
             result = {"wall_seconds": card["wall_seconds"], "validation_nll": {m["kind"]: m["val_nll_calibrated"] for m in card["members"]}}
             if not o["no_register"]:
                 mv = register_weights(cfg.out, activate=not o["no_activate"])
